@@ -1,0 +1,39 @@
+# `make install` then `make test` (what CI runs: .ci/run).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+FMNIST_DIR := /usr/share/datasets/fashion-mnist
+
+.PHONY: install test test-paper run bench fmnist clean
+
+install: fmnist
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e ".[dev]"
+	$(BIN)/python -c "import torch, torchvision, hydra, wandb, submitit, pyhessian; print('noisereg environment ready: torch', torch.__version__)"
+
+# Real Fashion-MNIST from Debian's package where we can install it; otherwise say what to do.
+fmnist:
+	@if [ -f $(FMNIST_DIR)/train-images-idx3-ubyte.gz ]; then \
+		echo "Fashion-MNIST found in $(FMNIST_DIR)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		(apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) \
+		|| echo "could not install dataset-fashion-mnist; FMNIST runs need it or dataset.root=<folder with FashionMNIST/raw>"; \
+	else \
+		echo "Fashion-MNIST missing: run 'sudo apt-get install -y dataset-fashion-mnist', or set dataset.root to a folder holding FashionMNIST/raw/*-ubyte[.gz]"; \
+	fi
+
+test:
+	$(BIN)/python -m pytest
+
+test-paper:
+	$(BIN)/python -m pytest --paper-scale -m paper_scale
+
+run:
+	$(BIN)/python run.py
+
+bench:
+	$(BIN)/python scripts/bench_noise.py
+
+clean:
+	rm -rf outputs multirun .pytest_cache

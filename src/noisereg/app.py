@@ -1,0 +1,127 @@
+"""One job: config → dataset, model, noise → trainer → run records (metrics.jsonl, summary.json, W&B)."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from noisereg.config import apply_scale, validate
+from noisereg.data import TensorDataset, build_dataset
+from noisereg.errors import SettingError
+from noisereg.models import build_model
+from noisereg.noise import NOISE_MODES, NoiseMode
+from noisereg.tracking import RunRecord, WandbLogger
+from noisereg.train import OptimizerSettings, TrainerSettings, resolve_device, train
+
+# Distinct random streams per job, so e.g. GD and layer-wise runs with one seed share init and batch order.
+INIT_STREAM, SHUFFLE_STREAM, NOISE_STREAM = 0, 1, 2
+
+
+def stream_seed(seed: int, stream: int) -> int:
+    return seed * 1000 + stream
+
+
+def build_noise(cfg: DictConfig, model: torch.nn.Module, data: TensorDataset, seed: int) -> NoiseMode:
+    options: dict[str, Any] = OmegaConf.to_container(cfg.noise, resolve=True)
+    name = options.pop("name")
+    if name in ("gd", "label_noise"):
+        options.pop("sigma")
+    schedule = {"stop_step": options.pop("stop_step"), "stop_epoch": options.pop("stop_epoch")}
+    noise_seed = stream_seed(seed, NOISE_STREAM)
+    if name == "gd":
+        noise = NoiseMode(**schedule)  # σ, if an experiment set one, is ignored
+    elif name in ("gd_noise", "layerwise"):
+        noise = NOISE_MODES[name](model, seed=noise_seed, **options, **schedule)
+    elif name == "label_noise":
+        num_classes = data.num_outputs if data.task == "classification" else None
+        noise = NOISE_MODES[name](num_classes=num_classes, seed=noise_seed, **options, **schedule)
+    elif name == "nin":
+        noise = NOISE_MODES[name](n_train=data.n_train, seed=noise_seed, **options, **schedule)
+    else:
+        noise = NOISE_MODES[name](seed=noise_seed, **options, **schedule)
+    noise.attach(model)
+    return noise
+
+
+def trainer_settings(cfg: DictConfig) -> TrainerSettings:
+    options = OmegaConf.to_container(cfg.trainer, resolve=True)
+    options.pop("device")
+    options["optimizer"] = OptimizerSettings(**options["optimizer"])
+    return TrainerSettings(**options)
+
+
+def prepare(cfg: DictConfig) -> DictConfig:
+    """Validate and apply the scale caps: the config the job actually runs, as recorded in summary.json."""
+    return apply_scale(validate(cfg))
+
+
+def run(cfg: DictConfig, output_dir: str | os.PathLike, run_name: str | None = None) -> dict[str, Any]:
+    """Run one job and write its records into `output_dir`. Returns the summary.
+
+    Bad settings raise `SettingError` before anything is trained; a diverging run returns status `diverged`.
+    """
+    started = time.time()
+    cfg = prepare(cfg)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    output_dir = Path(output_dir)
+    record = RunRecord(output_dir)
+    summary: dict[str, Any] = {"status": "failed", "seed": cfg.seed, "name": cfg.name, "config": resolved}
+    logger = None
+    try:
+        device = resolve_device(cfg.trainer.device)
+        torch.manual_seed(cfg.seed)  # anything not given its own generator below
+        dataset_options = OmegaConf.to_container(cfg.dataset, resolve=True)
+        data = build_dataset(dataset_options.pop("name"), **dataset_options).to(device)
+        model_options = OmegaConf.to_container(cfg.model, resolve=True)
+        model = build_model(
+            model_options.pop("name"),
+            data.input_shape,
+            data.num_outputs,
+            generator=torch.Generator().manual_seed(stream_seed(cfg.seed, INIT_STREAM)),
+            **model_options,
+        ).to(device)
+        noise = build_noise(cfg, model, data, cfg.seed)
+        settings = trainer_settings(cfg)
+        logger = WandbLogger(
+            mode=cfg.logger.mode,
+            project=cfg.logger.project,
+            entity=cfg.logger.entity,
+            tags=list(cfg.logger.tags) + [cfg.noise.name],
+            group=cfg.name,
+            name=run_name,
+            config=resolved,
+            directory=output_dir,
+        )
+
+        def log(row: dict[str, Any]) -> None:
+            record.log(row)
+            logger.log({k: v for k, v in row.items() if k != "step"}, step=row["step"])
+
+        result = train(model, data, noise, settings, log, seed=stream_seed(cfg.seed, SHUFFLE_STREAM))
+        summary.update(
+            status=result.status,
+            steps=result.steps,
+            final_metrics=result.final_metrics,
+            device=str(device),
+            n_parameters=sum(p.numel() for p in model.parameters()),
+        )
+        if result.reason:
+            summary["reason"] = result.reason
+    except SettingError as error:
+        summary["reason"] = str(error)
+        raise
+    except BaseException as error:
+        summary["reason"] = f"{type(error).__name__}: {error}"
+        raise
+    finally:
+        summary["wall_time_s"] = round(time.time() - started, 3)
+        record.write_summary(summary)
+        record.close()
+        if logger is not None:
+            logger.summary({"status": summary["status"], **summary.get("final_metrics", {})})
+            logger.finish(exit_code=0 if summary["status"] != "failed" else 1)
+    return summary

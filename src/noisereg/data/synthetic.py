@@ -1,0 +1,34 @@
+"""Sparse synthetic regression of Orvieto et al. Fig. 2 (footnote 3): 40 points from a standard Gaussian in
+R^10, labels planted as a linear function of the first two coordinates."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from noisereg.data.tensors import TensorDataset
+from noisereg.errors import SettingError
+
+
+def synthetic_sparse(
+    n_train: int = 40,
+    n_test: int = 1000,
+    input_dim: int = 10,
+    coefficients: Sequence[float] = (1.0, -1.0),
+    label_noise_std: float = 0.0,
+    seed: int = 0,
+) -> TensorDataset:
+    if len(coefficients) > input_dim:
+        raise SettingError(f"dataset.coefficients has {len(coefficients)} entries but dataset.input_dim={input_dim}")
+    generator = torch.Generator().manual_seed(seed)
+    beta = torch.zeros(input_dim)
+    beta[: len(coefficients)] = torch.tensor([float(c) for c in coefficients])
+
+    def sample(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.randn(n, input_dim, generator=generator)
+        y = x @ beta + label_noise_std * torch.randn(n, generator=generator)
+        return x, y.unsqueeze(1)
+
+    train_x, train_y = sample(n_train)
+    test_x, test_y = sample(n_test)
+    return TensorDataset(train_x, train_y, test_x, test_y, task="regression", num_outputs=1)

@@ -1,0 +1,2 @@
+class SettingError(ValueError):
+    """Bad input from the user: the message is one line that names the setting and the fix."""

@@ -1,0 +1,91 @@
+"""Noise injection node (NIN), Levi et al. Sec. 2.
+
+One scalar ε per sample, ε ~ N(0, σ²), enters the preactivations z of a chosen layer through a trainable
+weight vector W_NI: z ← z + ε · W_NI. W_NI is a parameter of the model, so the run's optimizer trains it.
+`resample="step"` draws fresh ε at every forward pass; `resample="fixed"` draws one ε per training sample once
+(Levi Fig. 1) and looks it up by the batch's sample indices. Evaluation uses ε = 0.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from noisereg.models.sites import preactivation_modules
+from noisereg.noise.base import NoiseMode, check_sigma
+from noisereg.errors import SettingError
+
+RESAMPLING = ("step", "fixed")
+
+
+class NoiseInjectionWeights(nn.Module):
+    """Holds W_NI; registered on the model as `noise_injection_node` so it is trained and saved with it."""
+
+    def __init__(self, width: int, init_std: float, generator: torch.Generator | None):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(width, generator=generator) * init_std)
+
+
+class NoiseInjectionNode(NoiseMode):
+    name = "nin"
+
+    def __init__(
+        self,
+        sigma: float,
+        layer: int = 0,
+        resample: str = "step",
+        init_std: float = 0.01,
+        n_train: int | None = None,
+        seed: int | None = None,
+        **schedule,
+    ):
+        super().__init__(**schedule)
+        if resample not in RESAMPLING:
+            raise SettingError(f"noise.resample={resample!r} is unknown; choose one of {list(RESAMPLING)}")
+        if resample == "fixed" and n_train is None:
+            raise SettingError("noise.resample=fixed needs the training-set size (n_train) to draw one ε per sample")
+        self.sigma = check_sigma(sigma)
+        self.layer = layer
+        self.resample = resample
+        self.init_std = init_std
+        self.n_train = n_train
+        self.seed = seed
+        self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        self.fixed_epsilon: torch.Tensor | None = None
+        self.node: NoiseInjectionWeights | None = None
+        self._model: nn.Module | None = None
+
+    def attach(self, model: nn.Module) -> None:
+        sites = preactivation_modules(model)
+        if not -len(sites) <= self.layer < len(sites):
+            raise SettingError(
+                f"noise.layer={self.layer} is out of range: the model has {len(sites)} layers (0..{len(sites) - 1})"
+            )
+        site = sites[self.layer]
+        width = site.out_features if hasattr(site, "out_features") else site.out_channels
+        device = next(model.parameters()).device
+        self.node = NoiseInjectionWeights(width, self.init_std, self.generator).to(device)
+        model.add_module("noise_injection_node", self.node)
+        if self.resample == "fixed":
+            self.fixed_epsilon = (torch.randn(self.n_train, generator=self.generator) * self.sigma).to(device)
+        self._model = model
+        site.register_forward_hook(self._inject)
+
+    def _epsilon(self, batch_size: int, device: torch.device) -> torch.Tensor:
+        if self.resample == "fixed":
+            if self.batch_indices is None:
+                raise RuntimeError("NIN with resample=fixed needs the batch's sample indices (begin_step)")
+            return self.fixed_epsilon[self.batch_indices.to(self.fixed_epsilon.device)].to(device)
+        # Host generator keeps draws identical on CPU and GPU for a given seed.
+        return (torch.randn(batch_size, generator=self.generator) * self.sigma).to(device)
+
+    def _inject(self, module: nn.Module, inputs, output: torch.Tensor) -> torch.Tensor | None:
+        if not (self._model.training and self.active):
+            return None
+        epsilon = self._epsilon(output.shape[0], output.device).to(output.dtype)
+        # Broadcast W_NI over the trailing (spatial) dimensions of convolutional preactivations.
+        shape = (output.shape[0], -1) + (1,) * (output.dim() - 2)
+        weight = self.node.weight.reshape((1, -1) + (1,) * (output.dim() - 2))
+        return output + epsilon.reshape(shape) * weight
+
+    def metrics(self) -> dict[str, float]:
+        return {"noise/nin_weight_norm": float(self.node.weight.detach().norm())} if self.node is not None else {}

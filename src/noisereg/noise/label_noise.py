@@ -1,0 +1,68 @@
+"""Label noise: fresh noise on the targets at every step (Blanc et al., Sec. 1.2).
+
+Regression: y + Z with Z ~ N(0, δ²) (`distribution="gaussian"`) or Z = ±δ with equal probability
+(`distribution="rademacher"`, Blanc et al.'s ±δ). Classification: each label is replaced, with probability p,
+by a class drawn uniformly from all classes (it may draw the true class again, as in Damian et al.).
+"""
+from __future__ import annotations
+
+import torch
+
+from noisereg.noise.base import NoiseMode, check_sigma
+from noisereg.errors import SettingError
+
+DISTRIBUTIONS = ("gaussian", "rademacher")
+
+
+class LabelNoise(NoiseMode):
+    name = "label_noise"
+
+    def __init__(
+        self,
+        delta: float = 0.1,
+        flip_probability: float = 0.1,
+        distribution: str = "gaussian",
+        num_classes: int | None = None,
+        seed: int | None = None,
+        **schedule,
+    ):
+        super().__init__(**schedule)
+        if distribution not in DISTRIBUTIONS:
+            raise SettingError(f"noise.distribution={distribution!r} is unknown; choose one of {list(DISTRIBUTIONS)}")
+        if not 0.0 <= flip_probability <= 1.0:
+            raise SettingError(f"noise.flip_probability={flip_probability} must lie in [0, 1]")
+        self.delta = check_sigma(delta, "noise.delta")
+        self.flip_probability = float(flip_probability)
+        self.distribution = distribution
+        self.num_classes = num_classes
+        self.seed = seed
+        self._generators: dict[torch.device, torch.Generator] = {}
+
+    def _generator(self, device: torch.device) -> torch.Generator | None:
+        if self.seed is None:
+            return None
+        if device not in self._generators:
+            self._generators[device] = torch.Generator(device=device).manual_seed(self.seed)
+        return self._generators[device]
+
+    def targets(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if not self.active:
+            return targets
+        generator = self._generator(targets.device)
+        if targets.dtype in (torch.int64, torch.int32):
+            return self._flip(targets, generator)
+        if self.distribution == "gaussian":
+            noise = torch.randn(targets.shape, generator=generator, device=targets.device, dtype=targets.dtype)
+        else:
+            signs = torch.randint(0, 2, targets.shape, generator=generator, device=targets.device)
+            noise = signs.to(targets.dtype) * 2 - 1
+        return targets + self.delta * noise
+
+    def _flip(self, labels: torch.Tensor, generator) -> torch.Tensor:
+        if self.num_classes is None:
+            raise SettingError("label noise on class labels needs num_classes (the dataset sets it)")
+        flip = torch.rand(labels.shape, generator=generator, device=labels.device) < self.flip_probability
+        random_labels = torch.randint(
+            0, self.num_classes, labels.shape, generator=generator, device=labels.device, dtype=labels.dtype
+        )
+        return torch.where(flip, random_labels, labels)

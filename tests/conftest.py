@@ -1,0 +1,63 @@
+"""Shared test helpers: run the real CLI in a subprocess, compose the real Hydra config in-process."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = ROOT / "conf"
+FMNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--paper-scale", action="store_true", help="also run the slow checks at the papers' sizes")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "paper_scale" in item.keywords and not config.getoption("--paper-scale"):
+            item.add_marker(pytest.mark.skip(reason="paper-scale check: opt in with `make test-paper`"))
+        if "gpu" in item.keywords and not torch.cuda.is_available():
+            item.add_marker(pytest.mark.skip(reason="needs CUDA: no GPU on this machine"))
+
+
+def pytest_report_header(config):
+    lines = []
+    if not torch.cuda.is_available():
+        lines.append("noisereg: no GPU here, so the CUDA paths are not tested in this run (tests marked `gpu` are skipped)")
+    if not FMNIST_SYSTEM_DIR.is_dir():
+        lines.append(f"noisereg: {FMNIST_SYSTEM_DIR} missing: real Fashion-MNIST tests are skipped (make install gets it)")
+    return lines
+
+
+def run_cli(*arguments: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`python run.py ARGS` as a user types it, from `cwd` (outputs land there)."""
+    env = dict(os.environ, WANDB_SILENT="true", HYDRA_FULL_ERROR="0")
+    return subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *arguments],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def compose(*overrides: str):
+    """The config `python run.py OVERRIDES` would run, composed by Hydra in-process."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=list(overrides))
+
+
+@pytest.fixture
+def fmnist_available():
+    if not FMNIST_SYSTEM_DIR.is_dir():
+        pytest.skip(f"real Fashion-MNIST not installed in {FMNIST_SYSTEM_DIR} (apt-get install dataset-fashion-mnist)")

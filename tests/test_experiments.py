@@ -1,0 +1,53 @@
+"""Every experiment config composes and runs a few steps at scale=smoke (one test over the experiment/ folder)."""
+from __future__ import annotations
+
+import pytest
+
+from conftest import CONFIG_DIR, compose
+from noisereg.app import run
+from noisereg.tracking import read_metrics
+
+EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
+
+
+def test_the_experiment_folder_is_not_empty():
+    assert {"fig2_synthetic", "fig3_fmnist_sigma", "fig4_deep_mlp", "fig7_mlp1", "fig10_mlp4"} <= set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiment_runs_at_smoke_scale(experiment, tmp_path, request):
+    cfg = compose(f"+experiment={experiment}", "scale=smoke", "logger.mode=disabled")
+    if cfg.dataset.name == "fmnist_subset":
+        request.getfixturevalue("fmnist_available")
+    assert cfg.name == experiment
+    summary = run(cfg, tmp_path)
+    assert summary["status"] == "completed", summary.get("reason")
+    resolved = summary["config"]
+    assert resolved["scale"]["name"] == "smoke"
+    assert max(resolved["model"]["widths"]) <= resolved["scale"]["max_width"]
+    rows = read_metrics(tmp_path)
+    assert rows[-1]["step"] == summary["steps"] > 0
+    assert all(key in rows[-1] for key in ("train/loss", "test/loss", "params/l2_norm"))
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiment_declares_its_sweep(experiment):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = hydra_compose(config_name="config", overrides=[f"+experiment={experiment}"], return_hydra_config=True)
+    params = cfg.hydra.sweeper.params
+    assert "seed" in params and "noise" in params, "a figure's sweep covers noise modes and seeds"
+
+
+def test_smoke_keeps_depth_and_width_ratios():
+    paper = compose("+experiment=fig4_deep_mlp", "fig4_width=narrow")
+    from noisereg.app import prepare
+
+    smoke = prepare(compose("+experiment=fig4_deep_mlp", "fig4_width=narrow", "scale=smoke"))
+    assert len(smoke.model.widths) == len(paper.model.widths) == 5
+    fig2 = [prepare(compose("+experiment=fig2_synthetic", f"model.widths=[{w}]", "scale=smoke")).model.widths[0]
+            for w in (50, 300)]
+    assert fig2[0] < fig2[1], "the narrow/wide contrast survives scale=smoke"
+    assert smoke.trainer.steps <= smoke.scale.max_steps and smoke.dataset.n_train <= smoke.scale.max_train
