@@ -51,3 +51,19 @@ def test_smoke_keeps_depth_and_width_ratios():
             for w in (50, 300)]
     assert fig2[0] < fig2[1], "the narrow/wide contrast survives scale=smoke"
     assert smoke.trainer.steps <= smoke.scale.max_steps and smoke.dataset.n_train <= smoke.scale.max_train
+
+
+def test_slurm_preset_composes_into_the_submitit_slurm_launcher():
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = hydra_compose(
+            config_name="config",
+            overrides=["+experiment=fig2_synthetic", "hydra/launcher=slurm", "hydra.launcher.partition=gpu"],
+            return_hydra_config=True,
+        )
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert launcher.partition == "gpu" and launcher.gpus_per_node == 1 and launcher.array_parallelism == 32
+    assert "gres" not in launcher or launcher.gres is None

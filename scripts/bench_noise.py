@@ -1,0 +1,127 @@
+"""Time one training step of every noise mode against a plain GD step, in the same process.
+
+    python scripts/bench_noise.py [--repeats 15] [--widths 1000 1000 1000 1000 1000] [--batch 1024] [--device cpu]
+
+Also times the copy-and-restore loop described for the authors' code (REFERENCE.md: every step rebinds
+`param.data` to `param.data + noise` for the chosen tensors and rebinds the saved tensors afterwards), written
+here from that description. Modes are interleaved round by round so drift in machine load hits all alike;
+the table reports the median seconds per step and the ratio to plain GD.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import statistics
+import time
+
+import torch
+from torch import nn
+
+from noisereg.models import MLP
+from noisereg.noise import ActivationNoise, AllParamNoise, LabelNoise, LayerwiseNoise, NoiseInjectionNode, NoiseMode
+
+
+class CopyAndRestoreLoop(NoiseMode):
+    """The reference way: new perturbed tensors bound to `param.data`, originals rebound after backward."""
+
+    def __init__(self, model: nn.Module, sigma: float, layer_only: bool):
+        super().__init__()
+        self.parameters = list(model.parameters())
+        self.sigma, self.layer_only, self.iteration = sigma, layer_only, 0
+
+    @contextlib.contextmanager
+    def perturbed(self):
+        saved = []
+        groups = len(self.parameters)
+        with torch.no_grad():
+            for index, parameter in enumerate(self.parameters):
+                saved.append(parameter.data)
+                if not self.layer_only:
+                    std = self.sigma / math.sqrt(groups)
+                    parameter.data = parameter.data + std * torch.normal(0, 1, size=parameter.size())
+                elif index == self.iteration % groups:
+                    parameter.data = parameter.data + self.sigma * torch.normal(0, 1, size=parameter.size())
+        try:
+            yield
+        finally:
+            for parameter, original in zip(self.parameters, saved):
+                parameter.data = original
+            self.iteration += 1
+
+
+def make_modes(model: nn.Module, sigma: float, n_train: int) -> dict[str, NoiseMode]:
+    return {
+        "gd (plain step)": NoiseMode(),
+        "gd_noise": AllParamNoise(model, sigma, seed=0),
+        "layerwise (random)": LayerwiseNoise(model, sigma, seed=0),
+        "layerwise (cyclic, layer groups)": LayerwiseNoise(model, sigma, order="cyclic", groups="layer", seed=0),
+        "label_noise": LabelNoise(flip_probability=0.1, num_classes=10, seed=0),
+        "authors' loop, all": CopyAndRestoreLoop(model, sigma, layer_only=False),
+        "authors' loop, layer": CopyAndRestoreLoop(model, sigma, layer_only=True),
+    }
+
+
+def timed_step(model, optimizer, loss_fn, noise: NoiseMode, x, y, step: int, device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    noise.begin_step(step, 0)
+    targets = noise.targets(x, y)
+    optimizer.zero_grad(set_to_none=True)
+    with noise.perturbed():
+        loss_fn(model(x), targets).backward()
+    optimizer.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--widths", type=int, nargs="+", default=[1000] * 5)
+    parser.add_argument("--batch", type=int, default=1024)
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--sigma", type=float, default=0.05)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    x = torch.rand(args.batch, 1, 28, 28, device=device)
+    y = torch.randint(0, 10, (args.batch,), device=device)
+    loss_fn = nn.CrossEntropyLoss()
+
+    def fresh_model(extra: NoiseMode | None = None) -> tuple[nn.Module, torch.optim.Optimizer]:
+        model = MLP(784, 10, args.widths, generator=torch.Generator().manual_seed(0)).to(device)
+        if extra is not None:
+            extra.attach(model)
+        return model, torch.optim.SGD(model.parameters(), lr=1e-4)
+
+    shared_model, shared_optimizer = fresh_model()
+    runs = {name: (shared_model, shared_optimizer, mode) for name, mode in make_modes(shared_model, args.sigma, args.batch).items()}
+    # Modes that add hooks or parameters get their own model, so they do not touch the others' steps.
+    for name, mode in (("nin", NoiseInjectionNode(args.sigma, layer=0, seed=0)), ("gni", ActivationNoise(args.sigma, seed=0))):
+        model, optimizer = fresh_model(mode)
+        runs[name] = (model, optimizer, mode)
+
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for round_index in range(args.repeats + 2):  # two warm-up rounds
+        for name, (model, optimizer, mode) in runs.items():
+            seconds = timed_step(model, optimizer, loss_fn, mode, x, y, round_index, device)
+            if round_index >= 2:
+                times[name].append(seconds)
+
+    baseline = statistics.median(times["gd (plain step)"])
+    n_params = sum(p.numel() for p in shared_model.parameters())
+    print(f"MLP 784-{'-'.join(map(str, args.widths))}-10 ({n_params / 1e6:.2f} M parameters), batch {args.batch}, "
+          f"{device}, torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.repeats} steps")
+    print()
+    print("| mode | s/step | ratio to plain step |")
+    print("|---|---:|---:|")
+    for name, values in times.items():
+        median = statistics.median(values)
+        print(f"| {name} | {median:.4f} | {median / baseline:.3f}x |")
+
+
+if __name__ == "__main__":
+    main()
