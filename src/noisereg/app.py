@@ -4,54 +4,46 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from noisereg.config import apply_scale, validate
+from noisereg.curvature.during_training import CurvatureMetrics
 from noisereg.data import TensorDataset, build_dataset
 from noisereg.errors import SettingError
 from noisereg.models import build_model
 from noisereg.noise import NOISE_MODES, NoiseMode
 from noisereg.tracking import RunRecord, WandbLogger
-from noisereg.train import OptimizerSettings, TrainerSettings, resolve_device, train
+from noisereg.losses import build_loss
+from noisereg.train import resolve_device, train
+from noisereg.train.loop import loss_targets
 
 # Distinct random streams per job, so e.g. GD and layer-wise runs with one seed share init and batch order.
-INIT_STREAM, SHUFFLE_STREAM, NOISE_STREAM = 0, 1, 2
+INIT_STREAM, SHUFFLE_STREAM, NOISE_STREAM, MONTE_CARLO_STREAM = 0, 1, 2, 3
 
 
 def stream_seed(seed: int, stream: int) -> int:
     return seed * 1000 + stream
 
 
-def build_noise(cfg: DictConfig, model: torch.nn.Module, data: TensorDataset, seed: int) -> NoiseMode:
+def noise_factory(cfg: DictConfig, model: torch.nn.Module, data: TensorDataset) -> Callable[[int], NoiseMode]:
+    """`seed -> noise mode` as the config describes it (not yet attached to the model)."""
     options: dict[str, Any] = OmegaConf.to_container(cfg.noise, resolve=True)
     name = options.pop("name")
     if name in ("gd", "label_noise"):
-        options.pop("sigma")
+        options.pop("sigma")  # GD and label noise have no σ; an experiment's σ is ignored for them
     schedule = {"stop_step": options.pop("stop_step"), "stop_epoch": options.pop("stop_epoch")}
-    noise_seed = stream_seed(seed, NOISE_STREAM)
     if name == "gd":
-        noise = NoiseMode(**schedule)  # σ, if an experiment set one, is ignored
-    elif name in ("gd_noise", "layerwise"):
-        noise = NOISE_MODES[name](model, seed=noise_seed, **options, **schedule)
+        return lambda seed: NoiseMode(**schedule)
+    if name in ("gd_noise", "layerwise"):
+        options["model"] = model
     elif name == "label_noise":
-        num_classes = data.num_outputs if data.task == "classification" else None
-        noise = NOISE_MODES[name](num_classes=num_classes, seed=noise_seed, **options, **schedule)
+        options["num_classes"] = data.num_outputs if data.task == "classification" else None
     elif name == "nin":
-        noise = NOISE_MODES[name](n_train=data.n_train, seed=noise_seed, **options, **schedule)
-    else:
-        noise = NOISE_MODES[name](seed=noise_seed, **options, **schedule)
-    noise.attach(model)
-    return noise
-
-
-def trainer_settings(cfg: DictConfig) -> TrainerSettings:
-    options = OmegaConf.to_container(cfg.trainer, resolve=True)
-    options.pop("device")
-    options["optimizer"] = OptimizerSettings(**options["optimizer"])
-    return TrainerSettings(**options)
+        options["n_train"] = data.n_train
+    return lambda seed: NOISE_MODES[name](seed=seed, **options, **schedule)
 
 
 def prepare(cfg: DictConfig) -> DictConfig:
@@ -84,8 +76,21 @@ def run(cfg: DictConfig, output_dir: str | os.PathLike, run_name: str | None = N
             generator=torch.Generator().manual_seed(stream_seed(cfg.seed, INIT_STREAM)),
             **model_options,
         ).to(device)
-        noise = build_noise(cfg, model, data, cfg.seed)
-        settings = trainer_settings(cfg)
+        make_noise = noise_factory(cfg, model, data)
+        noise = make_noise(stream_seed(cfg.seed, NOISE_STREAM))
+        noise.attach(model)
+        settings = OmegaConf.to_object(cfg.trainer)
+        curvature = None
+        if cfg.curvature.every is not None:
+            curvature = CurvatureMetrics(
+                model,
+                build_loss(settings.loss),
+                lambda targets: loss_targets(targets, settings.loss, data.num_outputs),
+                data,
+                noise,
+                OmegaConf.to_object(cfg.curvature),
+                make_noise=lambda: make_noise(stream_seed(cfg.seed, MONTE_CARLO_STREAM)),
+            )
         logger = WandbLogger(
             mode=cfg.logger.mode,
             project=cfg.logger.project,
@@ -101,7 +106,16 @@ def run(cfg: DictConfig, output_dir: str | os.PathLike, run_name: str | None = N
             record.log(row)
             logger.log({k: v for k, v in row.items() if k != "step"}, step=row["step"])
 
-        result = train(model, data, noise, settings, log, seed=stream_seed(cfg.seed, SHUFFLE_STREAM))
+        result = train(
+            model,
+            data,
+            noise,
+            settings,
+            log,
+            seed=stream_seed(cfg.seed, SHUFFLE_STREAM),
+            extra_metrics=curvature,
+            extra_metrics_every=cfg.curvature.every,
+        )
         summary.update(
             status=result.status,
             steps=result.steps,

@@ -11,7 +11,9 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from noisereg.curvature.during_training import CurvatureSettings
 from noisereg.errors import SettingError
+from noisereg.train.loop import TrainerSettings
 
 
 # -- dataset ---------------------------------------------------------------------------------------------------------
@@ -43,6 +45,12 @@ class MlpConfig:
     activation: str = "relu"
     bias: bool = True
     init: str = "default"
+
+
+@dataclass
+class DiagonalNetConfig:
+    name: str = "diagonal_net"
+    init_scale: float = 0.1
 
 
 # -- noise -----------------------------------------------------------------------------------------------------------
@@ -95,28 +103,10 @@ class GniConfig(GdConfig):
     noise_input: bool = False
 
 
-# -- trainer, logger, scale ------------------------------------------------------------------------------------------
+# -- trainer, curvature, logger, scale ------------------------------------------------------------------------------------------
 @dataclass
-class OptimizerConfig:
-    lr: float = 0.1
-    momentum: float = 0.0
-    nesterov: bool = False
-    weight_decay: float = 0.0
-
-
-@dataclass
-class TrainerConfig:
-    device: str = "auto"
-    loss: str = "cross_entropy"
-    batch_size: Optional[int] = None
-    steps: Optional[int] = None
-    epochs: Optional[int] = None
-    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    schedule: str = "constant"
-    eval_every: int = 50
-    eval_batch_size: int = 4096
-    divergence_check_every: int = 1
-    progress_bar: bool = True
+class TrainerConfig(TrainerSettings):
+    device: str = "auto"  # auto: CUDA when present, else CPU
 
 
 @dataclass
@@ -140,7 +130,7 @@ class ScaleConfig:
 
 SCHEMAS: dict[str, dict[str, type]] = {
     "dataset": {"synthetic_sparse": SyntheticSparseConfig, "fmnist_subset": FmnistSubsetConfig},
-    "model": {"mlp": MlpConfig},
+    "model": {"mlp": MlpConfig, "diagonal_net": DiagonalNetConfig},
     "noise": {
         "gd": GdConfig,
         "gd_noise": GdNoiseConfig,
@@ -150,8 +140,14 @@ SCHEMAS: dict[str, dict[str, type]] = {
         "gni": GniConfig,
     },
 }
-FIXED_SCHEMAS: dict[str, type] = {"trainer": TrainerConfig, "logger": LoggerConfig, "scale": ScaleConfig}
-TOP_LEVEL_KEYS = {"name", "seed", "curvature"} | set(SCHEMAS) | set(FIXED_SCHEMAS)
+# The library's own settings dataclasses are the schemas where they exist: one definition of each setting.
+FIXED_SCHEMAS: dict[str, type] = {
+    "trainer": TrainerConfig,
+    "curvature": CurvatureSettings,
+    "logger": LoggerConfig,
+    "scale": ScaleConfig,
+}
+TOP_LEVEL_KEYS = {"name", "seed"} | set(SCHEMAS) | set(FIXED_SCHEMAS)
 
 
 def _merge(group: str, schema: type, node: Any) -> DictConfig:

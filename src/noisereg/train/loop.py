@@ -159,11 +159,12 @@ def train(
     log: Callable[[dict[str, Any]], None],
     seed: int = 0,
     extra_metrics: Callable[[int], dict[str, float]] | None = None,
+    extra_metrics_every: int | None = None,
 ) -> TrainResult:
     """Train `model` (noise already attached) and call `log(row)` with a metrics row every `eval_every` steps.
 
-    `extra_metrics(step)` adds rows' metrics computed elsewhere (curvature). A NaN or inf loss ends the run with
-    status `diverged`; it is a result, not an error.
+    `extra_metrics(step)` adds metrics computed elsewhere (curvature) at step 0, every `extra_metrics_every` steps
+    and at the last step. A NaN or inf loss ends the run with status `diverged`; it is a result, not an error.
     """
     check_settings(settings)
     n_steps = total_steps(settings, data.n_train)
@@ -186,9 +187,12 @@ def train(
             row["train/batch_loss"] = last_loss
         row["noise/active"] = float(noise.active)
         row.update(noise.metrics())
-        if extra_metrics is not None:
+        if extra_metrics is not None and extra_due(step):
             row.update(extra_metrics(step))
         return row
+
+    def extra_due(step: int) -> bool:
+        return extra_metrics_every is not None and (step % extra_metrics_every == 0 or step == n_steps)
 
     def diverged_at(row: dict[str, Any]) -> bool:
         return not is_finite([v for k, v in row.items() if k.endswith("/loss") and isinstance(v, float)])
@@ -236,7 +240,7 @@ def train(
                         row = {"step": step, "epoch": step / per_epoch, "train/batch_loss": losses[-1]}
                         log(row)
                         return TrainResult("diverged", step, row, f"non-finite training loss at step {step}")
-                if step % settings.eval_every == 0 or step == n_steps:
+                if step % settings.eval_every == 0 or extra_due(step) or step == n_steps:
                     last_row = metrics_row(step, float(loss.detach()))
                     log(last_row)
                     if diverged_at(last_row):
