@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import noisereg  # noqa: F401  (first: sets OpenMP's wait policy before torch loads, see noisereg/__init__.py)
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import to_absolute_path

@@ -12,9 +12,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import os
 import statistics
 import time
 
+import noisereg  # noqa: F401  (before torch: the OpenMP wait policy run.py uses, see noisereg/__init__.py)
 import torch
 from torch import nn
 
@@ -114,7 +116,8 @@ def main() -> None:
     baseline = statistics.median(times["gd (plain step)"])
     n_params = sum(p.numel() for p in shared_model.parameters())
     print(f"MLP 784-{'-'.join(map(str, args.widths))}-10 ({n_params / 1e6:.2f} M parameters), batch {args.batch}, "
-          f"{device}, torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.repeats} steps")
+          f"{device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, median of {args.repeats} steps")
     print()
     print("| mode | s/step | ratio to plain step |")
     print("|---|---:|---:|")

@@ -276,3 +276,24 @@ def test_gni_noises_every_hidden_layer_with_its_sigma_and_is_off_at_evaluation(k
 def test_gni_sigma_list_must_match_hidden_layers():
     with pytest.raises(SettingError, match="hidden layers"):
         ActivationNoise(sigma=[0.1, 0.2, 0.3]).attach(small_mlp())
+
+
+def test_large_tensors_are_drawn_in_parallel_chunks_independent_of_the_thread_count():
+    from noisereg.noise.random_streams import CHUNKS, PARALLEL_MIN_ELEMENTS, RandomStreams
+
+    size = 4 * PARALLEL_MIN_ELEMENTS
+    threads = torch.get_num_threads()
+    draws = []
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            draws.append(RandomStreams(seed=11).normal_(torch.empty(size), 0.2))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(draws[0], draws[1]), "the same seed gives the same noise on 1 or 2 threads"
+    assert_std_close(draws[0], 0.2, "parallel draw")
+    chunks = draws[0].chunk(CHUNKS)
+    assert not torch.equal(chunks[0][:1000], chunks[1][:1000]), "each chunk has its own generator"
+    correlation = torch.corrcoef(torch.stack([chunks[0][:100000], chunks[1][:100000]]))[0, 1]
+    assert abs(correlation) < 4 / math.sqrt(100000)
+    assert not torch.equal(RandomStreams(seed=12).normal_(torch.empty(size), 0.2), draws[0])

@@ -16,6 +16,7 @@ from torch import nn
 
 from noisereg.models.sites import hidden_activation_modules
 from noisereg.noise.base import NoiseMode, check_sigma
+from noisereg.noise.random_streams import RandomStreams
 from noisereg.errors import SettingError
 
 KINDS = ("additive", "multiplicative")
@@ -38,8 +39,7 @@ class ActivationNoise(NoiseMode):
         self.sigma = sigma
         self.kind = kind
         self.noise_input = noise_input
-        self.seed = seed
-        self._generators: dict[torch.device, torch.Generator] = {}
+        self.random = RandomStreams(seed)
         self.sigmas: list[float] = []
         self._model: nn.Module | None = None
 
@@ -64,13 +64,7 @@ class ActivationNoise(NoiseMode):
         return self._model.training and self.active
 
     def _noisy(self, activation: torch.Tensor, sigma: float) -> torch.Tensor:
-        device = activation.device
-        generator = None
-        if self.seed is not None:
-            if device not in self._generators:
-                self._generators[device] = torch.Generator(device=device).manual_seed(self.seed)
-            generator = self._generators[device]
-        noise = torch.empty_like(activation).normal_(0.0, sigma, generator=generator)
+        noise = self.random.normal_(torch.empty_like(activation), sigma)
         return activation + noise if self.kind == "additive" else activation * (1 + noise)
 
     def _hook(self, sigma: float):

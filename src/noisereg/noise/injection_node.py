@@ -12,6 +12,7 @@ from torch import nn
 
 from noisereg.models.sites import preactivation_modules
 from noisereg.noise.base import NoiseMode, check_sigma
+from noisereg.noise.random_streams import RandomStreams
 from noisereg.errors import SettingError
 
 RESAMPLING = ("step", "fixed")
@@ -48,8 +49,8 @@ class NoiseInjectionNode(NoiseMode):
         self.resample = resample
         self.init_std = init_std
         self.n_train = n_train
-        self.seed = seed
-        self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        self.random = RandomStreams(seed)
+        self.generator = self.random.generator("cpu")
         self.fixed_epsilon: torch.Tensor | None = None
         self.node: NoiseInjectionWeights | None = None
         self._model: nn.Module | None = None

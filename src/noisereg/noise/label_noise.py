@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from noisereg.noise.base import NoiseMode, check_sigma
+from noisereg.noise.random_streams import RandomStreams
 from noisereg.errors import SettingError
 
 DISTRIBUTIONS = ("gaussian", "rademacher")
@@ -35,20 +36,12 @@ class LabelNoise(NoiseMode):
         self.flip_probability = float(flip_probability)
         self.distribution = distribution
         self.num_classes = num_classes
-        self.seed = seed
-        self._generators: dict[torch.device, torch.Generator] = {}
-
-    def _generator(self, device: torch.device) -> torch.Generator | None:
-        if self.seed is None:
-            return None
-        if device not in self._generators:
-            self._generators[device] = torch.Generator(device=device).manual_seed(self.seed)
-        return self._generators[device]
+        self.random = RandomStreams(seed)
 
     def targets(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         if not self.active:
             return targets
-        generator = self._generator(targets.device)
+        generator = self.random.generator(targets.device)
         if targets.dtype in (torch.int64, torch.int32):
             return self._flip(targets, generator)
         if self.distribution == "gaussian":

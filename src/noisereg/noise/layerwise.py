@@ -28,7 +28,7 @@ class LayerwiseNoise(ParameterNoise):
         self.order = order
         self.groups = parameter_groups(model, groups)
         # The group choice is cheap host-side randomness, kept apart from the device's noise generator.
-        self._choice = random.Random(self.seed)
+        self._choice = random.Random(self.random.seed)
         self._draws = 0
         self.last_group: int | None = None
 

@@ -11,6 +11,7 @@ from typing import Iterator, Sequence
 import torch
 
 from noisereg.noise.base import NoiseMode
+from noisereg.noise.random_streams import RandomStreams
 
 
 class ParameterNoise(NoiseMode):
@@ -18,18 +19,8 @@ class ParameterNoise(NoiseMode):
 
     def __init__(self, stop_step: int | None = None, stop_epoch: int | None = None, seed: int | None = None):
         super().__init__(stop_step=stop_step, stop_epoch=stop_epoch)
-        self.seed = seed
-        self._generators: dict[torch.device, torch.Generator] = {}
-
-    def generator(self, device: torch.device) -> torch.Generator | None:
-        """A generator of our own per device when seeded, so noise draws don't shift the data order or init."""
-        if self.seed is None:
-            return None
-        if device not in self._generators:
-            generator = torch.Generator(device=device)
-            generator.manual_seed(self.seed)
-            self._generators[device] = generator
-        return self._generators[device]
+        # Our own streams, so noise draws never shift the data order or the initialisation.
+        self.random = RandomStreams(seed)
 
     def draw(self) -> list[tuple[torch.Tensor, float]]:
         """The (parameter, standard deviation) pairs to perturb this step."""
@@ -41,7 +32,7 @@ class ParameterNoise(NoiseMode):
             yield
             return
         targets = [(p, std) for p, std in self.draw() if std > 0.0]
-        saved = perturb(targets, self.generator)
+        saved = perturb(targets, self.random)
         try:
             yield
         finally:
@@ -49,13 +40,12 @@ class ParameterNoise(NoiseMode):
 
 
 @torch.no_grad()
-def perturb(targets: Sequence[tuple[torch.Tensor, float]], generator_for) -> list[torch.Tensor]:
+def perturb(targets: Sequence[tuple[torch.Tensor, float]], random: RandomStreams) -> list[torch.Tensor]:
     """Add N(0, std²) to each parameter in place; return bitwise copies of the originals."""
     saved = []
     for parameter, std in targets:
         saved.append(parameter.detach().clone())
-        noise = torch.empty_like(parameter).normal_(0.0, std, generator=generator_for(parameter.device))
-        parameter.add_(noise)
+        parameter.add_(random.normal_(torch.empty_like(parameter), std))
     return saved
 
 
