@@ -5,23 +5,21 @@ Part 1, one process, one trained model: MLP 784-500-500-500-10 (ReLU, cross-entr
 fixed number of probes, our Hutchinson, our Hutch++ and our exact method. Part 2: the exact method on a CIFAR
 ResNet18 (3×3 stem, no max-pool) with random images and labels. Prints Markdown tables.
 
-    PYTHONPATH=src python scripts/bench_curvature.py [--device cuda] [--resnet-images 1000 | --skip-resnet]
+    python scripts/bench_curvature.py [--device cuda] [--resnet-images 1000 | --skip-resnet]
 
 Targets: exact ≥ 15× faster than PyHessian's default `trace()`; our Hutchinson no slower per probe than PyHessian's.
 """
 from __future__ import annotations
 
 import argparse
-import gzip
 import time
-from pathlib import Path
 
+import noisereg  # noqa: F401  (before torch: the OpenMP wait policy run.py uses, see noisereg/__init__.py)
 import torch
 from torch import nn
 
 from noisereg.curvature import TraceEstimate, hessian_trace
-
-DEBIAN_FMNIST = Path("/usr/share/datasets/fashion-mnist")
+from noisereg.data.fmnist import fashion_mnist_tensors
 
 
 def parse_arguments() -> argparse.Namespace:
@@ -40,28 +38,6 @@ def parse_arguments() -> argparse.Namespace:
 
 
 # ------------------------------------------------------------------------------------------------ data and models
-
-
-def fashion_mnist_train(root: str | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Training images (N, 1, 28, 28) in [0, 1] and labels, from noisereg.data.fmnist when importable, else
-    straight from the Debian package's idx files."""
-    try:
-        from noisereg.data.fmnist import fashion_mnist_tensors
-    except ImportError:
-        return _read_idx(DEBIAN_FMNIST / "train-images-idx3-ubyte.gz"), _read_idx(
-            DEBIAN_FMNIST / "train-labels-idx1-ubyte.gz"
-        )
-    train_x, train_y, _, _ = fashion_mnist_tensors(root)
-    return train_x, train_y
-
-
-def _read_idx(path: Path) -> torch.Tensor:
-    with gzip.open(path, "rb") as handle:
-        raw = handle.read()
-    dims = raw[3]
-    shape = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
-    data = torch.frombuffer(bytearray(raw[4 + 4 * dims :]), dtype=torch.uint8).reshape(shape)
-    return data.unsqueeze(1).float().div_(255.0) if dims == 3 else data.long()
 
 
 def fmnist_mlp() -> nn.Sequential:
@@ -109,7 +85,7 @@ def timed(device: torch.device, compute) -> TraceEstimate:
 
 def mlp_rows(args, device) -> list[tuple[str, TraceEstimate]]:
     generator = torch.Generator().manual_seed(args.seed)
-    images, labels = fashion_mnist_train(args.data_root)
+    images, labels, _, _ = fashion_mnist_tensors(args.data_root)
     subset = torch.randperm(images.shape[0], generator=generator)[: args.images]
     inputs, targets = images[subset].to(device), labels[subset].to(device)
     torch.manual_seed(args.seed)
@@ -173,7 +149,7 @@ def resnet_row(args, device) -> None:
     hessian_trace(model, loss_fn, inputs[:2], targets[:2], method="exact")  # warm-up
     estimate = timed(device, lambda: hessian_trace(model, loss_fn, inputs, targets, method="exact", **options))
     parameters = sum(p.numel() for p in model.parameters())
-    print(f"| model | images | parameters | trace (exact) | seconds | images / s | backward passes |")
+    print("| model | images | parameters | trace (exact) | seconds | images / s | backward passes |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     print(
         f"| CIFAR ResNet18, eval mode, random images and labels ({device}) | {args.resnet_images} | "

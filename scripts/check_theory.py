@@ -13,7 +13,7 @@ nets; Hutch++ with a full sketch for the tanh net) and from the closed form of E
 D²Φ[I] = 0 too: ∂²Φ/∂w₁ⱼ² + ∂²Φ/∂w₂ⱼ² = 2Xⱼ − 2Xⱼ). Monte Carlo uses
 antithetic pairs ½[L(w + δ) + L(w − δ)] − L(w), which cancel the odd orders. Runs in well under a minute.
 
-    PYTHONPATH=src python scripts/check_theory.py
+    python scripts/check_theory.py
 """
 from __future__ import annotations
 

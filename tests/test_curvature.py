@@ -22,7 +22,7 @@ from noisereg.curvature import (
     orvieto_regularizer,
     output_gradient_norm_squared,
 )
-from noisereg.curvature.trace import (
+from noisereg.curvature.gauss_newton import (
     _ggn_torch_func,
     evaluation_mode,
     loss_hessian_factor_fn,

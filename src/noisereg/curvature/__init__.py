@@ -17,12 +17,8 @@ from noisereg.curvature.regularizers import (
     orvieto_regularizer,
     output_gradient_norm_squared,
 )
-from noisereg.curvature.trace import (
-    TraceEstimate,
-    check_piecewise_linear,
-    exact_is_valid,
-    hessian_trace,
-)
+from noisereg.curvature.piecewise_linear import check_piecewise_linear
+from noisereg.curvature.trace import TraceEstimate, exact_is_valid, hessian_trace
 
 __all__ = [
     "TraceEstimate",

@@ -18,14 +18,14 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from noisereg.curvature.trace import (
-    TraceEstimate,
-    _chunks,
-    _layerwise_chunk_size,
+from noisereg.curvature.gauss_newton import (
+    chunk_size_for_memory,
     evaluation_mode,
     ggn_trace_per_parameter,
     loss_hessian_factor_fn,
+    sample_chunks,
 )
+from noisereg.curvature.trace import TraceEstimate
 
 INPUT_SITE = "input"
 
@@ -110,9 +110,9 @@ def activation_gauss_newton_trace(
     hₖ of sample i only reaches f(xᵢ)."""
     with evaluation_mode(model):
         factor_fn = loss_hessian_factor_fn(loss_fn, targets)
-        chunk_size = chunk_size or _layerwise_chunk_size(model, inputs)
+        chunk_size = chunk_size or chunk_size_for_memory(model, inputs)
         totals = [0.0] * len(sites)
-        for rows in _chunks(inputs.shape[0], chunk_size):
+        for rows in sample_chunks(inputs.shape[0], chunk_size):
             for k, value in enumerate(_activation_traces_of_chunk(model, inputs[rows], rows, sites, factor_fn)):
                 totals[k] += value
     return totals
