@@ -87,10 +87,12 @@ def test_bad_input_fails_with_one_line_naming_the_setting(tmp_path, arguments, f
     assert_one_line_error(result, *fragments)
 
 
-def test_bad_input_keeps_a_failed_record(tmp_path):
-    run_cli("trainer.schedule=linear", "logger.mode=disabled", "hydra.run.dir=run", cwd=tmp_path)
+@pytest.mark.parametrize("setting", ["trainer.schedule=linear", "+noise.amplitude=3"])
+def test_bad_input_keeps_a_failed_record(tmp_path, setting):
+    run_cli(setting, "logger.mode=disabled", "hydra.run.dir=run", cwd=tmp_path)
     summary = read_summary(tmp_path / "run")
-    assert summary["status"] == "failed" and "trainer.schedule" in summary["reason"]
+    assert summary["status"] == "failed" and setting.lstrip("+").split("=")[0] in summary["reason"]
+    assert summary["config"]["noise"]["name"] == "layerwise"
 
 
 def test_a_diverging_run_is_a_result(tmp_path):

@@ -34,34 +34,35 @@ def settings(**overrides) -> TrainerSettings:
     return TrainerSettings(**base)
 
 
+def hand_written_gd(model: MLP, data, steps: int, noise: NoiseMode, lr: float = 0.1) -> None:
+    for _ in range(steps):
+        model.zero_grad()
+        with noise.perturbed():
+            HalfMSELoss()(model(data.train_inputs), data.train_targets).backward()
+        with torch.no_grad():
+            for p in model.parameters():
+                p -= lr * p.grad
+
+
+def assert_same_parameters(model: MLP, reference: MLP) -> None:
+    for p, q in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+
+
 def test_full_batch_gd_is_exactly_gradient_descent():
     model, data = model_and_data()
     reference = clone(model)
     train(model, data, NoiseMode(), settings(), log=lambda row: None)
-    for _ in range(5):
-        reference.zero_grad()
-        HalfMSELoss()(reference(data.train_inputs), data.train_targets).backward()
-        with torch.no_grad():
-            for p in reference.parameters():
-                p -= 0.1 * p.grad
-    for p, q in zip(model.parameters(), reference.parameters()):
-        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+    hand_written_gd(reference, data, 5, NoiseMode())
+    assert_same_parameters(model, reference)
 
 
 def test_layerwise_step_applies_the_perturbed_gradient_to_the_unperturbed_weights():
     model, data = model_and_data()
     reference = clone(model)
     train(model, data, LayerwiseNoise(model, sigma=0.3, seed=7), settings(steps=3, eval_every=3), log=lambda r: None)
-    twin_noise = LayerwiseNoise(reference, sigma=0.3, seed=7)  # same seed: the same draws
-    for _ in range(3):
-        reference.zero_grad()
-        with twin_noise.perturbed():
-            HalfMSELoss()(reference(data.train_inputs), data.train_targets).backward()
-        with torch.no_grad():
-            for p in reference.parameters():
-                p -= 0.1 * p.grad
-    for p, q in zip(model.parameters(), reference.parameters()):
-        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+    hand_written_gd(reference, data, 3, LayerwiseNoise(reference, sigma=0.3, seed=7))  # same seed: same draws
+    assert_same_parameters(model, reference)
 
 
 def test_cosine_schedule_and_epoch_length():

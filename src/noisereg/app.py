@@ -15,8 +15,8 @@ from noisereg.data import TensorDataset, build_dataset
 from noisereg.errors import SettingError
 from noisereg.models import build_model
 from noisereg.noise import NOISE_MODES, NoiseMode
-from noisereg.tracking import RunRecord, WandbLogger
 from noisereg.losses import build_loss
+from noisereg.tracking import RunRecord, WandbLogger
 from noisereg.train import resolve_device, train
 from noisereg.train.loop import loss_targets
 
@@ -57,13 +57,14 @@ def run(cfg: DictConfig, output_dir: str | os.PathLike, run_name: str | None = N
     Bad settings raise `SettingError` before anything is trained; a diverging run returns status `diverged`.
     """
     started = time.time()
-    cfg = prepare(cfg)
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    output_dir = Path(output_dir)
-    record = RunRecord(output_dir)
-    summary: dict[str, Any] = {"status": "failed", "seed": cfg.seed, "name": cfg.name, "config": resolved}
+    record = RunRecord(Path(output_dir))
+    summary: dict[str, Any] = {"status": "failed", "seed": cfg.get("seed"), "name": cfg.get("name"),
+                               "config": OmegaConf.to_container(cfg)}  # fmt: skip
     logger = None
     try:
+        cfg = prepare(cfg)
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+        summary["config"] = resolved
         device = resolve_device(cfg.trainer.device)
         torch.manual_seed(cfg.seed)  # anything not given its own generator below
         dataset_options = OmegaConf.to_container(cfg.dataset, resolve=True)
@@ -99,7 +100,7 @@ def run(cfg: DictConfig, output_dir: str | os.PathLike, run_name: str | None = N
             group=cfg.name,
             name=run_name,
             config=resolved,
-            directory=output_dir,
+            directory=record.directory,
         )
 
         def log(row: dict[str, Any]) -> None:
@@ -125,11 +126,8 @@ def run(cfg: DictConfig, output_dir: str | os.PathLike, run_name: str | None = N
         )
         if result.reason:
             summary["reason"] = result.reason
-    except SettingError as error:
-        summary["reason"] = str(error)
-        raise
     except BaseException as error:
-        summary["reason"] = f"{type(error).__name__}: {error}"
+        summary["reason"] = str(error) if isinstance(error, SettingError) else f"{type(error).__name__}: {error}"
         raise
     finally:
         summary["wall_time_s"] = round(time.time() - started, 3)

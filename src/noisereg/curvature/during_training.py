@@ -88,7 +88,9 @@ class CurvatureMetrics:
         self.targets = loss_targets(data.train_targets[subset])  # clean targets, in the form the loss takes
         self.half_mse = type(loss_fn).__name__ == "HalfMSELoss"
         # Monte Carlo draws come from a separate noise object, so measuring never shifts the run's own draws.
-        self.monte_carlo_noise = make_noise() if make_noise and settings.monte_carlo_repeats else None
+        # R_σ = E L(w + noise) is defined for parameter noise only.
+        wanted = settings.monte_carlo_repeats and make_noise is not None and isinstance(noise, ParameterNoise)
+        self.monte_carlo_noise = make_noise() if wanted else None
         self.exact = settings.method in ("auto", "exact") and exact_is_valid(model, loss_fn, self.inputs)
 
     def __call__(self, step: int) -> dict[str, float]:
