@@ -78,6 +78,13 @@ def assert_one_line_error(result, *fragments: str) -> None:
     (["noise.sigma=-1"], ["noise.sigma"]),
     (["noise=shake"], ["noise=shake", "layerwise"]),
     (["+noise.amplitude=3"], ["noise.amplitude"]),
+    (["noise.sigmaa=0.1"], ["noise.sigmaa", "+noise.sigmaa"]),
+    (["experiment=fig2_synthetic"], ["+experiment=fig2_synthetic"]),
+    (["noise=gni", "noise.sigma=abc"], ["noise.sigma"]),
+    (["dataset.n_train=0"], ["dataset.n_train"]),
+    (["trainer.optimizer.momentum=-1"], ["trainer.optimizer.momentum"]),
+    (["trainer.loss=cross_entropy"], ["trainer.loss", "half_mse"]),
+    (["curvature.every=1", "curvature.method=exact", "model.activation=tanh"], ["curvature.method", "hutchinson"]),
     (["trainer.steps=many"], ["trainer.steps"]),
     (["trainer.schedule=linear"], ["trainer.schedule"]),
     (["+experiment=fig99"], ["experiment=fig99"]),
@@ -93,6 +100,15 @@ def test_bad_input_keeps_a_failed_record(tmp_path, setting):
     summary = read_summary(tmp_path / "run")
     assert summary["status"] == "failed" and setting.lstrip("+").split("=")[0] in summary["reason"]
     assert summary["config"]["noise"]["name"] == "layerwise"
+
+
+def test_a_bad_job_in_a_sweep_is_recorded_and_the_sweep_goes_on(tmp_path):
+    result = run_cli("-m", "noise.sigma=-1,0.1", "trainer.steps=10", "logger.mode=disabled", "hydra.sweep.dir=sweep",
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "noise.sigma=-1.0 must be finite and >= 0" in result.stderr
+    statuses = [read_summary(tmp_path / "sweep" / job)["status"] for job in ("0", "1")]
+    assert statuses == ["failed", "completed"]
 
 
 def test_a_diverging_run_is_a_result(tmp_path):

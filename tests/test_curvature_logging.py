@@ -63,7 +63,9 @@ def test_curvature_does_not_change_the_training_trajectory(tmp_path):
     common = ["noise=layerwise", "trainer.steps=40", "trainer.batch_size=10", "model=mlp", "model.widths=[16,16]", *QUIET]
     run(compose(*common), tmp_path / "off")
     run(compose(*common, "curvature.every=10", "curvature.monte_carlo_repeats=5"), tmp_path / "on")
-    for off, on in zip(read_metrics(tmp_path / "off"), read_metrics(tmp_path / "on")):
+    rows_off, rows_on = read_metrics(tmp_path / "off"), read_metrics(tmp_path / "on")
+    assert len(rows_off) == len(rows_on) == 5
+    for off, on in zip(rows_off, rows_on):
         assert {k: v for k, v in on.items() if k in off} == off
 
 
@@ -76,6 +78,36 @@ def test_each_papers_regularizer_is_logged(tmp_path, overrides, key):
     run(compose(*overrides, "trainer.steps=10", "curvature.every=10", *QUIET), tmp_path)
     rows = curvature_rows(tmp_path)
     assert len(rows) == 2 and all(math.isfinite(row[key]) and row[key] >= 0 for row in rows)
+
+
+def test_curvature_every_can_count_epochs(tmp_path):
+    run(compose("trainer.steps=null", "trainer.epochs=4", "trainer.batch_size=10", "curvature.every=2",
+                "curvature.unit=epochs", *QUIET), tmp_path)  # 4 steps per epoch
+    assert [row["step"] for row in curvature_rows(tmp_path)] == [0, 8, 16]
+
+
+def test_camuto_regularizer_counts_the_noised_input_as_layer_zero(tmp_path):
+    common = ["noise=gni", "noise.sigma=0.2", "model=mlp", "model.widths=[16,16]", "trainer.steps=0", "curvature.every=1",
+              *QUIET]
+    run(compose(*common), tmp_path / "hidden")
+    run(compose(*common, "noise.noise_input=true"), tmp_path / "input")
+    hidden, with_input = (curvature_rows(tmp_path / name)[0]["reg/camuto"] for name in ("hidden", "input"))
+    assert with_input > hidden > 0
+
+
+def test_diagonal_network_closed_form_only_where_it_is_derived(tmp_path):
+    for noise in ("gd_noise", "layerwise"):
+        run(compose(f"noise={noise}", "model=diagonal_net", "trainer.steps=0", "curvature.every=1", *QUIET),
+            tmp_path / noise)
+    all_parameters, layerwise = (curvature_rows(tmp_path / n)[0] for n in ("gd_noise", "layerwise"))
+    assert all_parameters["theory/orvieto_diagonal"] == pytest.approx(layerwise["theory/orvieto_diagonal"])
+    assert "theory/R_sigma_closed_form" in all_parameters and "theory/R_sigma_closed_form" not in layerwise
+
+
+def test_nin_keeps_the_exact_trace(tmp_path):
+    run(compose("noise=nin", "model=mlp", "model.widths=[16,16]", "trainer.steps=5", "curvature.every=5", *QUIET),
+        tmp_path)
+    assert all(row["hessian/trace_sem"] == 0.0 for row in curvature_rows(tmp_path))
 
 
 def test_non_piecewise_linear_models_get_hutchinson_with_an_error_bar(tmp_path):

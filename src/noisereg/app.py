@@ -18,7 +18,7 @@ from noisereg.noise import NOISE_MODES, NoiseMode
 from noisereg.losses import build_loss
 from noisereg.tracking import RunRecord, WandbLogger
 from noisereg.train import resolve_device, train
-from noisereg.train.loop import loss_targets
+from noisereg.train.loop import loss_targets, steps_per_epoch
 
 # Distinct random streams per job, so e.g. GD and layer-wise runs with one seed share init and batch order.
 INIT_STREAM, SHUFFLE_STREAM, NOISE_STREAM, MONTE_CARLO_STREAM = 0, 1, 2, 3
@@ -44,6 +44,13 @@ def noise_factory(cfg: DictConfig, model: torch.nn.Module, data: TensorDataset) 
     elif name == "nin":
         options["n_train"] = data.n_train
     return lambda seed: NOISE_MODES[name](seed=seed, **options, **schedule)
+
+
+def curvature_interval(cfg: DictConfig, n_train: int) -> int | None:
+    """`curvature.every` in steps."""
+    if cfg.curvature.every is None or cfg.curvature.unit == "steps":
+        return cfg.curvature.every
+    return cfg.curvature.every * steps_per_epoch(n_train, cfg.trainer.batch_size)
 
 
 def prepare(cfg: DictConfig) -> DictConfig:
@@ -77,6 +84,9 @@ def run(cfg: DictConfig, output_dir: str | os.PathLike, run_name: str | None = N
             generator=torch.Generator().manual_seed(stream_seed(cfg.seed, INIT_STREAM)),
             **model_options,
         ).to(device)
+        if data.task == "regression" and cfg.trainer.loss == "cross_entropy":
+            raise SettingError(f"trainer.loss=cross_entropy needs class labels but dataset={cfg.dataset.name} is a "
+                               "regression; use trainer.loss=half_mse or mse")  # fmt: skip
         make_noise = noise_factory(cfg, model, data)
         noise = make_noise(stream_seed(cfg.seed, NOISE_STREAM))
         noise.attach(model)
@@ -115,7 +125,7 @@ def run(cfg: DictConfig, output_dir: str | os.PathLike, run_name: str | None = N
             log,
             seed=stream_seed(cfg.seed, SHUFFLE_STREAM),
             extra_metrics=curvature,
-            extra_metrics_every=cfg.curvature.every,
+            extra_metrics_every=curvature_interval(cfg, data.n_train),
         )
         summary.update(
             status=result.status,

@@ -30,6 +30,7 @@ from noisereg.curvature.linear_closed_forms import (
     one_hidden_layer_layerwise_noise,
 )
 from noisereg.curvature.regularizers import (
+    INPUT_SITE,
     camuto_regularizer,
     gauss_newton_trace,
     orvieto_regularizer,
@@ -49,7 +50,8 @@ METHODS = ("auto", "exact", "hutchinson", "hutchpp", "pyhessian")
 
 @dataclass
 class CurvatureSettings:
-    every: int | None = None  # steps between measurements (also at step 0 and the last step); None: off
+    every: int | None = None  # measurements every `every` steps or epochs (and at step 0 and the end); None: off
+    unit: str = "steps"  # what `every` counts: steps | epochs
     n_samples: int = 1024  # the fixed training subset the curvature is measured on
     seed: int = 0  # which subset, and the Monte-Carlo probes
     method: str = "auto"
@@ -61,10 +63,16 @@ class CurvatureSettings:
 def check_settings(settings: CurvatureSettings) -> None:
     if settings.method not in METHODS:
         raise SettingError(f"curvature.method={settings.method!r} is unknown; choose one of {list(METHODS)}")
+    if settings.unit not in ("steps", "epochs"):
+        raise SettingError(f"curvature.unit={settings.unit!r} is unknown; choose steps or epochs")
     if settings.every is not None and settings.every < 1:
         raise SettingError(f"curvature.every={settings.every} must be >= 1, or null to switch curvature off")
     if settings.n_samples < 1 or settings.probes < 1 or settings.monte_carlo_repeats < 0:
         raise SettingError("curvature.n_samples and curvature.probes must be >= 1, curvature.monte_carlo_repeats >= 0")
+    if settings.method == "hutchpp" and settings.probes < 3:
+        raise SettingError(f"curvature.method=hutchpp needs curvature.probes >= 3 (got {settings.probes})")
+    if settings.chunk_size is not None and settings.chunk_size < 1:
+        raise SettingError(f"curvature.chunk_size={settings.chunk_size} must be >= 1, or null for automatic")
 
 
 class CurvatureMetrics:
@@ -92,6 +100,14 @@ class CurvatureMetrics:
         wanted = settings.monte_carlo_repeats and make_noise is not None and isinstance(noise, ParameterNoise)
         self.monte_carlo_noise = make_noise() if wanted else None
         self.exact = settings.method in ("auto", "exact") and exact_is_valid(model, loss_fn, self.inputs)
+        if settings.method == "exact" and not self.exact:
+            raise SettingError(
+                "curvature.method=exact needs a network piecewise linear in each parameter tensor (ReLU or linear) "
+                "and a cross_entropy/mse/half_mse loss; use curvature.method=auto or hutchinson"
+            )
+        if settings.method == "pyhessian" and noise.name == "nin":
+            raise SettingError("curvature.method=pyhessian fails on NIN's weights (unused in eval mode); "
+                               "use curvature.method=auto or hutchinson")  # fmt: skip
 
     def __call__(self, step: int) -> dict[str, float]:
         metrics: dict[str, float] = {}
@@ -109,10 +125,10 @@ class CurvatureMetrics:
             metrics["reg/orvieto"] = orvieto_regularizer(ggn, self.per_parameter_sigma())
             metrics["loss/regularized"] = loss + metrics["reg/orvieto"]
         if self.noise.name == "gni" and getattr(self.noise, "kind", "") == "additive":
-            sites = hidden_activation_modules(self.model)
-            metrics["reg/camuto"] = camuto_regularizer(
-                self.model, self.loss_fn, self.inputs, self.targets, sites, self.noise.sigmas
-            )
+            sites, sigmas = list(hidden_activation_modules(self.model)), list(self.noise.sigmas)
+            if self.noise.noise_input:  # the input is Camuto's layer 0, noised with the first σ
+                sites, sigmas = [INPUT_SITE, *sites], [self.noise.input_sigma, *sigmas]
+            metrics["reg/camuto"] = camuto_regularizer(self.model, self.loss_fn, self.inputs, self.targets, sites, sigmas)
         if self.noise.name == "label_noise":
             metrics["reg/blanc"] = output_gradient_norm_squared(self.model, self.inputs, self.settings.chunk_size)
         if isinstance(self.noise, ParameterNoise) and self.half_mse:
@@ -157,8 +173,10 @@ class CurvatureMetrics:
         x = self.inputs.flatten(1).double()
         if isinstance(self.model, DiagonalNetwork):
             form = diagonal_network_regularizer(self.model.w1.double(), self.model.w2.double(), x, sigma)
-            return {"theory/orvieto_diagonal": float(form["second_order"]),
-                    "theory/R_sigma_closed_form": loss + float(form["total"])}  # fmt: skip
+            metrics = {"theory/orvieto_diagonal": float(form["second_order"])}  # the same σ² term for both modes
+            if self.noise.name == "gd_noise":  # the σ⁴ term is derived for all-parameter noise only
+                metrics["theory/R_sigma_closed_form"] = loss + float(form["total"])
+            return metrics
         if not (isinstance(self.model, MLP) and self.model.activation in ("linear", "identity")):
             return {}
         if any(layer.bias is not None for layer in self.model.layers):

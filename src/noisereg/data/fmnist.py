@@ -76,6 +76,8 @@ def fmnist_subset(
     train_x, train_y, test_x, test_y = fashion_mnist_tensors(root)
     if not 1 <= n_train <= train_x.shape[0]:
         raise SettingError(f"dataset.n_train={n_train} must lie in [1, {train_x.shape[0]}]")
+    if n_test is not None and n_test < 1:
+        raise SettingError(f"dataset.n_test={n_test} must be >= 1, or null for the full test set")
     subset = torch.randperm(train_x.shape[0], generator=torch.Generator().manual_seed(seed))[:n_train]
     if n_test is not None:
         test_x, test_y = test_x[:n_test], test_y[:n_test]

@@ -18,6 +18,8 @@ def synthetic_sparse(
     label_noise_std: float = 0.0,
     seed: int = 0,
 ) -> TensorDataset:
+    if n_train < 1 or n_test < 1 or input_dim < 1:
+        raise SettingError("dataset.n_train, dataset.n_test and dataset.input_dim must be >= 1")
     if len(coefficients) > input_dim:
         raise SettingError(f"dataset.coefficients has {len(coefficients)} entries but dataset.input_dim={input_dim}")
     generator = torch.Generator().manual_seed(seed)

@@ -45,11 +45,15 @@ class ActivationNoise(NoiseMode):
 
     def attach(self, model: nn.Module) -> None:
         sites = hidden_activation_modules(model)
-        if isinstance(self.sigma, (int, float)):
+        if not sites:
+            raise SettingError("noise=gni needs a model with hidden layers (model.widths not empty)")
+        if isinstance(self.sigma, (int, float)) and not isinstance(self.sigma, bool):
             self.sigmas = [check_sigma(self.sigma)] * len(sites)
-        else:
+        elif isinstance(self.sigma, (list, tuple)):
             self.sigmas = [check_sigma(s) for s in self.sigma]
-            if len(self.sigmas) != len(sites):
+        else:
+            raise SettingError(f"noise.sigma={self.sigma!r} must be a number or a list of numbers, one per hidden layer")
+        if len(self.sigmas) != len(sites):
                 raise SettingError(
                     f"noise.sigma has {len(self.sigmas)} values but the model has {len(sites)} hidden layers; "
                     "give one value per hidden layer or a single number"
@@ -58,7 +62,12 @@ class ActivationNoise(NoiseMode):
         for site, sigma in zip(sites, self.sigmas):
             site.register_forward_hook(self._hook(sigma))
         if self.noise_input:
-            model.register_forward_pre_hook(self._input_hook(self.sigmas[0] if self.sigmas else 0.0))
+            model.register_forward_pre_hook(self._input_hook(self.input_sigma))
+
+    @property
+    def input_sigma(self) -> float:
+        """σ of the input noise (`noise_input`): the first hidden layer's σ."""
+        return self.sigmas[0]
 
     def _on(self) -> bool:
         return self._model.training and self.active

@@ -28,6 +28,8 @@ class NoiseMode:
     name = "gd"
 
     def __init__(self, stop_step: int | None = None, stop_epoch: int | None = None):
+        if (stop_step is not None and stop_step < 0) or (stop_epoch is not None and stop_epoch < 0):
+            raise SettingError("noise.stop_step and noise.stop_epoch must be >= 0, or null to keep noise on")
         self.stop_step = stop_step
         self.stop_epoch = stop_epoch
         self.active = True
@@ -59,7 +61,10 @@ class NoiseMode:
 
 
 def check_sigma(sigma: float, setting: str = "noise.sigma") -> float:
-    sigma = float(sigma)
-    if not sigma >= 0.0:  # also rejects NaN
-        raise SettingError(f"{setting}={sigma} must be >= 0 (a standard deviation); e.g. {setting}=0.05")
+    try:
+        sigma = float(sigma)
+    except (TypeError, ValueError):
+        raise SettingError(f"{setting}={sigma!r} must be a number, e.g. {setting}=0.05") from None
+    if not 0.0 <= sigma < float("inf"):  # also rejects NaN
+        raise SettingError(f"{setting}={sigma} must be finite and >= 0 (a standard deviation); e.g. {setting}=0.05")
     return sigma

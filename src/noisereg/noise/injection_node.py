@@ -21,6 +21,9 @@ RESAMPLING = ("step", "fixed")
 class NoiseInjectionWeights(nn.Module):
     """Holds W_NI; registered on the model as `noise_injection_node` so it is trained and saved with it."""
 
+    # z + ε·W_NI is linear in W_NI (and ε = 0 in eval mode): the exact Hessian trace still applies.
+    piecewise_linear_in_parameters = True
+
     def __init__(self, width: int, init_std: float, generator: torch.Generator | None):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(width, generator=generator) * init_std)

@@ -33,6 +33,8 @@ class RandomStreams:
         """Fill `tensor` (contiguous) with N(0, std²) values in place."""
         if tensor.device.type != "cpu" or tensor.numel() < PARALLEL_MIN_ELEMENTS:
             return tensor.normal_(0.0, std, generator=self.generator(tensor.device))
+        if not tensor.is_contiguous():  # e.g. channels-last: draw in standard order, then copy
+            return tensor.copy_(self.normal_(torch.empty(tensor.shape, dtype=tensor.dtype), std))
         fills = [
             (chunk.normal_, self.generator("cpu", 1 + index)) for index, chunk in enumerate(tensor.view(-1).chunk(CHUNKS))
         ]

@@ -82,8 +82,10 @@ def check_settings(settings: TrainerSettings) -> None:
         raise SettingError(f"trainer.batch_size={settings.batch_size} must be >= 1, or null for full batch")
     if settings.optimizer.lr <= 0:
         raise SettingError(f"trainer.optimizer.lr={settings.optimizer.lr} must be > 0")
-    if settings.eval_every < 1 or settings.divergence_check_every < 1:
-        raise SettingError("trainer.eval_every and trainer.divergence_check_every must be >= 1")
+    if settings.eval_every < 1 or settings.divergence_check_every < 1 or settings.eval_batch_size < 1:
+        raise SettingError("trainer.eval_every, trainer.eval_batch_size and trainer.divergence_check_every must be >= 1")
+    if settings.optimizer.momentum < 0 or settings.optimizer.weight_decay < 0:
+        raise SettingError("trainer.optimizer.momentum and trainer.optimizer.weight_decay must be >= 0")
 
 
 def build_optimizer(model: nn.Module, settings: OptimizerSettings) -> torch.optim.Optimizer:
