@@ -229,6 +229,17 @@ def chunk_size_for_memory(model: nn.Module, inputs: torch.Tensor) -> int:
     return max(1, min(inputs.shape[0], DEFAULT_MEMORY_BUDGET // max(1, per_sample)))
 
 
+def forward_with_hooks(model: nn.Module, x: torch.Tensor, hooks) -> torch.Tensor:
+    """`model(x)` with gradients on and the (module, forward hook) pairs registered for this one pass."""
+    handles = [module.register_forward_hook(hook) for module, hook in hooks]
+    try:
+        with torch.enable_grad():
+            return model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def _ggn_layerwise_chunk(model, layers, x, factor_fn, rows):
     captured: dict[str, tuple[torch.Tensor, torch.Tensor, int]] = {}
 
@@ -244,13 +255,7 @@ def _ggn_layerwise_chunk(model, layers, x, factor_fn, rows):
 
         return hook
 
-    handles = [module.register_forward_hook(capture(name)) for name, module in layers.items()]
-    try:
-        with torch.enable_grad():
-            outputs = model(x)
-    finally:
-        for handle in handles:
-            handle.remove()
+    outputs = forward_with_hooks(model, x, [(module, capture(name)) for name, module in layers.items()])
     if any(layer_input._version != version for layer_input, _, version in captured.values()):
         raise _NotLayerwise("a layer input was modified in place")
     factor = factor_fn(outputs, rows)  # (n, C, K)

@@ -21,6 +21,7 @@ from torch import nn
 from noisereg.curvature.gauss_newton import (
     chunk_size_for_memory,
     evaluation_mode,
+    forward_with_hooks,
     ggn_trace_per_parameter,
     loss_hessian_factor_fn,
     sample_chunks,
@@ -120,20 +121,15 @@ def activation_gauss_newton_trace(
 
 def _activation_traces_of_chunk(model, x, rows, sites, factor_fn) -> list[float]:
     captured: dict[int, torch.Tensor] = {}
-    handles = []
+    hooks = []
     for k, site in enumerate(sites):
         if isinstance(site, str):
             if site != INPUT_SITE:
                 raise ValueError(f"site {site!r} is unknown; sites are modules or {INPUT_SITE!r}")
             x = captured[k] = x.detach().clone().requires_grad_(True)
         else:
-            handles.append(site.register_forward_hook(_capture_output(k, captured)))
-    try:
-        with torch.enable_grad():
-            outputs = model(x)
-    finally:
-        for handle in handles:
-            handle.remove()
+            hooks.append((site, _capture_output(k, captured)))
+    outputs = forward_with_hooks(model, x, hooks)
     missing = [k for k in range(len(sites)) if k not in captured]
     if missing:
         raise ValueError(f"sites {missing} did not run in the model's forward pass")
