@@ -39,6 +39,7 @@ from noisereg.curvature.regularizers import (
 from noisereg.curvature.trace import exact_is_valid, hessian_trace
 from noisereg.data.tensors import TensorDataset
 from noisereg.errors import SettingError
+from noisereg.losses import HalfMSELoss
 from noisereg.models.diagonal import DiagonalNetwork
 from noisereg.models.mlp import MLP
 from noisereg.models.sites import hidden_activation_modules
@@ -94,7 +95,7 @@ class CurvatureMetrics:
         subset = subset[: settings.n_samples].to(data.train_inputs.device)
         self.inputs = data.train_inputs[subset]
         self.targets = loss_targets(data.train_targets[subset])  # clean targets, in the form the loss takes
-        self.half_mse = type(loss_fn).__name__ == "HalfMSELoss"
+        self.half_mse = isinstance(loss_fn, HalfMSELoss)  # the closed forms assume L = 1/(2n)‖y − f‖²
         # Monte Carlo draws come from a separate noise object, so measuring never shifts the run's own draws.
         # R_σ = E L(w + noise) is defined for parameter noise only.
         wanted = settings.monte_carlo_repeats and make_noise is not None and isinstance(noise, ParameterNoise)

@@ -54,10 +54,10 @@ class ActivationNoise(NoiseMode):
         else:
             raise SettingError(f"noise.sigma={self.sigma!r} must be a number or a list of numbers, one per hidden layer")
         if len(self.sigmas) != len(sites):
-                raise SettingError(
-                    f"noise.sigma has {len(self.sigmas)} values but the model has {len(sites)} hidden layers; "
-                    "give one value per hidden layer or a single number"
-                )
+            raise SettingError(
+                f"noise.sigma has {len(self.sigmas)} values but the model has {len(sites)} hidden layers; "
+                "give one value per hidden layer or a single number"
+            )
         self._model = model
         for site, sigma in zip(sites, self.sigmas):
             site.register_forward_hook(self._hook(sigma))
