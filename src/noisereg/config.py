@@ -103,7 +103,7 @@ class GniConfig(GdConfig):
     noise_input: bool = False
 
 
-# -- trainer, curvature, logger, scale ------------------------------------------------------------------------------------------
+# -- trainer, curvature, logger, scale -------------------------------------------------------------------------------
 @dataclass
 class TrainerConfig(TrainerSettings):
     device: str = "auto"  # auto: CUDA when present, else CPU

@@ -16,10 +16,9 @@ from torch import nn
 class DiagonalNetwork(nn.Module):
     piecewise_linear_in_parameters = False
 
-    def __init__(self, input_dim: int, output_dim: int = 1, init_scale: float = 0.1):
+    def __init__(self, input_dim: int, init_scale: float = 0.1):
         super().__init__()
-        if output_dim != 1:
-            raise ValueError("the diagonal network has one output (a regression model)")
+        # One output only (a regression model); build_model refuses datasets with more.
         # w₁ = w₂ at init gives β = 0, the usual small-initialisation start of diagonal networks.
         start = torch.full((input_dim,), init_scale / math.sqrt(2))
         self.w1 = nn.Parameter(start.clone())
