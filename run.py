@@ -1,79 +1,199 @@
-"""Entry point: `python run.py [overrides]`, `python run.py -m +experiment=fig3_fmnist_sigma` for a sweep."""
+"""Entry point: `python run.py [overrides]`, `python run.py -m +experiment=fig3_fmnist_sigma` for a sweep.
+
+Before Hydra starts (and creates any folder), the command is checked: overrides that do not compose give one line;
+a single run is checked in full (settings, W&B, its run directory, construction), so bad input exits with 2 and
+writes nothing, and a run that already finished in its directory is reported and left alone. Hydra's own flags
+(--cfg, --info, --config-name, -m, ...) work as Hydra documents them.
+"""
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import noisereg  # noqa: F401  (first: sets OpenMP's wait policy before torch loads, see noisereg/__init__.py)
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import to_absolute_path
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 
 
-def override_problem(arguments: list[str]) -> str | None:
+def _hydra_arguments(argv: list[str]):
+    from hydra._internal.utils import get_args_parser
+
+    return get_args_parser().parse_args(argv)
+
+
+def _compose(arguments, overrides: list[str], return_hydra_config: bool = False) -> DictConfig:
+    from hydra import compose, initialize_config_dir
+
+    from noisereg.config import register_with_hydra
+
+    register_with_hydra()
+    config_dir = arguments.config_dir or str(CONFIG_DIR)
+    with initialize_config_dir(config_dir=str(Path(config_dir).resolve()), version_base="1.3"):
+        return compose(config_name=arguments.config_name or "config", overrides=overrides,
+                       return_hydra_config=return_hydra_config)  # fmt: skip
+
+
+def _first_of_each_sweep(overrides: list[str]) -> list[str]:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    return [
+        f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}" if o.is_sweep_override() else o.input_line
+        for o in parsed
+    ]
+
+
+def override_problem(arguments) -> str | None:
     """One line saying what is wrong with the command-line overrides, or None.
 
     Hydra reports the same problems in several lines (search path, hints); we compose first so the user sees one
-    line naming the setting. Sweeps are checked with the first value of each swept setting.
-    """
-    from hydra import compose, initialize_config_dir
-    from hydra.core.override_parser.overrides_parser import OverridesParser
+    line naming the setting. Sweeps are checked with the first value of each swept setting."""
+    from noisereg.registry import load_all
 
-    overrides = [a for a in arguments if not a.startswith("-") and not a.lstrip("+~").startswith("hydra")]
+    load_all()
+    overrides = [a for a in arguments.overrides if not a.lstrip("+~").startswith("hydra")]
     for argument in overrides:  # unknown option of a config group: list the options
         key, _, value = argument.partition("=")
-        folder = CONFIG_DIR / key.lstrip("+~")
-        if value and folder.is_dir() and "(" not in value:
-            options = sorted(path.stem for path in folder.glob("*.yaml"))
+        options = group_options(key.lstrip("+~"))
+        if value and options and "(" not in value:
             unknown = [choice for choice in value.split(",") if choice not in options]
             if unknown:
                 return f"{key.lstrip('+~')}={unknown[0]} is unknown; choose one of: {', '.join(options)}"
             if key == "experiment":
                 return f"experiment={value}: add experiments with a plus, +experiment={value}"
     try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-        first = [
-            f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}" if o.is_sweep_override() else o.input_line
-            for o in parsed
-        ]
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            compose(config_name="config", overrides=first)
-    except Exception as error:  # Hydra's composition and parser errors: keep their first sentences, on one line
-        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-        return " ".join(lines[:2])
+        _compose(arguments, _first_of_each_sweep(overrides))
+    except Exception as error:  # Hydra's composition and parser errors: their first sentences and cause, one line
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()][:2]
+        if error.__cause__ is not None and str(error.__cause__).strip():
+            lines.append(str(error.__cause__).strip().splitlines()[0])
+        return " ".join(lines)
     return None
 
 
+def group_options(group: str) -> list[str]:
+    """The options of a config group: its YAML files (any depth) and, for registered axes, the registry."""
+    from noisereg.config import REGISTERED_GROUPS
+
+    folder = CONFIG_DIR / group
+    options = {str(p.relative_to(folder).with_suffix("")) for p in folder.rglob("*.yaml")} if folder.is_dir() else set()
+    if group in REGISTERED_GROUPS:
+        options |= set(REGISTERED_GROUPS[group].names())
+    return sorted(options)
+
+
+def _absolute_data_root(cfg: DictConfig) -> DictConfig:
+    if "root" in cfg.get("dataset", {}):
+        with open_dict(cfg):
+            cfg.dataset.root = to_absolute_path(cfg.dataset.root)
+    return cfg
+
+
+def preflight(arguments) -> dict[str, Any] | None:
+    """A single run's checks, before Hydra creates its directory: what the job checks before writing, and its
+    construction. Returns the summary of a run that already finished in that directory."""
+    from hydra.core.utils import setup_globals
+
+    from noisereg.app import build, prepare
+    from noisereg.tracking.job import prepare_job
+
+    setup_globals()  # Hydra's `now` resolver, used by the default run directory
+    cfg = _compose(arguments, list(arguments.overrides), return_hydra_config=True)
+    try:
+        output_dir = Path(str(cfg.hydra.run.dir))
+    except Exception:  # a directory depending on Hydra's runtime: a fresh one, nothing to check
+        output_dir = None
+    with open_dict(cfg):
+        del cfg["hydra"]
+    cfg = _absolute_data_root(cfg)
+    if output_dir is None:
+        build(prepare(cfg))
+        return None
+    cfg, plan = prepare_job(cfg, prepare, output_dir)
+    if plan.action == "finished":
+        return {**plan.summary, "directory": str(output_dir)}
+    build(cfg)
+    return None
+
+
+def _shown(summary: dict[str, Any]) -> str:
+    final = summary.get("final_metrics", {})
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in final.items() if "/" in k)
+
+
+def report_finished_before(summary: dict[str, Any], directory: str) -> None:
+    print(f"[{summary['status']}] {summary.get('name')} had finished in {directory} after {summary.get('steps', 0)} "
+          f"steps; nothing to do (trainer.resume=restart runs it again): {_shown(summary)}")  # fmt: skip
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> dict[str, Any] | None:
     from noisereg.app import run
     from noisereg.errors import SettingError
 
     hydra_cfg = HydraConfig.get()
-    if "root" in cfg.get("dataset", {}):
-        with open_dict(cfg):
-            cfg.dataset.root = to_absolute_path(cfg.dataset.root)
+    directory = hydra_cfg.runtime.output_dir
+    in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     run_name = f"{cfg.get('name', 'run')}/{hydra_cfg.job.override_dirname or 'default'}"
     try:
-        summary = run(cfg, hydra_cfg.runtime.output_dir, run_name=run_name)
+        summary = run(_absolute_data_root(cfg), directory, run_name=run_name, in_sweep=in_sweep)
     except SettingError as error:
         print(f"noisereg: error: {error}", file=sys.stderr)
-        if hydra_cfg.mode == RunMode.MULTIRUN:  # one bad job is recorded as failed; the sweep goes on
-            return
+        if in_sweep:  # a job that must not touch its directory; the sweep goes on
+            return {"status": "refused", "directory": directory, "reason": str(error)}
         sys.exit(2)
-    final = summary.get("final_metrics", {})
-    shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in final.items() if "/" in k)
-    print(f"[{summary['status']}] {run_name} after {summary.get('steps', 0)} steps: {shown}")
-    print(f"records: {hydra_cfg.runtime.output_dir}")
+    if summary.get("finished_before"):
+        report_finished_before(summary, directory)
+        return {"status": "skipped", "directory": directory}
+    if "steps" in summary:  # it trained
+        print(f"[{summary['status']}] {run_name} after {summary['steps']} steps: {_shown(summary)}")
+        print(f"records: {directory}")
+    if summary["status"] == "interrupted":
+        print(f"noisereg: {summary.get('reason', 'interrupted')}", file=sys.stderr)
+        sys.exit(128 + int(getattr(signal, summary.get("signal", "SIGINT"))))
+    if summary["status"] == "failed":
+        print(f"noisereg: error: {summary.get('reason', 'failed')}", file=sys.stderr)
+        if not in_sweep:
+            sys.exit(1)
+    return {"status": summary["status"], "directory": directory, "reason": summary.get("reason", "")}
+
+
+def cli(argv: list[str]) -> int:
+    from noisereg.errors import SettingError
+    from noisereg.tracking import sweep
+
+    from noisereg.config import register_with_hydra
+
+    register_with_hydra()
+    arguments = _hydra_arguments(argv)
+    if arguments.help or arguments.hydra_help or arguments.info or arguments.shell_completion:
+        main()
+        return 0
+    problem = override_problem(arguments)
+    if problem:
+        print(f"noisereg: error: {problem}", file=sys.stderr)
+        return 2
+    if not arguments.multirun and not arguments.cfg:
+        try:
+            finished = preflight(arguments)
+        except SettingError as error:
+            print(f"noisereg: error: {error}", file=sys.stderr)
+            return 2
+        if finished is not None:
+            report_finished_before(finished, finished["directory"])
+            return 0
+    main()
+    if sweep.LAST is not None and not sweep.LAST.ok:
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    problem = override_problem(sys.argv[1:])
-    if problem:
-        print(f"noisereg: error: {problem}", file=sys.stderr)
-        sys.exit(2)
-    main()
+    sys.exit(cli(sys.argv[1:]))

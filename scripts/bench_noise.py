@@ -2,9 +2,9 @@
 
     python scripts/bench_noise.py [--repeats 15] [--widths 1000 1000 1000 1000 1000] [--batch 1024] [--device cpu]
 
-Also times the copy-and-restore loop described for the authors' code (REFERENCE.md: every step rebinds
-`param.data` to `param.data + noise` for the chosen tensors and rebinds the saved tensors afterwards), written
-here from that description. Modes are interleaved round by round so drift in machine load hits all alike;
+Also times the copy-and-restore loop of the authors' code (aorvieto/noise_injection_overparam, main.py: every
+step rebinds `param.data` to `param.data + noise` for the chosen tensors and rebinds the saved tensors
+afterwards), written here from that description. Modes are interleaved round by round so drift in machine load hits all alike;
 the table reports the median seconds per step and the ratio to plain GD.
 """
 from __future__ import annotations

@@ -35,9 +35,9 @@ def pytest_report_header(config):
     return lines
 
 
-def run_cli(*arguments: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    """`python run.py ARGS` as a user types it, from `cwd` (outputs land there)."""
-    env = dict(os.environ, WANDB_SILENT="true", HYDRA_FULL_ERROR="0")
+def run_cli(*arguments: str, cwd: Path, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python run.py ARGS` as a user types it, from `cwd` (outputs land there); `env` adds to the environment."""
+    env = dict(os.environ, WANDB_SILENT="true", HYDRA_FULL_ERROR="0", **(env or {}))
     return subprocess.run(
         [sys.executable, str(ROOT / "run.py"), *arguments],
         cwd=cwd,
@@ -53,6 +53,9 @@ def compose(*overrides: str):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
+    from noisereg.config import register_with_hydra
+
+    register_with_hydra()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=list(overrides))
 

@@ -1,11 +1,14 @@
 """The real CLI: default job, Hydra multirun with the basic and submitit launchers, bad input, divergence, W&B."""
 from __future__ import annotations
 
+import gzip
+import socket
+import time
 from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import FMNIST_SYSTEM_DIR, run_cli
 from noisereg.tracking import read_metrics, read_summary
 from noisereg.tracking.wandb_offline import read_offline_run
 
@@ -66,12 +69,16 @@ def test_multirun_with_the_submitit_local_launcher(tmp_path):
 
 
 def assert_one_line_error(result, *fragments: str) -> None:
-    assert result.returncode != 0
+    assert result.returncode == 2, (result.returncode, result.stderr)
     assert "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
     for fragment in fragments:
         assert fragment in lines[0]
+
+
+def written(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
 
 
 @pytest.mark.parametrize("arguments, fragments", [
@@ -88,27 +95,111 @@ def assert_one_line_error(result, *fragments: str) -> None:
     (["trainer.steps=many"], ["trainer.steps"]),
     (["trainer.schedule=linear"], ["trainer.schedule"]),
     (["+experiment=fig99"], ["experiment=fig99"]),
+    (["trainer.optimizer.lr=nan"], ["trainer.optimizer.lr=nan", "e.g."]),
+    (["trainer.optimizer.lr=inf"], ["trainer.optimizer.lr=inf", "e.g."]),
+    (["trainer.optimizer.weight_decay=nan"], ["trainer.optimizer.weight_decay=nan", "e.g."]),
+    (["model.widths=[0]"], ["model.widths=[0]", "positive"]),
+    (["model.widths=[50,-3]"], ["model.widths=[50, -3]", "positive"]),
+    (["seed=abc"], ["seed", "abc"]),
+    (["seed=1.5"], ["seed", "1.5"]),
+    (["trainer.device=bogus"], ["trainer.device='bogus'", "cpu"]),
+    (["model.widths=[100000,100000]"], ["model.widths=[100000, 100000]", "GB", "smaller widths"]),
+    (["curvature.method=exakt"], ["curvature.method='exakt'", "exact"]),
+    (["trainer.resume=sometimes"], ["trainer.resume", "auto"]),
+    (["noise=nin", "noise.layer=7"], ["noise.layer=7", "out of range"]),
+    (["noise.stop_step=-2"], ["noise.stop_step"]),
+    (["--config-name", "nope"], ["nope"]),
 ])
-def test_bad_input_fails_with_one_line_naming_the_setting(tmp_path, arguments, fragments):
+def test_bad_input_fails_with_one_line_naming_the_setting_and_writes_nothing(tmp_path, arguments, fragments):
     result = run_cli(*arguments, "logger.mode=disabled", "hydra.run.dir=run", cwd=tmp_path)
     assert_one_line_error(result, *fragments)
+    assert written(tmp_path) == [], "bad input writes nothing"
 
 
-@pytest.mark.parametrize("setting", ["trainer.schedule=linear", "+noise.amplitude=3"])
-def test_bad_input_keeps_a_failed_record(tmp_path, setting):
-    run_cli(setting, "logger.mode=disabled", "hydra.run.dir=run", cwd=tmp_path)
-    summary = read_summary(tmp_path / "run")
-    assert summary["status"] == "failed" and setting.lstrip("+").split("=")[0] in summary["reason"]
-    assert summary["config"]["noise"]["name"] == "layerwise"
+def test_online_logging_without_credentials_is_refused_before_anything_is_written(tmp_path):
+    env = {"HOME": str(tmp_path / "home"), "WANDB_API_KEY": "", "NETRC": str(tmp_path / "no-netrc")}
+    result = run_cli("logger.mode=online", "hydra.run.dir=run", cwd=tmp_path, env=env)
+    assert_one_line_error(result, "logger.mode=online", "wandb login", "logger.mode=offline", "wandb sync")
+    assert not (tmp_path / "run").exists() and not list(tmp_path.rglob("wandb"))
 
 
-def test_a_bad_job_in_a_sweep_is_recorded_and_the_sweep_goes_on(tmp_path):
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("server", ["refusing", "silent"])
+def test_an_unreachable_wandb_server_is_a_one_line_error_within_30_seconds(tmp_path, server):
+    listener = None
+    if server == "silent":  # accepts connections and never answers
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+    port = listener.getsockname()[1] if listener else closed_port()
+    env = {"WANDB_API_KEY": "x" * 40, "WANDB_BASE_URL": f"http://127.0.0.1:{port}"}
+    started = time.monotonic()
+    try:
+        result = run_cli("logger.mode=online", "hydra.run.dir=run", cwd=tmp_path, env=env, timeout=120)
+    finally:
+        if listener:
+            listener.close()
+    assert time.monotonic() - started < 30
+    assert_one_line_error(result, "cannot be reached", "logger.mode=offline", "wandb sync")
+    assert not (tmp_path / "run").exists() and not list(tmp_path.rglob("wandb"))
+
+
+@pytest.mark.parametrize("problem", ["truncated", "corrupt", "empty"])
+def test_damaged_fashion_mnist_files_are_a_one_line_error(tmp_path, problem, fmnist_available):
+    raw = tmp_path / "data" / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    real = gzip.decompress((FMNIST_SYSTEM_DIR / "train-images-idx3-ubyte.gz").read_bytes())
+    damaged = {"truncated": real[: len(real) // 3], "empty": b""}
+    if problem == "corrupt":
+        (raw / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b" + bytes(range(256)) * 40)
+    else:
+        (raw / "train-images-idx3-ubyte").write_bytes(damaged[problem])
+    before = written(tmp_path)
+    result = run_cli("+experiment=fig7_mlp1", "scale=smoke", "dataset.root=data", "logger.mode=disabled",
+                     "hydra.run.dir=run", cwd=tmp_path)
+    assert_one_line_error(result, "train-images-idx3-ubyte", "dataset.root")
+    assert written(tmp_path) == before, "no run folder and no .partial file"
+
+
+def test_a_bad_job_in_a_sweep_is_recorded_the_sweep_goes_on_and_its_exit_status_says_so(tmp_path):
     result = run_cli("-m", "noise.sigma=-1,0.1", "trainer.steps=10", "logger.mode=disabled", "hydra.sweep.dir=sweep",
                      cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr
     assert "noise.sigma=-1.0 must be finite and >= 0" in result.stderr
     statuses = [read_summary(tmp_path / "sweep" / job)["status"] for job in ("0", "1")]
     assert statuses == ["failed", "completed"]
+    counts = [line for line in result.stderr.splitlines() if line.startswith("noisereg: sweep")]
+    assert len(counts) == 1 and "1 of 2 jobs completed or diverged; 1 failed" in counts[0]
+    assert str(tmp_path / "sweep" / "0" / "summary.json") in counts[0]
+
+
+def test_hydra_flags_work_as_documented(tmp_path):
+    for flags in (["--cfg", "job"], ["-c", "job"]):
+        result = run_cli(*flags, "noise=gd_noise", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert "name: gd_noise" in result.stdout and "stop_epoch: null" in result.stdout
+    result = run_cli("--info", cwd=tmp_path)
+    assert result.returncode == 0 and "Hydra" in result.stdout
+    result = run_cli("--config-name", "config", "trainer.steps=4", "logger.mode=disabled", "hydra.run.dir=run",
+                     cwd=tmp_path)
+    assert result.returncode == 0 and read_summary(tmp_path / "run")["steps"] == 4
+    assert written(tmp_path) == sorted(written(tmp_path)) and not (tmp_path / "outputs").exists()
+
+
+def test_every_mode_takes_stop_step_without_a_plus_and_progress_shows_in_logs(tmp_path):
+    result = run_cli("-m", "noise=gd,gd_noise,layerwise,label_noise,nin,gni", "noise.stop_step=3", "trainer.steps=6",
+                     "trainer.eval_every=3", "logger.mode=disabled", "hydra.sweep.dir=sweep", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for job in range(6):
+        assert [row["noise/active"] for row in read_metrics(tmp_path / "sweep" / str(job))] == [1.0, 1.0, 0.0]
+    assert "noisereg: sweep sweep: 6 of 6 jobs completed or diverged" in result.stdout
+    # stderr is not a terminal here: plain progress lines, as a SLURM log shows them
+    assert "train: step 6/6 (100%) loss" in result.stderr and "\r" not in result.stderr
 
 
 def test_a_diverging_run_is_a_result(tmp_path):

@@ -7,7 +7,9 @@ from conftest import CONFIG_DIR, compose
 from noisereg.app import run
 from noisereg.tracking import read_metrics
 
-EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
+# Every experiment file, wherever it sits under conf/experiment/ (a subfolder `x/` is `+experiment=x/name`).
+EXPERIMENTS = sorted(str(p.relative_to(CONFIG_DIR / "experiment").with_suffix(""))
+                     for p in (CONFIG_DIR / "experiment").rglob("*.yaml"))  # fmt: skip
 
 
 def test_the_experiment_folder_is_not_empty():
@@ -35,6 +37,9 @@ def test_experiment_declares_its_sweep(experiment):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
+    from noisereg.config import register_with_hydra
+
+    register_with_hydra()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = hydra_compose(config_name="config", overrides=[f"+experiment={experiment}"], return_hydra_config=True)
     params = cfg.hydra.sweeper.params
@@ -57,6 +62,9 @@ def test_slurm_preset_composes_into_the_submitit_slurm_launcher():
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
+    from noisereg.config import register_with_hydra
+
+    register_with_hydra()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = hydra_compose(
             config_name="config",
@@ -66,4 +74,41 @@ def test_slurm_preset_composes_into_the_submitit_slurm_launcher():
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
     assert launcher.partition == "gpu" and launcher.gpus_per_node == 1 and launcher.array_parallelism == 32
+    assert launcher.max_num_timeout > 0, "a job that hits its time limit is requeued and resumes"
     assert "gres" not in launcher or launcher.gres is None
+
+
+def test_the_fmnist_figures_differ_from_their_shared_base_only_where_the_paper_does():
+    """Figs 7-10 are one base (conf/base/orvieto_fmnist_mlp.yaml) plus widths, σ and lr (Orvieto App. F.1)."""
+    expected = {
+        "fig7_mlp1": ([500] * 3, 0.05, 0.005),
+        "fig8_mlp2": ([5000] * 3, 0.1, 0.005),
+        "fig9_mlp3": ([1000] * 5, 0.1, 0.005),
+        "fig10_mlp4": ([5000] * 5, 0.05, 0.001),
+    }
+    for experiment, (widths, sigma, lr) in expected.items():
+        cfg = compose(f"+experiment={experiment}")
+        assert (list(cfg.model.widths), cfg.noise.sigma, cfg.trainer.optimizer.lr) == (widths, sigma, lr)
+        assert (cfg.dataset.name, cfg.trainer.loss, cfg.trainer.steps, cfg.curvature.every) == (
+            "fmnist_subset", "cross_entropy", 2000, 100)
+
+
+def test_every_registered_option_composes_and_checks_its_settings():
+    from noisereg.app import prepare
+    from noisereg.config import REGISTERED_GROUPS
+
+    for group, registry in REGISTERED_GROUPS.items():
+        for name in registry.names():
+            cfg = compose(f"{group}={name}")
+            assert cfg[group].name == name
+    for name in REGISTERED_GROUPS["noise"].names():
+        cfg = prepare(compose(f"noise={name}", "noise.stop_step=3", "noise.stop_epoch=1"))
+        assert (cfg.noise.stop_step, cfg.noise.stop_epoch) == (3, 1), "every mode takes stop_step and stop_epoch"
+
+
+def test_unknown_registry_names_list_the_choices():
+    from noisereg.errors import SettingError
+    from noisereg.registry import NOISE_MODES
+
+    with pytest.raises(SettingError, match="noise=shake is unknown; choose one of: gd, gd_noise, gni, label_noise"):
+        NOISE_MODES.entry("shake")

@@ -55,7 +55,7 @@ def test_gd_noise_layer_groups_count_layers_not_tensors():
     model = small_mlp()
     noise = AllParamNoise(model, sigma=0.2, groups="layer", seed=0)
     assert len(noise.groups) == 3  # three Linear layers, weight + bias each
-    assert noise.group_std == pytest.approx(0.2 / math.sqrt(3))
+    assert noise.per_parameter_sigma == pytest.approx(0.2 / math.sqrt(3))
 
 
 def test_layerwise_random_perturbs_exactly_one_group_uniformly():

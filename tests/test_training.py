@@ -125,10 +125,12 @@ def test_gd_and_noise_share_init_and_batch_order_and_sigma_zero_is_gd(tmp_path):
     assert gd == zero
 
 
-def test_failed_settings_still_write_a_summary(tmp_path):
-    with pytest.raises(SettingError):
-        run(compose("model.activation=swish", "logger.mode=disabled"), tmp_path)
+def test_bad_settings_write_nothing_but_a_sweep_job_records_why(tmp_path):
+    with pytest.raises(SettingError, match="model.activation"):
+        run(compose("model.activation=swish", "logger.mode=disabled"), tmp_path / "single")
+    assert not (tmp_path / "single").exists()
+    summary = run(compose("model.activation=swish", "logger.mode=disabled"), tmp_path / "job", in_sweep=True)
     from noisereg.tracking import read_summary
 
-    summary = read_summary(tmp_path)
+    assert read_summary(tmp_path / "job") == summary
     assert summary["status"] == "failed" and "model.activation" in summary["reason"]

@@ -1,56 +1,41 @@
-"""One job: config → dataset, model, noise → trainer → run records (metrics.jsonl, summary.json, W&B)."""
+"""One job: construction (config → dataset, model, noise, probes, training state) plus training.
+
+The job's lifecycle — checks before anything is written, the run directory (resume, lock), records, W&B,
+signals, status — is `tracking/job.py`'s; `run(cfg, output_dir)` hands it the two steps below.
+"""
 from __future__ import annotations
 
 import os
-import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
 from noisereg.config import apply_scale, validate
-from noisereg.curvature.during_training import CurvatureMetrics
-from noisereg.data import TensorDataset, build_dataset
+from noisereg.curvature.during_training import CurvatureProbe
+from noisereg.data.tensors import TensorDataset
 from noisereg.errors import SettingError
-from noisereg.models import build_model
-from noisereg.noise import NOISE_MODES, NoiseMode
 from noisereg.losses import build_loss
-from noisereg.tracking import RunRecord, WandbLogger
-from noisereg.train import resolve_device, train
-from noisereg.train.loop import loss_targets, steps_per_epoch
+from noisereg.memory import check_fits
+from noisereg.noise.base import NoiseMode
+from noisereg.probes.base import ProbeContext
+from noisereg.registry import DATASETS, MODELS, NOISE_MODES, PROBES
+from noisereg.tracking.job import run_job
+from noisereg.train.evaluation import loss_targets
+from noisereg.train.loop import TrainResult, run_loop, training_state
+from noisereg.train.settings import TrainerSettings, resolve_device, steps_per_epoch
+from noisereg.train.state import TrainingState
 
 # Distinct random streams per job, so e.g. GD and layer-wise runs with one seed share init and batch order.
-INIT_STREAM, SHUFFLE_STREAM, NOISE_STREAM, MONTE_CARLO_STREAM = 0, 1, 2, 3
+# (The curvature probe's Monte-Carlo noise draws from stream 3: curvature/during_training.py.)
+INIT_STREAM, SHUFFLE_STREAM, NOISE_STREAM = 0, 1, 2
 
 
 def stream_seed(seed: int, stream: int) -> int:
     return seed * 1000 + stream
-
-
-def noise_factory(cfg: DictConfig, model: torch.nn.Module, data: TensorDataset) -> Callable[[int], NoiseMode]:
-    """`seed -> noise mode` as the config describes it (not yet attached to the model)."""
-    options: dict[str, Any] = OmegaConf.to_container(cfg.noise, resolve=True)
-    name = options.pop("name")
-    if name in ("gd", "label_noise"):
-        options.pop("sigma")  # GD and label noise have no σ; an experiment's σ is ignored for them
-    schedule = {"stop_step": options.pop("stop_step"), "stop_epoch": options.pop("stop_epoch")}
-    if name == "gd":
-        return lambda seed: NoiseMode(**schedule)
-    if name in ("gd_noise", "layerwise"):
-        options["model"] = model
-    elif name == "label_noise":
-        options["num_classes"] = data.num_outputs if data.task == "classification" else None
-    elif name == "nin":
-        options["n_train"] = data.n_train
-    return lambda seed: NOISE_MODES[name](seed=seed, **options, **schedule)
-
-
-def curvature_interval(cfg: DictConfig, n_train: int) -> int | None:
-    """`curvature.every` in steps."""
-    if cfg.curvature.every is None or cfg.curvature.unit == "steps":
-        return cfg.curvature.every
-    return cfg.curvature.every * steps_per_epoch(n_train, cfg.trainer.batch_size)
 
 
 def prepare(cfg: DictConfig) -> DictConfig:
@@ -58,92 +43,75 @@ def prepare(cfg: DictConfig) -> DictConfig:
     return apply_scale(validate(cfg))
 
 
-def run(cfg: DictConfig, output_dir: str | os.PathLike, run_name: str | None = None) -> dict[str, Any]:
-    """Run one job and write its records into `output_dir`. Returns the summary.
+@dataclass
+class Experiment:
+    """Everything a job trains, built from its config; `state` is what a checkpoint saves and restores."""
 
-    Bad settings raise `SettingError` before anything is trained; a diverging run returns status `diverged`.
-    """
-    started = time.time()
-    record = RunRecord(Path(output_dir))
-    summary: dict[str, Any] = {"status": "failed", "seed": cfg.get("seed"), "name": cfg.get("name"),
-                               "config": OmegaConf.to_container(cfg)}  # fmt: skip
-    logger = None
-    try:
-        cfg = prepare(cfg)
-        resolved = OmegaConf.to_container(cfg, resolve=True)
-        summary["config"] = resolved
-        device = resolve_device(cfg.trainer.device)
-        torch.manual_seed(cfg.seed)  # anything not given its own generator below
-        dataset_options = OmegaConf.to_container(cfg.dataset, resolve=True)
-        data = build_dataset(dataset_options.pop("name"), **dataset_options).to(device)
-        model_options = OmegaConf.to_container(cfg.model, resolve=True)
-        model = build_model(
-            model_options.pop("name"),
-            data.input_shape,
-            data.num_outputs,
-            generator=torch.Generator().manual_seed(stream_seed(cfg.seed, INIT_STREAM)),
-            **model_options,
-        ).to(device)
-        if data.task == "regression" and cfg.trainer.loss == "cross_entropy":
-            raise SettingError(f"trainer.loss=cross_entropy needs class labels but dataset={cfg.dataset.name} is a "
-                               "regression; use trainer.loss=half_mse or mse")  # fmt: skip
-        make_noise = noise_factory(cfg, model, data)
-        noise = make_noise(stream_seed(cfg.seed, NOISE_STREAM))
-        noise.attach(model)
-        settings = OmegaConf.to_object(cfg.trainer)
-        curvature = None
-        if cfg.curvature.every is not None:
-            curvature = CurvatureMetrics(
-                model,
-                build_loss(settings.loss),
-                lambda targets: loss_targets(targets, settings.loss, data.num_outputs),
-                data,
-                noise,
-                OmegaConf.to_object(cfg.curvature),
-                make_noise=lambda: make_noise(stream_seed(cfg.seed, MONTE_CARLO_STREAM)),
-            )
-        logger = WandbLogger(
-            mode=cfg.logger.mode,
-            project=cfg.logger.project,
-            entity=cfg.logger.entity,
-            tags=list(cfg.logger.tags) + [cfg.noise.name],
-            group=cfg.name,
-            name=run_name,
-            config=resolved,
-            directory=record.directory,
-        )
+    device: torch.device
+    data: TensorDataset
+    model: nn.Module
+    noise: NoiseMode
+    loss_fn: nn.Module
+    settings: TrainerSettings
+    state: TrainingState
 
-        def log(row: dict[str, Any]) -> None:
-            record.log(row)
-            logger.log({k: v for k, v in row.items() if k != "step"}, step=row["step"])
+    def train(self, log: Callable, checkpoint: Callable, should_stop: Callable[[], bool]) -> TrainResult:
+        return run_loop(self.state, self.data, self.loss_fn, self.settings, log, checkpoint, should_stop)
 
-        result = train(
-            model,
-            data,
-            noise,
-            settings,
-            log,
-            seed=stream_seed(cfg.seed, SHUFFLE_STREAM),
-            extra_metrics=curvature,
-            extra_metrics_every=curvature_interval(cfg, data.n_train),
-        )
-        summary.update(
-            status=result.status,
-            steps=result.steps,
-            final_metrics=result.final_metrics,
-            device=str(device),
-            n_parameters=sum(p.numel() for p in model.parameters()),
-        )
-        if result.reason:
-            summary["reason"] = result.reason
-    except BaseException as error:
-        summary["reason"] = str(error) if isinstance(error, SettingError) else f"{type(error).__name__}: {error}"
-        raise
-    finally:
-        summary["wall_time_s"] = round(time.time() - started, 3)
-        record.write_summary(summary)
-        record.close()
-        if logger is not None:
-            logger.summary({"status": summary["status"], **summary.get("final_metrics", {})})
-            logger.finish(exit_code=0 if summary["status"] != "failed" else 1)
-    return summary
+    def summary(self) -> dict[str, Any]:
+        return {"device": str(self.device), "n_parameters": sum(p.numel() for p in self.model.parameters())}
+
+
+def _options(node: DictConfig) -> dict[str, Any]:
+    return OmegaConf.to_container(node, resolve=True)
+
+
+def build(cfg: DictConfig) -> Experiment:
+    """Construct a prepared config's experiment. Raises `SettingError` for settings that do not fit together (a
+    model too large for memory, a noise layer the model lacks, a loss the data cannot take); writes nothing."""
+    device = resolve_device(cfg.trainer.device)
+    torch.manual_seed(cfg.seed)  # anything not given its own generator below
+    data = DATASETS.build(_options(cfg.dataset)).to(device)
+    settings: TrainerSettings = OmegaConf.to_object(cfg.trainer)
+    if data.task == "regression" and settings.loss == "cross_entropy":
+        raise SettingError(f"trainer.loss=cross_entropy needs class labels but dataset={cfg.dataset.name} is a "
+                           "regression; use trainer.loss=half_mse or mse")  # fmt: skip
+
+    def make_model(generator: torch.Generator | None) -> nn.Module:
+        return MODELS.build(_options(cfg.model), input_shape=data.input_shape, num_outputs=data.num_outputs,
+                            generator=generator)  # fmt: skip
+
+    with torch.device("meta"):  # count the parameters without allocating them
+        check_fits(make_model(None), cfg, device)
+    model = make_model(torch.Generator().manual_seed(stream_seed(cfg.seed, INIT_STREAM))).to(device)
+
+    def make_noise(stream: int) -> NoiseMode:
+        return NOISE_MODES.build(_options(cfg.noise), seed=stream_seed(cfg.seed, stream))
+
+    noise = make_noise(NOISE_STREAM)
+    noise.attach(model, data)
+    loss_fn = build_loss(settings.loss)
+    context = ProbeContext(
+        model=model,
+        data=data,
+        loss_fn=loss_fn,
+        loss_targets=lambda targets: loss_targets(targets, settings.loss, data.num_outputs),
+        noise=noise,
+        steps_per_epoch=steps_per_epoch(data.n_train, settings.batch_size),
+        make_noise=make_noise,
+    )
+    probes = [CurvatureProbe(context, OmegaConf.to_object(cfg.curvature))] if cfg.curvature.every is not None else []
+    probes += [
+        PROBES.build({"name": name, **_options(node)}, context=context)
+        for name, node in cfg.probes.items()
+        if node.every is not None
+    ]
+    state = training_state(model, data, noise, settings, stream_seed(cfg.seed, SHUFFLE_STREAM), probes)
+    return Experiment(device, data, model, noise, loss_fn, settings, state)
+
+
+def run(cfg: DictConfig, output_dir: str | os.PathLike, run_name: str | None = None, in_sweep: bool = False) -> dict:
+    """Run one job and write its records into `output_dir`; returns the summary (tracking/job.py says how a run
+    directory that already holds records is treated). Bad settings raise `SettingError` before anything is
+    written; a diverging run returns status `diverged`."""
+    return run_job(cfg, Path(output_dir), prepare=prepare, build=build, run_name=run_name, in_sweep=in_sweep)

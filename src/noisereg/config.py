@@ -1,10 +1,15 @@
-"""Schemas for every config group: an unknown key or a wrong type is an error that names the key.
+"""Config schemas and checks: an unknown key, a wrong type or a bad value is an error that names the setting.
 
-Hydra composes the YAML in conf/; `validate` merges each group's node into the schema its `name` selects.
-`apply_scale` applies the `scale` group's caps (scale=smoke) in one place, for every experiment.
+The `dataset`, `model` and `noise` groups take their options and schemas from the registries (registry.py): each
+registered entry is also a Hydra config (`register_with_hydra`), so `noise=layerwise` needs no YAML file and a
+preset such as conf/model/linear_net.yaml extends a registered schema. `trainer`, `curvature`, `logger` and
+`scale` have one schema each, and `probes` maps probe names to their registered schemas. `validate` merges every
+group into its schema and runs each schema's `check()`; `apply_scale` applies the `scale` group's caps
+(scale=smoke) in one place, for every experiment.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -13,112 +18,31 @@ from omegaconf.errors import OmegaConfBaseException
 
 from noisereg.curvature.during_training import CurvatureSettings
 from noisereg.errors import SettingError
-from noisereg.train.loop import TrainerSettings
-
-
-# -- dataset ---------------------------------------------------------------------------------------------------------
-@dataclass
-class SyntheticSparseConfig:
-    name: str = "synthetic_sparse"
-    n_train: int = 40
-    n_test: int = 1000
-    input_dim: int = 10
-    coefficients: list[float] = field(default_factory=lambda: [1.0, -1.0])
-    label_noise_std: float = 0.0
-    seed: int = 0
+from noisereg.registry import DATASETS, MODELS, NOISE_MODES, PROBES, Registry, load_all
+from noisereg.train.settings import TrainerSettings
+from noisereg.tracking.wandb_logger import MODES as LOGGER_MODES
 
 
 @dataclass
-class FmnistSubsetConfig:
-    name: str = "fmnist_subset"
-    n_train: int = 1024
-    n_test: Optional[int] = None  # None: the full 10k test set
-    root: str = "data"
-    seed: int = 0  # which training subset; fixed across runs, as the paper varies only init and noise
-
-
-# -- model -----------------------------------------------------------------------------------------------------------
-@dataclass
-class MlpConfig:
-    name: str = "mlp"
-    widths: list[int] = field(default_factory=lambda: [500, 500, 500])
-    activation: str = "relu"
-    bias: bool = True
-    init: str = "default"
+class JobSettings:
+    name: str = "default"  # experiment name: the W&B group and the records folder
+    seed: int = 0  # model init, batch order and noise draws (each its own stream)
 
 
 @dataclass
-class DiagonalNetConfig:
-    name: str = "diagonal_net"
-    init_scale: float = 0.1
-
-
-# -- noise -----------------------------------------------------------------------------------------------------------
-@dataclass
-class GdConfig:
-    name: str = "gd"
-    # GD ignores σ; the key exists so that an experiment's σ composes with noise=gd in a sweep.
-    sigma: float = 0.0
-    stop_step: Optional[int] = None  # noise off from this step on
-    stop_epoch: Optional[int] = None  # noise off from this epoch on (the ResNet recipe: 135 of 150)
-
-
-@dataclass
-class GdNoiseConfig(GdConfig):
-    name: str = "gd_noise"
-    sigma: float = 0.05
-    groups: str = "tensor"
-
-
-@dataclass
-class LayerwiseConfig(GdConfig):
-    name: str = "layerwise"
-    sigma: float = 0.05
-    order: str = "random"
-    groups: str = "tensor"
-
-
-@dataclass
-class LabelNoiseConfig(GdConfig):
-    name: str = "label_noise"
-    delta: float = 0.1
-    flip_probability: float = 0.1
-    distribution: str = "gaussian"
-
-
-@dataclass
-class NinConfig(GdConfig):
-    name: str = "nin"
-    sigma: float = 0.1
-    layer: int = 0
-    resample: str = "step"
-    init_std: float = 0.01
-
-
-@dataclass
-class GniConfig(GdConfig):
-    name: str = "gni"
-    sigma: Any = 0.1  # one number, or a list with one σ_k per hidden layer
-    kind: str = "additive"
-    noise_input: bool = False
-
-
-# -- trainer, curvature, logger, scale -------------------------------------------------------------------------------
-@dataclass
-class TrainerConfig(TrainerSettings):
-    device: str = "auto"  # auto: CUDA when present, else CPU
-
-
-@dataclass
-class LoggerConfig:
+class LoggerSettings:
     mode: str = "offline"
     project: str = "noisereg"
     entity: Optional[str] = None
     tags: list[str] = field(default_factory=list)
 
+    def check(self, group: str = "logger") -> None:
+        if self.mode not in LOGGER_MODES:
+            raise SettingError(f"logger.mode={self.mode!r} is unknown; choose one of {list(LOGGER_MODES)}")
+
 
 @dataclass
-class ScaleConfig:
+class ScaleSettings:
     name: str = "paper"
     width_factor: float = 1.0  # widths are multiplied by this (rounded, at least 1), then capped at max_width
     max_width: Optional[int] = None
@@ -128,52 +52,66 @@ class ScaleConfig:
     max_epochs: Optional[int] = None
 
 
-SCHEMAS: dict[str, dict[str, type]] = {
-    "dataset": {"synthetic_sparse": SyntheticSparseConfig, "fmnist_subset": FmnistSubsetConfig},
-    "model": {"mlp": MlpConfig, "diagonal_net": DiagonalNetConfig},
-    "noise": {
-        "gd": GdConfig,
-        "gd_noise": GdNoiseConfig,
-        "layerwise": LayerwiseConfig,
-        "label_noise": LabelNoiseConfig,
-        "nin": NinConfig,
-        "gni": GniConfig,
-    },
-}
-# The library's own settings dataclasses are the schemas where they exist: one definition of each setting.
-FIXED_SCHEMAS: dict[str, type] = {
-    "trainer": TrainerConfig,
+REGISTERED_GROUPS: dict[str, Registry] = {"dataset": DATASETS, "model": MODELS, "noise": NOISE_MODES}
+FIXED_GROUPS: dict[str, type] = {
+    "trainer": TrainerSettings,
     "curvature": CurvatureSettings,
-    "logger": LoggerConfig,
-    "scale": ScaleConfig,
+    "logger": LoggerSettings,
+    "scale": ScaleSettings,
 }
-TOP_LEVEL_KEYS = {"name", "seed"} | set(SCHEMAS) | set(FIXED_SCHEMAS)
+TOP_LEVEL_KEYS = {"name", "seed", "probes"} | set(REGISTERED_GROUPS) | set(FIXED_GROUPS)
+
+
+def register_with_hydra() -> None:
+    """Make every registered dataset, model and noise mode a Hydra config group option (`noise=gd_noise`)."""
+    from hydra.core.config_store import ConfigStore
+
+    load_all()
+    store = ConfigStore.instance()
+    for group, registry in REGISTERED_GROUPS.items():
+        for name in registry.names():
+            store.store(group=group, name=name, node=registry.entry(name).schema)
+    for group, schema in FIXED_GROUPS.items():  # conf/<group>/*.yaml extend these: typed, every key present
+        store.store(group=group, name="_schema", node=schema)
 
 
 def _merge(group: str, schema: type, node: Any) -> DictConfig:
+    known = {f.name for f in dataclasses.fields(schema)}
+    unknown = sorted(set(node.keys() if isinstance(node, (dict, DictConfig)) else ()) - known)
+    if unknown:  # `+group.key=...` adds keys past Hydra's own check
+        raise SettingError(f"{group}.{unknown[0]} is not a setting of {group}"
+                           f"{'=' + str(node.get('name')) if 'name' in known else ''}; its settings: "
+                           f"{', '.join(sorted(known - {'name'}))}")  # fmt: skip
     try:
-        return OmegaConf.merge(OmegaConf.structured(schema), node)
+        merged = OmegaConf.merge(OmegaConf.structured(schema), node)
+        settings = OmegaConf.to_object(merged)
     except OmegaConfBaseException as error:
         message = str(error).splitlines()[0]
         key = f"{group}.{error.full_key}" if getattr(error, "full_key", None) else group
         raise SettingError(f"invalid setting {key}: {message}") from None
+    if hasattr(settings, "check"):
+        settings.check(group)
+    return merged
 
 
 def validate(cfg: DictConfig) -> DictConfig:
     """Return a copy of `cfg` with every group checked against its schema and defaults filled in."""
+    load_all()
     cfg = cfg.copy()
     unknown = set(cfg.keys()) - TOP_LEVEL_KEYS
     if unknown:
         raise SettingError(f"unknown top-level setting(s) {sorted(unknown)}; known: {sorted(TOP_LEVEL_KEYS)}")
     with open_dict(cfg):
-        for group, options in SCHEMAS.items():
+        job = _merge("job", JobSettings, {k: cfg[k] for k in ("name", "seed") if k in cfg})
+        cfg.name, cfg.seed = job.name, job.seed
+        for group, registry in REGISTERED_GROUPS.items():
             node = cfg.get(group)
             name = node.get("name") if isinstance(node, DictConfig) else None
-            if name not in options:
-                raise SettingError(f"{group}.name={name!r} is unknown; choose one of {sorted(options)}")
-            cfg[group] = _merge(group, options[name], node)
-        for group, schema in FIXED_SCHEMAS.items():
+            cfg[group] = _merge(group, registry.entry(name).schema, node)
+        for group, schema in FIXED_GROUPS.items():
             cfg[group] = _merge(group, schema, cfg.get(group, {}))
+        probes = cfg.get("probes") or {}
+        cfg.probes = {name: _merge(f"probes.{name}", PROBES.entry(name).schema, node) for name, node in probes.items()}
     return cfg
 
 

@@ -1,6 +1,5 @@
-"""The papers' explicit regularizers, all of the form tr(J_zᵀ H_L J_z) (DESIGN.md, "One idea behind all four
-papers' regularizers"): H_L is the Hessian of the loss w.r.t. the network output, J_z the Jacobian of the output
-w.r.t. some variables z.
+"""The papers' explicit regularizers, all of the form tr(J_zᵀ H_L J_z): one idea behind all four papers, where H_L
+is the Hessian of the loss w.r.t. the network output and J_z the Jacobian of the output w.r.t. some variables z.
 
 | function                          | z                         | paper                                            |
 |-----------------------------------|---------------------------|--------------------------------------------------|

@@ -190,7 +190,8 @@ def exact_is_valid(model: nn.Module, loss_fn: nn.Module, inputs: torch.Tensor) -
     if not known_loss:
         return False
     try:
-        check_piecewise_linear(model, inputs)
+        with evaluation_mode(model):
+            check_piecewise_linear(model, inputs)
     except ValueError:
         return False
     return True

@@ -1,20 +1,28 @@
-"""Datasets by name, returned as tensors (`TensorDataset`) ready to move to the training device."""
+"""Datasets, registered in `DATASETS`, returned as tensors (`TensorDataset`) ready to move to the training device;
+`BatchIterator` cuts them into batches there."""
 from __future__ import annotations
 
 from typing import Any
 
+from noisereg.data.batches import Batch, BatchIterator
 from noisereg.data.fmnist import DatasetNotFoundError, fashion_mnist_tensors, fmnist_subset
 from noisereg.data.synthetic import synthetic_sparse
 from noisereg.data.tensors import TensorDataset
-from noisereg.errors import SettingError
-
-DATASETS = {"synthetic_sparse": synthetic_sparse, "fmnist_subset": fmnist_subset}
+from noisereg.registry import DATASETS
 
 
 def build_dataset(name: str, **options: Any) -> TensorDataset:
-    if name not in DATASETS:
-        raise SettingError(f"dataset.name={name!r} is unknown; choose one of {sorted(DATASETS)}")
-    return DATASETS[name](**options)
+    return DATASETS.build({"name": name, **options})
 
 
-__all__ = ["DATASETS", "DatasetNotFoundError", "TensorDataset", "build_dataset", "fashion_mnist_tensors", "fmnist_subset"]
+__all__ = [
+    "DATASETS",
+    "Batch",
+    "BatchIterator",
+    "DatasetNotFoundError",
+    "TensorDataset",
+    "build_dataset",
+    "fashion_mnist_tensors",
+    "fmnist_subset",
+    "synthetic_sparse",
+]

@@ -1,78 +1,136 @@
-"""Fashion-MNIST through torchvision, offline.
+"""Fashion-MNIST, offline, read and checked by our own idx reader.
 
-torchvision's `FashionMNIST(root, download=False)` reads the four unzipped idx files from
-`<root>/FashionMNIST/raw/`. When they are missing we unzip them there from the Debian package
-`dataset-fashion-mnist` (/usr/share/datasets/fashion-mnist), or from `*.gz` files already in that folder.
-Pixels are scaled to [0, 1] (`ToTensor()` only, as the authors' code does).
+Each of the four files is looked for as `<root>/FashionMNIST/raw/<name>` (unzipped, torchvision's layout), then
+`<name>.gz` in that folder, then in the Debian package `dataset-fashion-mnist` (/usr/share/datasets/fashion-mnist).
+Gzip files are read in memory, never unpacked to disk. Loading checks the content — idx magic numbers, 28×28
+images, a payload of exactly the stated size, labels 0–9, as many labels as images — so a truncated, corrupt or
+empty file is a one-line error naming the file and `dataset.root`. Pixels are scaled to [0, 1] (`ToTensor()` only,
+as the authors' code does).
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import os
-import shutil
+import struct
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
+import numpy as np
 import torch
 
 from noisereg.data.tensors import TensorDataset
 from noisereg.errors import SettingError
+from noisereg.registry import DATASETS
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 DEFAULT_ROOT = "data"
+IMAGES_MAGIC, LABELS_MAGIC = 0x00000803, 0x00000801  # unsigned bytes, 3 and 1 dimensions
+FIX = "re-install dataset-fashion-mnist (apt-get install --reinstall dataset-fashion-mnist) or set dataset.root"
 
 
 class DatasetNotFoundError(SettingError, FileNotFoundError):
     pass
 
 
+@dataclass
+class FmnistSubsetSettings:
+    name: str = "fmnist_subset"
+    n_train: int = 1024
+    n_test: Optional[int] = None  # None: the full 10k test set
+    root: str = DEFAULT_ROOT  # offline, the Debian package's files in /usr/share/datasets/fashion-mnist are used
+    seed: int = 0  # which training subset; fixed across runs, as the paper varies only init and noise
+
+
 def _raw_dir(root: str | os.PathLike) -> Path:
     return Path(root) / "FashionMNIST" / "raw"
 
 
-def prepare_fashion_mnist(root: str | os.PathLike = DEFAULT_ROOT) -> Path:
-    """Make sure `<root>/FashionMNIST/raw/` holds the four unzipped files; return that folder."""
+def find_file(root: str | os.PathLike, name: str) -> Path:
     raw = _raw_dir(root)
-    for name in FILES:
-        if (raw / name).exists():
-            continue
-        source = next((d / f"{name}.gz" for d in (raw, DEBIAN_DIR) if (d / f"{name}.gz").exists()), None)
-        if source is None:
-            raise DatasetNotFoundError(
-                f"Fashion-MNIST file {name} not found under dataset.root={str(root)!r} ({raw}) nor in {DEBIAN_DIR}; "
-                f"fix: `apt-get install -y dataset-fashion-mnist`, or set dataset.root to a folder with "
-                f"FashionMNIST/raw/{name}[.gz]"
-            )
-        raw.mkdir(parents=True, exist_ok=True)
-        partial = raw / f".{name}.partial"
-        with gzip.open(source, "rb") as compressed, open(partial, "wb") as out:
-            shutil.copyfileobj(compressed, out)
-        partial.replace(raw / name)  # atomic: concurrent sweep jobs never read a half-written file
-    return raw
+    for candidate in (raw / name, raw / f"{name}.gz", DEBIAN_DIR / f"{name}.gz"):
+        if candidate.exists():
+            return candidate
+    raise DatasetNotFoundError(
+        f"Fashion-MNIST file {name} not found under dataset.root={str(root)!r} ({raw}) nor in {DEBIAN_DIR}; "
+        f"fix: `apt-get install -y dataset-fashion-mnist`, or set dataset.root to a folder with "
+        f"FashionMNIST/raw/{name}[.gz]"
+    )
+
+
+def _read_bytes(path: Path, root: str | os.PathLike) -> bytes:
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as f:
+                return f.read()
+        return path.read_bytes()
+    except (OSError, EOFError, zlib.error) as error:  # BadGzipFile is an OSError; a cut-off stream an EOFError
+        raise SettingError(f"Fashion-MNIST file {path} is corrupt ({error}); {FIX} (dataset.root={str(root)!r})") from None
+
+
+def read_idx(path: Path, root: str | os.PathLike = DEFAULT_ROOT) -> np.ndarray:
+    """An idx file of unsigned bytes (images N×28×28 or labels N), checked against its header."""
+    data = _read_bytes(path, root)
+    problem = f"Fashion-MNIST file {path}"
+    if len(data) < 8:
+        raise SettingError(f"{problem} is empty or truncated ({len(data)} bytes); {FIX} (dataset.root={str(root)!r})")
+    magic, count = struct.unpack(">II", data[:8])
+    if magic == IMAGES_MAGIC:
+        if len(data) < 16:
+            raise SettingError(f"{problem} is truncated in its header; {FIX} (dataset.root={str(root)!r})")
+        rows, columns = struct.unpack(">II", data[8:16])
+        shape, offset = (count, rows, columns), 16
+        if (rows, columns) != (28, 28):
+            raise SettingError(f"{problem} holds {rows}×{columns} images, not 28×28; {FIX} (dataset.root={str(root)!r})")
+    elif magic == LABELS_MAGIC:
+        shape, offset = (count,), 8
+    else:
+        raise SettingError(f"{problem} is not an idx file of images or labels (magic {magic:#010x}); {FIX} "
+                           f"(dataset.root={str(root)!r})")  # fmt: skip
+    expected = int(np.prod(shape))
+    if len(data) - offset != expected:
+        raise SettingError(f"{problem} is truncated or padded: {len(data) - offset} bytes after the header, "
+                           f"expected {expected} for shape {shape}; {FIX} (dataset.root={str(root)!r})")  # fmt: skip
+    return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(shape)
+
+
+@functools.lru_cache(maxsize=2)
+def _load(paths: tuple[Path, ...], stamps: tuple[tuple[int, int], ...], root: str) -> tuple[torch.Tensor, ...]:
+    arrays = [read_idx(path, root) for path in paths]
+    splits = []
+    for images, labels, path in ((arrays[0], arrays[1], paths[1]), (arrays[2], arrays[3], paths[3])):
+        if images.ndim != 3 or labels.ndim != 1:
+            raise SettingError(f"Fashion-MNIST files under dataset.root={root!r} are mixed up: {path} is not labels")
+        if images.shape[0] != labels.shape[0]:
+            raise SettingError(f"Fashion-MNIST {path} has {labels.shape[0]} labels for {images.shape[0]} images; "
+                               f"{FIX} (dataset.root={root!r})")  # fmt: skip
+        if labels.size and labels.max() > 9:
+            raise SettingError(f"Fashion-MNIST {path} has label {labels.max()}, outside 0–9; {FIX} (dataset.root={root!r})")
+        splits.append(torch.from_numpy(images.copy()).unsqueeze(1).float().div_(255.0))
+        splits.append(torch.from_numpy(labels.astype(np.int64)))
+    return tuple(splits)
 
 
 def fashion_mnist_tensors(
     root: str | os.PathLike | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The whole of Fashion-MNIST: (train_x, train_y, test_x, test_y), float32 pixels in [0, 1] shaped
-    (N, 1, 28, 28), int64 labels."""
-    from torchvision.datasets import FashionMNIST
-
+    (N, 1, 28, 28), int64 labels. Read once per process (the files' sizes and times key the cache)."""
     root = DEFAULT_ROOT if root is None else root
-    prepare_fashion_mnist(root)
-    splits = []
-    for train in (True, False):
-        dataset = FashionMNIST(str(root), train=train, download=False)
-        splits.append(dataset.data.unsqueeze(1).float().div_(255.0))
-        splits.append(dataset.targets.long())
-    return tuple(splits)
+    paths = tuple(find_file(root, name) for name in FILES)
+    stamps = tuple((p.stat().st_size, p.stat().st_mtime_ns) for p in paths)
+    return _load(paths, stamps, str(root))
 
 
+@DATASETS.register("fmnist_subset", FmnistSubsetSettings)
 def fmnist_subset(
     n_train: int = 1024, n_test: int | None = None, root: str | os.PathLike = DEFAULT_ROOT, seed: int = 0
 ) -> TensorDataset:
-    """A random training subset of `n_train` images chosen by `seed`, and the full 10k test set
-    (or its first `n_test` images)."""
+    """A random training subset of `n_train` images chosen by `seed` (Orvieto App. F.1: 1024), and the full 10k
+    test set (or its first `n_test` images)."""
     train_x, train_y, test_x, test_y = fashion_mnist_tensors(root)
     if not 1 <= n_train <= train_x.shape[0]:
         raise SettingError(f"dataset.n_train={n_train} must lie in [1, {train_x.shape[0]}]")

@@ -2,14 +2,28 @@
 R^10, labels planted as a linear function of the first two coordinates."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
 
 from noisereg.data.tensors import TensorDataset
 from noisereg.errors import SettingError
+from noisereg.registry import DATASETS
 
 
+@dataclass
+class SyntheticSparseSettings:
+    name: str = "synthetic_sparse"
+    n_train: int = 40
+    n_test: int = 1000
+    input_dim: int = 10
+    coefficients: list[float] = field(default_factory=lambda: [1.0, -1.0])
+    label_noise_std: float = 0.0
+    seed: int = 0
+
+
+@DATASETS.register("synthetic_sparse", SyntheticSparseSettings)
 def synthetic_sparse(
     n_train: int = 40,
     n_test: int = 1000,

@@ -2,11 +2,19 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
 from torch import nn
+
+from noisereg.curvature.linear_closed_forms import (
+    deep_linear_layerwise_noise,
+    one_hidden_layer_all_parameter_noise,
+    one_hidden_layer_layerwise_noise,
+)
 from noisereg.errors import SettingError
+from noisereg.registry import MODELS
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -17,6 +25,27 @@ ACTIVATIONS = {
     "sigmoid": nn.Sigmoid,
 }
 INITIALISATIONS = ("default", "mean_field", "fan_in")
+
+
+@dataclass
+class MlpSettings:
+    name: str = "mlp"
+    widths: list[int] = field(default_factory=lambda: [500, 500, 500])  # hidden layers (Orvieto MLP 1)
+    activation: str = "relu"  # relu | linear | tanh | elu | sigmoid
+    bias: bool = True
+    init: str = "default"  # default (PyTorch) | mean_field N(0, 1/(d_in·d_out)) | fan_in N(0, 1/d_in)
+
+    def check(self, group: str = "model") -> None:
+        check_mlp_settings(self.widths, self.activation, self.init)
+
+
+def check_mlp_settings(widths: Sequence[int], activation: str, init: str) -> None:
+    if activation not in ACTIVATIONS:
+        raise SettingError(f"model.activation={activation!r} is unknown; choose one of {sorted(ACTIVATIONS)}")
+    if init not in INITIALISATIONS:
+        raise SettingError(f"model.init={init!r} is unknown; choose one of {list(INITIALISATIONS)}")
+    if any(int(w) < 1 for w in widths):
+        raise SettingError(f"model.widths={list(widths)} must all be positive, e.g. model.widths=[500,500]")
 
 
 class MLP(nn.Module):
@@ -33,12 +62,7 @@ class MLP(nn.Module):
         generator: torch.Generator | None = None,
     ):
         super().__init__()
-        if activation not in ACTIVATIONS:
-            raise SettingError(f"model.activation={activation!r} is unknown; choose one of {sorted(ACTIVATIONS)}")
-        if init not in INITIALISATIONS:
-            raise SettingError(f"model.init={init!r} is unknown; choose one of {list(INITIALISATIONS)}")
-        if any(int(w) < 1 for w in widths):
-            raise SettingError(f"model.widths={list(widths)} must all be positive")
+        check_mlp_settings(widths, activation, init)
         dims = [input_dim, *[int(w) for w in widths], output_dim]
         self.activation = activation
         # Piecewise linear in each weight tensor: the exact Gauss–Newton route for the Hessian trace applies.
@@ -52,6 +76,8 @@ class MLP(nn.Module):
     @torch.no_grad()
     def _initialise(self, init: str, generator: torch.Generator | None) -> None:
         for layer in self.layers:
+            if layer.weight.is_meta:  # built to be counted (noisereg/memory.py), not trained
+                continue
             fan_out, fan_in = layer.weight.shape
             if init == "default":
                 # PyTorch's Kaiming-uniform, but drawn from our generator so init is seeded on its own.
@@ -77,3 +103,28 @@ class MLP(nn.Module):
         for layer, activation in zip(self.layers[:-1], self.activations):
             x = activation(layer(x))
         return self.layers[-1](x)
+
+    @torch.no_grad()
+    def closed_forms(self, inputs: torch.Tensor, sigma: float, loss: float):
+        """Orvieto's exact expressions for deep linear networks without biases (Sec. 3.1, 3.2, App. E) at
+        per-parameter std `sigma`: (metrics, {closed form of a noise mode: E L(w + noise)}); None otherwise."""
+        if self.activation not in ("linear", "identity") or any(layer.bias is not None for layer in self.layers):
+            return None
+        weights = [layer.weight.double() for layer in self.layers]
+        x = inputs.flatten(1).double()
+        layerwise = float(deep_linear_layerwise_noise(weights, x, sigma))
+        metrics = {"theory/orvieto_layerwise": layerwise}
+        expected_loss = {}
+        if len(weights) == 2:
+            all_parameters = one_hidden_layer_all_parameter_noise(weights[0], weights[1], x, sigma)
+            metrics["theory/orvieto_all_second_order"] = float(all_parameters["second_order"])
+            metrics["theory/orvieto_all_variance"] = float(all_parameters["variance_term"])
+            expected_loss["all_parameters"] = loss + float(all_parameters["total"])
+            layerwise = float(one_hidden_layer_layerwise_noise(weights[0], weights[1], x, sigma)["total"])
+        expected_loss["layerwise"] = loss + layerwise
+        return metrics, expected_loss
+
+
+@MODELS.register("mlp", MlpSettings)
+def build_mlp(input_shape: tuple[int, ...], num_outputs: int, generator: torch.Generator | None = None, **settings) -> MLP:
+    return MLP(math.prod(input_shape), num_outputs, generator=generator, **settings)

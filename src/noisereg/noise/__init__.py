@@ -1,4 +1,4 @@
-"""Noise modes: one small file each, one protocol (`base.NoiseMode`).
+"""Noise modes: one small file each, one protocol (`base.NoiseMode`), registered in `NOISE_MODES`.
 
 Outside Hydra:
 
@@ -9,20 +9,13 @@ Outside Hydra:
 """
 from noisereg.noise.activation_noise import ActivationNoise
 from noisereg.noise.all_parameters import AllParamNoise
-from noisereg.noise.base import NoiseMode
+from noisereg.noise.base import NoiseMode, NoiseSettings
 from noisereg.noise.injection_node import NoiseInjectionNode
 from noisereg.noise.label_noise import LabelNoise
 from noisereg.noise.layerwise import LayerwiseNoise
 from noisereg.noise.parameter_groups import parameter_groups
-
-NOISE_MODES = {
-    "gd": NoiseMode,
-    "gd_noise": AllParamNoise,
-    "layerwise": LayerwiseNoise,
-    "label_noise": LabelNoise,
-    "nin": NoiseInjectionNode,
-    "gni": ActivationNoise,
-}
+from noisereg.noise.parameter_noise import ParameterNoise
+from noisereg.registry import NOISE_MODES
 
 __all__ = [
     "NOISE_MODES",
@@ -32,5 +25,7 @@ __all__ = [
     "LayerwiseNoise",
     "NoiseInjectionNode",
     "NoiseMode",
+    "NoiseSettings",
+    "ParameterNoise",
     "parameter_groups",
 ]

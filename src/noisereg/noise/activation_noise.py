@@ -9,19 +9,35 @@ Off at evaluation.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 from torch import nn
 
-from noisereg.models.sites import hidden_activation_modules
-from noisereg.noise.base import NoiseMode, check_sigma
-from noisereg.noise.random_streams import RandomStreams
+from noisereg.curvature.regularizers import INPUT_SITE, camuto_regularizer
 from noisereg.errors import SettingError
+from noisereg.models.sites import hidden_activation_modules
+from noisereg.noise.base import NoiseSettings, NoiseMode, check_sigma
+from noisereg.noise.random_streams import RandomStreams
+from noisereg.registry import NOISE_MODES
+
+if TYPE_CHECKING:
+    from noisereg.curvature.during_training import CurvatureContext
+    from noisereg.data.tensors import TensorDataset
 
 KINDS = ("additive", "multiplicative")
 
 
+@dataclass
+class ActivationNoiseSettings(NoiseSettings):
+    name: str = "gni"
+    sigma: Any = 0.1  # one number, or a list with one σ_k per hidden layer
+    kind: str = "additive"  # additive h + ε | multiplicative h·(1 + ε)
+    noise_input: bool = False  # also noise the network input (Camuto et al.'s code does)
+
+
+@NOISE_MODES.register("gni", ActivationNoiseSettings)
 class ActivationNoise(NoiseMode):
     name = "gni"
 
@@ -43,7 +59,7 @@ class ActivationNoise(NoiseMode):
         self.sigmas: list[float] = []
         self._model: nn.Module | None = None
 
-    def attach(self, model: nn.Module) -> None:
+    def attach(self, model: nn.Module, data: TensorDataset | None = None) -> None:
         sites = hidden_activation_modules(model)
         if not sites:
             raise SettingError("noise=gni needs a model with hidden layers (model.widths not empty)")
@@ -89,3 +105,20 @@ class ActivationNoise(NoiseMode):
             return None
 
         return add_noise
+
+    def regularizer_metrics(self, context: CurvatureContext) -> dict[str, float]:
+        """R = ½ Σₖ σₖ² E Tr(Jₖᵀ H_L Jₖ) (Camuto et al. Eq. 9), derived for additive noise."""
+        if self.kind != "additive":
+            return {}
+        sites, sigmas = list(hidden_activation_modules(context.model)), list(self.sigmas)
+        if self.noise_input:  # the input is Camuto's layer 0, noised with the first σ
+            sites, sigmas = [INPUT_SITE, *sites], [self.input_sigma, *sigmas]
+        value = camuto_regularizer(context.model, context.loss_fn, context.inputs, context.targets, sites, sigmas)
+        return {"reg/camuto": value}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "random": self.random.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.random.load_state_dict(state["random"])

@@ -5,23 +5,22 @@ which perturbs one group with N(0, σ²) (Sec. 3.2: both minimise the same regul
 """
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
 
-from torch import nn
-
-from noisereg.noise.base import check_sigma
-from noisereg.noise.parameter_groups import parameter_groups
-from noisereg.noise.parameter_noise import ParameterNoise
+from noisereg.noise.parameter_noise import ParameterNoise, ParameterNoiseSettings
+from noisereg.registry import NOISE_MODES
 
 
+@dataclass
+class AllParamSettings(ParameterNoiseSettings):
+    name: str = "gd_noise"
+
+
+@NOISE_MODES.register("gd_noise", AllParamSettings)
 class AllParamNoise(ParameterNoise):
     name = "gd_noise"
-
-    def __init__(self, model: nn.Module, sigma: float, groups: str = "tensor", **schedule):
-        super().__init__(**schedule)
-        self.sigma = check_sigma(sigma)
-        self.groups = parameter_groups(model, groups)
-        self.group_std = self.sigma / math.sqrt(len(self.groups))
+    closed_form = "all_parameters"  # Sec. 3.1: σ² regularizer plus a σ⁴ variance term growing with width
 
     def draw(self):
-        return [(p, self.group_std) for group in self.groups for p in group]
+        std = self.per_parameter_sigma
+        return [(p, std) for group in self.groups for p in group]

@@ -1,25 +1,54 @@
-"""The protocol every noise mode follows (DESIGN.md, "Noise modes share one protocol").
+"""The protocol every noise mode follows (one small file per mode in this package).
 
-The trainer calls every hook of every mode the same way, once per step:
+Every mode is built from its settings (its schema is registered beside it in `NOISE_MODES`) and the trainer calls
+every hook of every mode the same way:
 
-    noise.attach(model)                    # once, before the optimizer is built
+    noise = LayerwiseNoise(sigma=0.05, seed=1)
+    noise.attach(model, data)              # once, before the optimizer is built (NIN adds a parameter)
     noise.begin_step(step, epoch, indices) # switches noise off after `stop_step`/`stop_epoch`
     y = noise.targets(x, y)                # label noise
     with noise.perturbed():                # parameter noise, restored bitwise on exit
         loss_fn(model(x), y).backward()
     optimizer.step()
 
-GD is this class itself: every hook does nothing. Evaluation is always noise-free: hooks that act in the
-forward pass (NIN, GNI) check `model.training`, and the trainer evaluates in eval mode.
+`state_dict()`/`load_state_dict()` save and restore everything a mode needs to continue a run exactly (its random
+streams, NIN's fixed ε), like a torch module's. `regularizer_metrics(...)` returns the explicit regularizer the
+mode's paper derives, measured during training (curvature/during_training.py asks every mode the same way).
+
+GD is this class itself: every hook does nothing. Evaluation is always noise-free: hooks that act in the forward
+pass (NIN, GNI) check `model.training`, and the trainer evaluates in eval mode.
 """
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 import torch
 from torch import nn
+
 from noisereg.errors import SettingError
+from noisereg.registry import NOISE_MODES
+
+if TYPE_CHECKING:
+    from noisereg.curvature.during_training import CurvatureContext
+    from noisereg.data.tensors import TensorDataset
+
+
+@dataclass
+class NoiseSettings:
+    """Settings every mode accepts."""
+
+    name: str = "gd"
+    stop_step: Optional[int] = None  # noise off from this step on
+    stop_epoch: Optional[int] = None  # noise off from this epoch on (the ResNet recipe: 135 of 150)
+
+
+@dataclass
+class GdSettings(NoiseSettings):
+    name: str = "gd"
+    # GD has no σ; the key exists so that an experiment's σ composes with noise=gd in a sweep of modes.
+    sigma: float = 0.0
 
 
 class NoiseMode:
@@ -35,8 +64,9 @@ class NoiseMode:
         self.active = True
         self.batch_indices: torch.Tensor | None = None
 
-    def attach(self, model: nn.Module) -> None:
-        """Add parameters or forward hooks to the model (NIN, GNI). Called before the optimizer is built."""
+    def attach(self, model: nn.Module, data: TensorDataset | None = None) -> None:
+        """Add parameters or forward hooks to the model (NIN, GNI), or find the parameter groups to perturb.
+        Called once, before the optimizer is built."""
 
     def begin_step(self, step: int, epoch: int, batch_indices: torch.Tensor | None = None) -> None:
         """Called before every training step; `batch_indices` index the training set (NIN `resample: fixed`)."""
@@ -58,6 +88,22 @@ class NoiseMode:
     def metrics(self) -> dict[str, float]:
         """Extra metrics for the run record, e.g. `noise/nin_weight_norm`."""
         return {}
+
+    def regularizer_metrics(self, context: CurvatureContext) -> dict[str, float]:
+        """The explicit regularizer this mode's paper derives, measured at the current parameters."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"active": self.active}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.active = bool(state["active"])
+
+
+@NOISE_MODES.register("gd", GdSettings)
+def plain_gradient_descent(sigma: float = 0.0, seed: int | None = None, **schedule: Any) -> NoiseMode:
+    """`noise=gd`: σ and the seed are accepted so every mode is built the same way; GD uses neither."""
+    return NoiseMode(**schedule)
 
 
 def check_sigma(sigma: float, setting: str = "noise.sigma") -> float:

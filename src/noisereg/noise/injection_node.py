@@ -7,15 +7,31 @@ weight vector W_NI: z ← z + ε · W_NI. W_NI is a parameter of the model, so t
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
 import torch
 from torch import nn
 
-from noisereg.models.sites import preactivation_modules
-from noisereg.noise.base import NoiseMode, check_sigma
-from noisereg.noise.random_streams import RandomStreams
 from noisereg.errors import SettingError
+from noisereg.models.sites import preactivation_modules
+from noisereg.noise.base import NoiseMode, NoiseSettings, check_sigma
+from noisereg.noise.random_streams import RandomStreams
+from noisereg.registry import NOISE_MODES
+
+if TYPE_CHECKING:
+    from noisereg.data.tensors import TensorDataset
 
 RESAMPLING = ("step", "fixed")
+
+
+@dataclass
+class NoiseInjectionNodeSettings(NoiseSettings):
+    name: str = "nin"
+    sigma: float = 0.1
+    layer: int = 0  # which layer's preactivations (0 = first hidden layer, -1 = output)
+    resample: str = "step"  # step: fresh ε every step | fixed: one ε per training sample, drawn once (Levi Fig. 1)
+    init_std: float = 0.01  # initial W_NI ~ N(0, init_std²)
 
 
 class NoiseInjectionWeights(nn.Module):
@@ -29,6 +45,7 @@ class NoiseInjectionWeights(nn.Module):
         self.weight = nn.Parameter(torch.randn(width, generator=generator) * init_std)
 
 
+@NOISE_MODES.register("nin", NoiseInjectionNodeSettings)
 class NoiseInjectionNode(NoiseMode):
     name = "nin"
 
@@ -45,8 +62,6 @@ class NoiseInjectionNode(NoiseMode):
         super().__init__(**schedule)
         if resample not in RESAMPLING:
             raise SettingError(f"noise.resample={resample!r} is unknown; choose one of {list(RESAMPLING)}")
-        if resample == "fixed" and n_train is None:
-            raise SettingError("noise.resample=fixed needs the training-set size (n_train) to draw one ε per sample")
         self.sigma = check_sigma(sigma)
         self.layer = layer
         self.resample = resample
@@ -58,7 +73,11 @@ class NoiseInjectionNode(NoiseMode):
         self.node: NoiseInjectionWeights | None = None
         self._model: nn.Module | None = None
 
-    def attach(self, model: nn.Module) -> None:
+    def attach(self, model: nn.Module, data: TensorDataset | None = None) -> None:
+        if data is not None:
+            self.n_train = data.n_train
+        if self.resample == "fixed" and self.n_train is None:
+            raise SettingError("noise.resample=fixed needs the training-set size (n_train) to draw one ε per sample")
         sites = preactivation_modules(model)
         if not -len(sites) <= self.layer < len(sites):
             raise SettingError(
@@ -93,3 +112,13 @@ class NoiseInjectionNode(NoiseMode):
 
     def metrics(self) -> dict[str, float]:
         return {"noise/nin_weight_norm": float(self.node.weight.detach().norm())} if self.node is not None else {}
+
+    def state_dict(self) -> dict[str, Any]:
+        # W_NI itself is a parameter of the model and travels with its state_dict.
+        return {**super().state_dict(), "random": self.random.state_dict(), "fixed_epsilon": self.fixed_epsilon}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.random.load_state_dict(state["random"])
+        if state["fixed_epsilon"] is not None:
+            self.fixed_epsilon = state["fixed_epsilon"].to(self.fixed_epsilon.device)

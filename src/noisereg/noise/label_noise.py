@@ -3,16 +3,35 @@
 Regression: y + Z with Z ~ N(0, δ²) (`distribution="gaussian"`) or Z = ±δ with equal probability
 (`distribution="rademacher"`, Blanc et al.'s ±δ). Classification: each label is replaced, with probability p,
 by a class drawn uniformly from all classes (it may draw the true class again, as in Damian et al.).
+Its implicit regularizer is (1/n) Σᵢ ‖∇θ h(xᵢ)‖² (Blanc et al. Eq. 1), logged as `reg/blanc`.
 """
 from __future__ import annotations
 
-import torch
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from noisereg.noise.base import NoiseMode, check_sigma
-from noisereg.noise.random_streams import RandomStreams
+import torch
+from torch import nn
+
+from noisereg.curvature.regularizers import output_gradient_norm_squared
 from noisereg.errors import SettingError
+from noisereg.noise.base import GdSettings, NoiseMode, check_sigma
+from noisereg.noise.random_streams import RandomStreams
+from noisereg.registry import NOISE_MODES
+
+if TYPE_CHECKING:
+    from noisereg.curvature.during_training import CurvatureContext
+    from noisereg.data.tensors import TensorDataset
 
 DISTRIBUTIONS = ("gaussian", "rademacher")
+
+
+@dataclass
+class LabelNoiseSettings(GdSettings):  # σ composes in sweeps of modes but label noise uses δ and p
+    name: str = "label_noise"
+    delta: float = 0.1
+    flip_probability: float = 0.1
+    distribution: str = "gaussian"
 
 
 class LabelNoise(NoiseMode):
@@ -25,7 +44,7 @@ class LabelNoise(NoiseMode):
         distribution: str = "gaussian",
         num_classes: int | None = None,
         seed: int | None = None,
-        **schedule,
+        **schedule: Any,
     ):
         super().__init__(**schedule)
         if distribution not in DISTRIBUTIONS:
@@ -37,6 +56,10 @@ class LabelNoise(NoiseMode):
         self.distribution = distribution
         self.num_classes = num_classes
         self.random = RandomStreams(seed)
+
+    def attach(self, model: nn.Module, data: TensorDataset | None = None) -> None:
+        if data is not None and data.task == "classification":
+            self.num_classes = data.num_outputs
 
     def targets(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         if not self.active:
@@ -59,3 +82,18 @@ class LabelNoise(NoiseMode):
             0, self.num_classes, labels.shape, generator=generator, device=labels.device, dtype=labels.dtype
         )
         return torch.where(flip, random_labels, labels)
+
+    def regularizer_metrics(self, context: CurvatureContext) -> dict[str, float]:
+        return {"reg/blanc": output_gradient_norm_squared(context.model, context.inputs, context.chunk_size)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "random": self.random.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.random.load_state_dict(state["random"])
+
+
+@NOISE_MODES.register("label_noise", LabelNoiseSettings)
+def label_noise(sigma: float = 0.0, **settings: Any) -> LabelNoise:
+    return LabelNoise(**settings)

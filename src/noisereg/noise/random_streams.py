@@ -29,6 +29,15 @@ class RandomStreams:
             self._generators[key] = torch.Generator(device=device).manual_seed(self.seed + 7919 * stream)
         return self._generators[key]
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Every generator's state, keyed `device/stream` (what a run needs to continue its draws exactly)."""
+        return {f"{device}/{stream}": g.get_state() for (device, stream), g in self._generators.items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        for key, generator_state in state.items():
+            device, stream = key.rsplit("/", 1)
+            self.generator(device, int(stream)).set_state(generator_state.cpu())
+
     def normal_(self, tensor: torch.Tensor, std: float) -> torch.Tensor:
         """Fill `tensor` (contiguous) with N(0, std²) values in place."""
         if tensor.device.type != "cpu" or tensor.numel() < PARALLEL_MIN_ELEMENTS:

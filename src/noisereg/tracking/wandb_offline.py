@@ -47,27 +47,49 @@ def _item_key(item) -> str:
     return item.key or "/".join(item.nested_key)
 
 
+def _segments(path: Path) -> list[Path]:
+    """The `.wandb` files behind `path`: a file, an `offline-run-*` folder, a run directory (every segment of a
+    resumed run, oldest first) or its `wandb/` folder."""
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise FileNotFoundError(f"read_offline_run: {path} does not exist")
+    if path.name.startswith("offline-run-"):
+        files = sorted(path.glob("run-*.wandb"))
+    else:
+        folder = path / "wandb" if (path / "wandb").is_dir() else path
+        files = [f for run in sorted(folder.glob("offline-run-*")) for f in sorted(run.glob("run-*.wandb"))]
+    if not files:
+        raise FileNotFoundError(f"read_offline_run: no offline W&B run (offline-run-*/run-*.wandb) under {path}; "
+                                "was the job run with logger.mode=offline?")  # fmt: skip
+    return files
+
+
 def read_offline_run(path: str | Path) -> dict[str, Any]:
-    """`path`: an `offline-run-*` folder or its `.wandb` file. Returns group, name, config, history, summary."""
+    """`path`: an `offline-run-*` folder, its `.wandb` file, or a run directory. Returns group, name, config,
+    history, summary, exit code and run id. The segments of a resumed run are joined the way `wandb sync` joins
+    them: each segment's rows after the last step already seen."""
     from wandb.proto import wandb_internal_pb2
 
-    path = Path(path)
-    if path.is_dir():
-        path = next(path.glob("run-*.wandb"))
-    run: dict[str, Any] = {"group": None, "name": None, "config": {}, "history": [], "summary": {}, "exit_code": None}
-    for raw in _records(path.read_bytes()):
-        record = wandb_internal_pb2.Record()
-        record.ParseFromString(raw)
-        kind = record.WhichOneof("record_type")
-        if kind == "run":
-            run["group"], run["name"] = record.run.run_group, record.run.display_name
-            run["config"].update({_item_key(i): json.loads(i.value_json) for i in record.run.config.update})
-        elif kind == "config":
-            run["config"].update({_item_key(i): json.loads(i.value_json) for i in record.config.update})
-        elif kind == "history":
-            run["history"].append({_item_key(i): json.loads(i.value_json) for i in record.history.item})
-        elif kind == "summary":
-            run["summary"].update({_item_key(i): json.loads(i.value_json) for i in record.summary.update})
-        elif kind == "exit":
-            run["exit_code"] = record.exit.exit_code
+    run: dict[str, Any] = {"group": None, "name": None, "config": {}, "history": [], "summary": {},
+                           "exit_code": None, "id": None}  # fmt: skip
+    for segment in _segments(Path(path)):
+        last_step = run["history"][-1].get("_step", -1) if run["history"] else -1
+        for raw in _records(segment.read_bytes()):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(raw)
+            kind = record.WhichOneof("record_type")
+            if kind == "run":
+                run["group"], run["name"], run["id"] = record.run.run_group, record.run.display_name, record.run.run_id
+                run["config"].update({_item_key(i): json.loads(i.value_json) for i in record.run.config.update})
+            elif kind == "config":
+                run["config"].update({_item_key(i): json.loads(i.value_json) for i in record.config.update})
+            elif kind == "history":
+                row = {_item_key(i): json.loads(i.value_json) for i in record.history.item}
+                if row.get("_step", last_step + 1) > last_step:
+                    run["history"].append(row)
+            elif kind == "summary":
+                run["summary"].update({_item_key(i): json.loads(i.value_json) for i in record.summary.update})
+            elif kind == "exit":
+                run["exit_code"] = record.exit.exit_code
     return run

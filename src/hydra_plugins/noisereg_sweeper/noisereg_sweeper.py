@@ -1,0 +1,30 @@
+"""`hydra/sweeper=noisereg` (the default in conf/config.yaml): Hydra's basic sweeper, plus a one-line account of
+the sweep's jobs once they have run, and an exit status that says whether every job completed or diverged
+(noisereg/tracking/sweep.py). Kept in `hydra_plugins`, where Hydra looks for plugins, and light to import.
+No `from __future__ import annotations`: Hydra runs this module before it is in sys.modules, where dataclasses
+would look its string annotations up."""
+
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class NoiseregSweeperConf:
+    _target_: str = "hydra_plugins.noisereg_sweeper.noisereg_sweeper.NoiseregSweeper"
+    max_batch_size: Optional[int] = None
+    params: Optional[Dict[str, str]] = None
+
+
+ConfigStore.instance().store(group="hydra/sweeper", name="noisereg", node=NoiseregSweeperConf, provider="noisereg")
+
+
+class NoiseregSweeper(BasicSweeper):
+    def sweep(self, arguments: List[str]) -> Any:
+        returns = super().sweep(arguments)
+        from noisereg.tracking.sweep import report
+
+        report([job for batch in returns for job in batch], str(self.config.hydra.sweep.dir))
+        return returns

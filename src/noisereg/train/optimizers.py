@@ -1,0 +1,31 @@
+"""The optimizer and learning-rate schedule a run trains with."""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch import nn
+
+from noisereg.train.settings import OptimizerSettings
+
+
+def build_optimizer(model: nn.Module, settings: OptimizerSettings) -> torch.optim.Optimizer:
+    return torch.optim.SGD(
+        model.parameters(),
+        lr=settings.lr,
+        momentum=settings.momentum,
+        nesterov=settings.nesterov,
+        weight_decay=settings.weight_decay,
+    )
+
+
+def learning_rate_factor(schedule: str, n_steps: int) -> Callable[[int], float]:
+    if schedule == "constant":
+        return lambda step: 1.0
+    # Cosine annealing to 0 over the whole run, stepped every iteration (Loshchilov & Hutter 2016).
+    return lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, n_steps) / max(n_steps, 1)))
+
+
+def build_schedule(optimizer: torch.optim.Optimizer, schedule: str, n_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, learning_rate_factor(schedule, n_steps))

@@ -1,0 +1,109 @@
+"""The trainer's settings (the `trainer` config group's schema) and their checks."""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+
+from noisereg.errors import SettingError
+
+SCHEDULES = ("constant", "cosine")
+RESUME_POLICIES = ("auto", "never", "restart")
+UNITS = ("steps", "epochs")
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+@dataclass
+class OptimizerSettings:
+    lr: float = 0.1
+    momentum: float = 0.0
+    nesterov: bool = False
+    weight_decay: float = 0.0
+
+
+@dataclass
+class TrainerSettings:
+    device: str = "auto"  # auto: CUDA when present, else CPU
+    loss: str = "cross_entropy"
+    batch_size: Optional[int] = None  # None: full batch (GD)
+    steps: Optional[int] = None  # exactly one of steps / epochs
+    epochs: Optional[int] = None
+    optimizer: OptimizerSettings = field(default_factory=OptimizerSettings)
+    schedule: str = "constant"
+    eval_every: int = 50  # steps
+    eval_batch_size: int = 4096
+    divergence_check_every: int = 1  # steps; >1 avoids a host sync per step on GPUs
+    progress_bar: bool = True
+    # Resume (train/state.py, tracking/job.py): auto continues an unfinished run directory from its checkpoint and
+    # leaves a finished one alone; never refuses a directory that holds records; restart discards them.
+    resume: str = "auto"
+    checkpoint_every: Optional[int] = 1000  # in checkpoint_unit; None: only when interrupted
+    checkpoint_unit: str = "steps"
+    keep_checkpoint: bool = False  # keep checkpoint.pt once the run has finished (its final state)
+
+    def check(self, group: str = "trainer") -> None:
+        """Every setting on its own, before anything is built (the data decide the number of steps)."""
+        optimizer = self.optimizer
+        if not (math.isfinite(optimizer.lr) and optimizer.lr > 0):
+            raise SettingError(f"trainer.optimizer.lr={optimizer.lr} must be finite and > 0, e.g. trainer.optimizer.lr=0.01")
+        for key, example in (("momentum", "0.9"), ("weight_decay", "5e-4")):
+            value = getattr(optimizer, key)
+            if not (math.isfinite(value) and value >= 0):
+                raise SettingError(f"trainer.optimizer.{key}={value} must be finite and >= 0, e.g. "
+                                   f"trainer.optimizer.{key}={example}")  # fmt: skip
+        if optimizer.nesterov and optimizer.momentum <= 0:
+            raise SettingError("trainer.optimizer.nesterov=true needs trainer.optimizer.momentum > 0")
+        if (self.steps is None) == (self.epochs is None):
+            raise SettingError("set exactly one of trainer.steps and trainer.epochs (the other to null)")
+        for key in ("steps", "epochs"):
+            if (getattr(self, key) or 0) < 0:
+                raise SettingError(f"trainer.{key}={getattr(self, key)} must be >= 0")
+        if self.schedule not in SCHEDULES:
+            raise SettingError(f"trainer.schedule={self.schedule!r} is unknown; choose one of {list(SCHEDULES)}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise SettingError(f"trainer.batch_size={self.batch_size} must be >= 1, or null for full batch")
+        if self.eval_every < 1 or self.divergence_check_every < 1 or self.eval_batch_size < 1:
+            raise SettingError("trainer.eval_every, trainer.eval_batch_size and trainer.divergence_check_every must be >= 1")
+        if self.resume not in RESUME_POLICIES:
+            raise SettingError(f"trainer.resume={self.resume!r} is unknown; choose one of {list(RESUME_POLICIES)}")
+        if self.checkpoint_every is not None and self.checkpoint_every < 1:
+            raise SettingError(f"trainer.checkpoint_every={self.checkpoint_every} must be >= 1, or null")
+        if self.checkpoint_unit not in UNITS:
+            raise SettingError(f"trainer.checkpoint_unit={self.checkpoint_unit!r} is unknown; choose steps or epochs")
+        resolve_device(self.device)
+
+
+def resolve_device(device: str) -> torch.device:
+    if not DEVICE_PATTERN.match(device):
+        raise SettingError(f"trainer.device={device!r} is unknown; choose auto, cpu, cuda or cuda:N")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise SettingError(f"trainer.device={device!r} but CUDA is not available here; use trainer.device=auto or cpu")
+        index = torch.device(device).index
+        if index is not None and index >= torch.cuda.device_count():
+            raise SettingError(f"trainer.device={device!r} but this machine has {torch.cuda.device_count()} GPU(s)")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise SettingError("trainer.device='mps' but MPS is not available here; use trainer.device=auto or cpu")
+    return torch.device(device)
+
+
+def steps_per_epoch(n_train: int, batch_size: int | None) -> int:
+    return 1 if batch_size is None else math.ceil(n_train / batch_size)
+
+
+def total_steps(settings: TrainerSettings, n_train: int) -> int:
+    if settings.steps is not None:
+        return settings.steps
+    return settings.epochs * steps_per_epoch(n_train, settings.batch_size)
+
+
+def interval_in_steps(every: int | None, unit: str, n_train: int, batch_size: int | None) -> int | None:
+    """A `*_every` setting counted in steps or epochs, in steps."""
+    if every is None or unit == "steps":
+        return every
+    return every * steps_per_epoch(n_train, batch_size)

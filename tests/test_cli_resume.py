@@ -1,0 +1,124 @@
+"""The real CLI stopped by signals and started again: SIGKILL, SIGTERM and Ctrl-C mid-run, a finished run left
+alone, and a sweep launched again into its folder."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, run_cli
+from noisereg.tracking import read_metrics, read_summary
+
+RUN = ["trainer.steps=4000", "trainer.eval_every=50"]
+
+
+def start(*arguments: str, cwd: Path) -> subprocess.Popen:
+    env = dict(os.environ, WANDB_SILENT="true")
+    return subprocess.Popen([sys.executable, str(ROOT / "run.py"), *arguments], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def wait_for_step(directory: Path, step: int, process: subprocess.Popen, timeout: float = 120) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the run ended before it could be stopped"
+        try:
+            rows = read_metrics(directory)
+        except (FileNotFoundError, json.JSONDecodeError):
+            rows = []
+        if rows and rows[-1]["step"] >= step:
+            return rows[-1]["step"]
+        time.sleep(0.02)
+    raise TimeoutError(f"no row at step {step} in {timeout} s")
+
+
+def snapshot(directory: Path) -> dict[str, tuple[bytes, int]]:
+    return {str(p.relative_to(directory)): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(directory.rglob("*")) if p.is_file()}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    result = run_cli("hydra.run.dir=D", *RUN, "logger.mode=disabled", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    return folder / "D"
+
+
+def test_sigkill_halfway_then_the_same_command_twice(tmp_path, reference):
+    command = ["hydra.run.dir=D", *RUN]  # W&B offline, as a user's default
+    process = start(*command, cwd=tmp_path)
+    wait_for_step(tmp_path / "D", 1500, process)
+    process.kill()
+    process.wait()
+    assert (tmp_path / "D" / "checkpoint.pt").exists() and not (tmp_path / "D" / "summary.json").exists()
+    result = run_cli(*command, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "resuming" in result.stdout and "from its checkpoint at step" in result.stdout
+    assert (tmp_path / "D" / "metrics.jsonl").read_bytes() == (reference / "metrics.jsonl").read_bytes()
+    before = snapshot(tmp_path / "D")
+    again = run_cli(*command, cwd=tmp_path)
+    assert again.returncode == 0 and "had finished in D after 4000 steps; nothing to do" in again.stdout
+    assert snapshot(tmp_path / "D") == before, "a finished run is left exactly as it was"
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_stops_the_run_after_its_step_and_the_same_command_resumes(tmp_path, reference, signum, code):
+    command = ["hydra.run.dir=D", *RUN, "logger.mode=disabled"]
+    process = start(*command, cwd=tmp_path)
+    wait_for_step(tmp_path / "D", 500, process)
+    process.send_signal(signum)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == code, stderr
+    assert "Traceback" not in stderr and "[interrupted]" in stdout
+    summary = read_summary(tmp_path / "D")
+    assert summary["status"] == "interrupted" and summary["signal"] == signal.Signals(signum).name
+    assert 500 <= summary["steps"] < 4000 and summary["final_metrics"]["step"] <= summary["steps"]
+    assert "run the same command to resume" in summary["reason"]
+    result = run_cli(*command, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"from its checkpoint at step {summary['steps']}" in result.stdout
+    assert (tmp_path / "D" / "metrics.jsonl").read_bytes() == (reference / "metrics.jsonl").read_bytes()
+    assert read_summary(tmp_path / "D")["status"] == "completed"
+
+
+def test_a_sweep_launched_again_skips_finished_jobs_and_completes_the_rest(tmp_path):
+    command = ["-m", "+experiment=fig2_synthetic", "scale=smoke", "model.widths=[50]", "noise=gd,layerwise",
+               "seed=0,1", "trainer.checkpoint_every=8", "logger.mode=disabled", "hydra.sweep.dir=sweep"]
+    first = run_cli(*command, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    jobs = sorted((tmp_path / "sweep").glob("[0-9]*"), key=lambda p: int(p.name))
+    assert len(jobs) == 4
+    finished = {job.name: (job / "metrics.jsonl").read_bytes() for job in jobs}
+    # As after a cluster killed the sweep: job 1 lost its summary and last rows, job 2 never started.
+    (jobs[1] / "summary.json").unlink()
+    rows = (jobs[1] / "metrics.jsonl").read_text().splitlines(keepends=True)
+    (jobs[1] / "metrics.jsonl").write_text("".join(rows[:2]))
+    shutil.rmtree(jobs[2])
+    again = run_cli(*command, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "4 of 4 jobs completed or diverged (2 had finished before and were left alone)" in again.stdout
+    assert {job.name: (job / "metrics.jsonl").read_bytes() for job in jobs} == finished
+
+
+def test_a_second_process_cannot_write_a_directory_in_use(tmp_path):
+    command = ["hydra.run.dir=D", "trainer.steps=400000", "logger.mode=disabled"]  # runs until stopped
+    first = start(*command, cwd=tmp_path)
+    try:
+        wait_for_step(tmp_path / "D", 100, first)
+        second = run_cli(*command, cwd=tmp_path)
+        assert second.returncode == 2 and "Traceback" not in second.stderr
+        lines = second.stderr.strip().splitlines()
+        assert len(lines) == 1 and f"is in use by pid {first.pid}" in lines[0] and "hydra.run.dir" in lines[0]
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=60)
+    steps = [row["step"] for row in read_metrics(tmp_path / "D")]
+    assert steps == sorted(set(steps)), "one writer: strictly increasing steps"
