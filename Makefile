@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: install test test-paper run bench fmnist clean
+.PHONY: install test test-paper run bench fmnist reproduce-cpu clean
 
 install: fmnist
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ run:
 
 bench:
 	$(BIN)/python scripts/bench_noise.py
+
+# Regenerate results/ (figures, their data, REPORT.md) from scratch on a CPU: under an hour on 2 cores.
+reproduce-cpu:
+	$(BIN)/python scripts/reproduce_cpu.py --fresh
 
 clean:
 	rm -rf outputs multirun .pytest_cache

@@ -48,7 +48,7 @@ def run_cli(*arguments: str, cwd: Path, timeout: float = 300, env: dict | None =
     )
 
 
-def compose(*overrides: str):
+def compose(*overrides: str, return_hydra_config: bool = False):
     """The config `python run.py OVERRIDES` would run, composed by Hydra in-process."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
@@ -57,7 +57,7 @@ def compose(*overrides: str):
 
     register_with_hydra()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=list(overrides))
+        return hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=return_hydra_config)
 
 
 @pytest.fixture

@@ -34,15 +34,7 @@ def test_experiment_runs_at_smoke_scale(experiment, tmp_path, request):
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_experiment_declares_its_sweep(experiment):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    from noisereg.config import register_with_hydra
-
-    register_with_hydra()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = hydra_compose(config_name="config", overrides=[f"+experiment={experiment}"], return_hydra_config=True)
-    params = cfg.hydra.sweeper.params
+    params = compose(f"+experiment={experiment}", return_hydra_config=True).hydra.sweeper.params
     assert "seed" in params and "noise" in params, "a figure's sweep covers noise modes and seeds"
 
 
@@ -59,18 +51,8 @@ def test_smoke_keeps_depth_and_width_ratios():
 
 
 def test_slurm_preset_composes_into_the_submitit_slurm_launcher():
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    from noisereg.config import register_with_hydra
-
-    register_with_hydra()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = hydra_compose(
-            config_name="config",
-            overrides=["+experiment=fig2_synthetic", "hydra/launcher=slurm", "hydra.launcher.partition=gpu"],
-            return_hydra_config=True,
-        )
+    cfg = compose("+experiment=fig2_synthetic", "hydra/launcher=slurm", "hydra.launcher.partition=gpu",
+                  return_hydra_config=True)
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
     assert launcher.partition == "gpu" and launcher.gpus_per_node == 1 and launcher.array_parallelism == 32

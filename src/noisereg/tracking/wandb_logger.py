@@ -67,6 +67,22 @@ def check_wandb(mode: str) -> None:
         raise SettingError(f"logger.mode=online: the W&B server {base_url} cannot be reached ({problem}); {OFFLINE_INSTEAD}")
 
 
+def chart_keys(config: dict[str, Any]) -> dict[str, Any]:
+    """Top-level run-config keys to group and filter runs by in the W&B UI, as the figures do."""
+    model, noise = config.get("model", {}), config.get("noise", {})
+    widths = model.get("widths")
+    return {
+        "experiment": config.get("name"),
+        "noise_mode": noise.get("name"),
+        "sigma": noise.get("sigma"),
+        "width": max(widths) if widths else None,
+        "depth": len(widths) if widths else None,
+        "model_name": model.get("name"),
+        "scale_name": config.get("scale", {}).get("name"),
+        "seed": config.get("seed"),
+    }
+
+
 class WandbLogger:
     def __init__(
         self,
@@ -98,7 +114,7 @@ class WandbLogger:
                 name=name,
                 tags=tags,
                 job_type=job_type,
-                config=config,
+                config={**config, **chart_keys(config)},
                 dir=str(directory),
                 id=run_id,
                 resume="allow",  # a resumed job continues its run; a new id starts one

@@ -1,0 +1,330 @@
+"""The figure layer: run records -> the paper's figure (PNG) and its data (JSON).
+
+Each paper has one module in this package with one function per figure, registered under the name of the
+experiment whose runs it draws:
+
+    @figure("fig2_synthetic", paper=ORVIETO, title="Fig. 2: original and regularised loss, widths 50 and 300")
+    def fig2_synthetic(runs: pd.DataFrame, canvas: Canvas) -> None:
+        canvas.lines((0, 0), runs, "train/loss", by="noise.name")
+
+`plot_experiment(name, folders, out)` finds the experiment's runs (noisereg.records.load_runs), groups them by
+their config minus the seed, lets the figure function draw, and writes `<out>/<name>.png` and `<out>/<name>.json`:
+every plotted series with its config values, and per x value n, mean, std and SEM over seeds, the runs that
+diverged (where they stopped) and the count of runs that failed. Diverged and failed runs are results: they are
+marked and counted, never dropped silently.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from noisereg.errors import SettingError
+from noisereg.records import config_columns, load_runs
+
+# Config keys that say how a run was watched or where it ran, not what it computed: never a reason to split groups.
+NOT_A_GROUP = ("seed", "logger.", "trainer.device", "trainer.progress_bar", "trainer.resume", "trainer.checkpoint",
+               "trainer.keep_checkpoint", "dataset.root", "curvature.chunk_size")  # fmt: skip
+SCALES = ("smoke", "cpu", "paper")  # from smallest to largest
+# Which setting makes a run log a metric, for the error that names it.
+METRIC_SETTINGS = {
+    "theory/R_sigma_mc": "curvature.every and curvature.monte_carlo_repeats",
+    "hessian/": "curvature.every",
+    "reg/": "curvature.every",
+    "loss/regularized": "curvature.every",
+    "theory/": "curvature.every",
+}
+
+
+@dataclass
+class FigureSpec:
+    experiment: str
+    paper: str
+    title: str
+    draw: Callable[[pd.DataFrame, "Canvas"], None]
+    spread: str  # the band drawn around a mean: std (Orvieto App. F) or sem (Orvieto Fig. 6)
+    panels: tuple[int, int]
+
+
+FIGURES: dict[str, FigureSpec] = {}
+
+
+def figure(experiment: str, paper: str, title: str, spread: str = "std", panels: tuple[int, int] = (1, 1)):
+    def register(draw: Callable[[pd.DataFrame, Canvas], None]) -> Callable[[pd.DataFrame, Canvas], None]:
+        FIGURES[experiment] = FigureSpec(experiment, paper, title, draw, spread, panels)
+        return draw
+
+    return register
+
+
+def group_keys(runs: pd.DataFrame) -> list[str]:
+    """The config keys whose values differ between the runs: what tells their groups apart (the seed never)."""
+    keys = []
+    for column in config_columns(runs):
+        if any(column == key or column.startswith(key) for key in NOT_A_GROUP):
+            continue
+        if runs[column].map(repr).nunique() > 1:
+            keys.append(column)
+    return keys
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-ready value: numpy scalars to Python, tuples to lists, NaN to None."""
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        return None if not math.isfinite(float(value)) else float(value)
+    return value
+
+
+@dataclass
+class Series:
+    label: str
+    config: dict[str, Any]
+    runs: int
+    x: list[float] = field(default_factory=list)
+    n: list[int] = field(default_factory=list)
+    mean: list[float] = field(default_factory=list)
+    std: list[float] = field(default_factory=list)
+    sem: list[float] = field(default_factory=list)
+    diverged: list[dict[str, Any]] = field(default_factory=list)  # where each diverged run's curve stops
+    failed: int = 0  # runs that logged no value of this metric (rejected settings, crashed before training)
+
+    def as_json(self) -> dict[str, Any]:
+        return {key: _plain(value) for key, value in self.__dict__.items()}
+
+
+def aggregate(values: pd.DataFrame, x: str, y: str) -> tuple[list, list, list, list, list]:
+    """Per x value: n, mean, std (ddof 1; 0 for one run) and SEM over runs of the finite values of y."""
+    finite = values[np.isfinite(values[y].astype(float))]
+    xs, ns, means, stds, sems = [], [], [], [], []
+    for x_value, group in finite.groupby(x, sort=True):
+        column = group[y].astype(float).to_numpy()
+        n = len(column)
+        std = float(column.std(ddof=1)) if n > 1 else 0.0
+        xs.append(x_value)
+        ns.append(n)
+        means.append(float(column.mean()))
+        stds.append(std)
+        sems.append(std / math.sqrt(n))
+    return xs, ns, means, stds, sems
+
+
+class Canvas:
+    """A grid of matplotlib panels and the series drawn on them, saved together as PNG and JSON."""
+
+    def __init__(self, spec: FigureSpec, caption: str, varying: Sequence[str] = ()):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        self.spec, self.caption = spec, caption
+        self.varying = list(varying)  # the config keys that tell the experiment's groups apart
+        rows, columns = spec.panels
+        self.figure, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.5 * rows), squeeze=False)
+        self.axes = axes
+        self.panels: dict[tuple[int, int], dict[str, Any]] = {}
+
+    def _panel(self, where: tuple[int, int], x: str, y: str, title: str | None, log_x: bool, log_y: bool):
+        axis = self.axes[where]
+        panel = self.panels.setdefault(where, {"row": where[0], "column": where[1], "title": title, "x": x, "y": y,
+                                               "log_x": log_x, "log_y": log_y, "series": []})  # fmt: skip
+        if title:
+            axis.set_title(title, fontsize=9)
+        axis.set_xlabel(x, fontsize=8)
+        axis.set_ylabel(y, fontsize=8)
+        if log_x:
+            axis.set_xscale("log")
+        if log_y:
+            axis.set_yscale("log")
+        axis.tick_params(labelsize=7)
+        return axis, panel
+
+    def _groups(self, runs: pd.DataFrame, by: Sequence[str]) -> Iterable[tuple[dict[str, Any], pd.DataFrame]]:
+        if not by:
+            yield {}, runs
+            return
+        for values, group in runs.groupby(list(by), sort=True, dropna=False):
+            values = values if isinstance(values, tuple) else (values,)
+            yield dict(zip(by, values)), group
+
+    def lines(
+        self,
+        where: tuple[int, int],
+        runs: pd.DataFrame,
+        y: str,
+        by: Sequence[str] | str = (),
+        label: Callable[[dict[str, Any]], str] | None = None,
+        x: str = "step",
+        title: str | None = None,
+        log_y: bool = False,
+    ) -> list[Series]:
+        """y over x for each group of runs (`by`: the config keys that tell groups apart), mean ± spread over seeds,
+        with a marker where a diverged run stopped."""
+        by = [by] if isinstance(by, str) else list(by)
+        require_metric(runs, y)
+        axis, panel = self._panel(where, x, y, title, False, log_y)
+        drawn = []
+        for config, group in self._groups(runs, by):
+            series = self._series(config, group, x, y, label)
+            xs, means, spread = np.array(series.x, float), np.array(series.mean), np.array(getattr(series, self.spec.spread))
+            (line,) = axis.plot(xs, means, lw=1.3, label=self._legend(series))
+            lower = np.maximum(means - spread, means / 10) if log_y else means - spread  # a log axis has no 0
+            axis.fill_between(xs, lower, means + spread, color=line.get_color(), alpha=0.2, lw=0)
+            for stop in series.diverged:
+                axis.plot([stop["x"]], [stop["value"]], marker="x", ms=7, mew=2, color=line.get_color())
+            panel["series"].append(series.as_json())
+            drawn.append(series)
+        axis.legend(fontsize=7)
+        return drawn
+
+    def points(
+        self,
+        where: tuple[int, int],
+        runs: pd.DataFrame,
+        x: str,
+        y: str,
+        by: Sequence[str] | str = (),
+        label: Callable[[dict[str, Any]], str] | None = None,
+        title: str | None = None,
+        log_x: bool = False,
+        log_y: bool = False,
+        x_value: Callable[[Any], float] | None = None,
+    ) -> list[Series]:
+        """Each run's final y against a config value x (e.g. σ, width), mean ± spread over seeds per x and group."""
+        by = [by] if isinstance(by, str) else list(by)
+        require_metric(runs, y)
+        axis, panel = self._panel(where, x, y, title, log_x, log_y)
+        final = last_values(runs, y)
+        final = final.assign(**{x: final[x].map(x_value) if x_value else final[x]})
+        drawn = []
+        for config, group in self._groups(final, by):
+            # A diverged run's last value is not a final one: it is marked at the bottom, not averaged.
+            series = self._series(config, group, x, y, label, average_diverged=False)
+            (line, *_) = axis.errorbar(series.x, series.mean, yerr=getattr(series, self.spec.spread), marker="o", ms=4,
+                                       capsize=3, lw=1.2, label=self._legend(series))  # fmt: skip
+            for stop in series.diverged:
+                axis.plot([stop["x"]], [0], marker="x", ms=8, mew=2, color=line.get_color(), clip_on=False,
+                          transform=axis.get_xaxis_transform())  # fmt: skip
+            panel["series"].append(series.as_json())
+            drawn.append(series)
+        axis.legend(fontsize=7)
+        return drawn
+
+    def _series(self, config, group, x, y, label, average_diverged: bool = True) -> Series:
+        name = label(config) if label else (", ".join(f"{k}={v}" for k, v in config.items()) or y)
+        with_values = group[np.isfinite(group[y].astype(float))] if y in group else group.iloc[0:0]
+        runs = group["run"].unique()
+        # The group's config: every key that varies across the experiment and is single-valued here (the panel's
+        # selection too, e.g. the width of a Fig. 2 column), so a reader can find the runs behind each series.
+        fixed = {k: group[k].iloc[0] for k in self.varying
+                 if k in group and group[k].notna().all() and group[k].map(repr).nunique() == 1}  # fmt: skip
+        series = Series(name, {k: _plain(v) for k, v in {**fixed, **config}.items()}, len(runs))
+        series.failed = sum(1 for run in runs if run not in set(with_values["run"]))
+        for run, rows in with_values.groupby("run"):
+            if rows["status"].iloc[0] == "diverged":
+                last = rows.sort_values(x).iloc[-1]
+                series.diverged.append({"run": run, "x": _plain(last[x]), "value": _plain(last[y]),
+                                        "step": _plain(rows["steps"].iloc[0])})  # fmt: skip
+        if not average_diverged:
+            with_values = with_values[with_values["status"] != "diverged"]
+        series.x, series.n, series.mean, series.std, series.sem = aggregate(with_values, x, y)
+        return series
+
+    @staticmethod
+    def _legend(series: Series) -> str:
+        notes = [f"n={series.runs}"]
+        if series.diverged:
+            notes.append(f"{len(series.diverged)} diverged (x)")
+        if series.failed:
+            notes.append(f"{series.failed} failed")
+        return f"{series.label} ({', '.join(notes)})"
+
+    def save(self, out: Path, name: str) -> tuple[Path, Path]:
+        out.mkdir(parents=True, exist_ok=True)
+        self.figure.suptitle(f"{self.spec.title}\n{self.caption}", fontsize=9)
+        self.figure.tight_layout()
+        png, data = out / f"{name}.png", out / f"{name}.json"
+        self.figure.savefig(png, dpi=110)
+        import matplotlib.pyplot as plt
+
+        plt.close(self.figure)
+        payload = {"experiment": name, "paper": self.spec.paper, "title": self.spec.title, "caption": self.caption,
+                   "spread": self.spec.spread, "panels": list(self.panels.values())}  # fmt: skip
+        data.write_text(json.dumps(payload, indent=1) + "\n")
+        return png, data
+
+
+def last_values(runs: pd.DataFrame, y: str) -> pd.DataFrame:
+    """Each run's last finite value of y (a run without one keeps a NaN row, so it is counted as failed)."""
+    finite = runs[np.isfinite(runs[y].astype(float))] if y in runs else runs.iloc[0:0]
+    last = finite.sort_values("step").groupby("run").tail(1)
+    missing = runs[~runs["run"].isin(last["run"])].groupby("run").tail(1).assign(**{y: math.nan})
+    return pd.concat([last, missing], ignore_index=True)
+
+
+def require_metric(runs: pd.DataFrame, metric: str) -> None:
+    if metric in runs and runs[metric].notna().any():
+        return
+    setting = next((s for prefix, s in METRIC_SETTINGS.items() if metric.startswith(prefix)), None)
+    fix = f"; run them with {setting} set" if setting else ""
+    experiment = runs["experiment"].iloc[0] if len(runs) else "these runs"
+    raise SettingError(f"{experiment}: no run logged {metric}{fix}")
+
+
+def scale_of(runs: pd.DataFrame, experiment: str, folders: Sequence[str]) -> str:
+    scales = sorted(runs["scale"].unique(), key=lambda s: SCALES.index(s) if s in SCALES else -1)
+    if len(scales) > 1:
+        where = "; ".join(f"{s}: {runs[runs['scale'] == s]['run'].nunique()} runs" for s in scales)
+        raise SettingError(f"runs of {experiment} at mixed scales ({where}) under {', '.join(folders)}: plot one "
+                           "scale at a time (pass the folder of one sweep)")  # fmt: skip
+    return scales[0]
+
+
+def runs_of(experiment: str, folders: Sequence[str | os.PathLike], runs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The runs of one experiment under the folders; a one-line error naming what was found instead."""
+    if runs is None:
+        runs = load_runs(folders)
+    shown = ", ".join(str(f) for f in folders)
+    if runs.empty:
+        raise SettingError(f"no run records (summary.json or run.json) under {shown}")
+    selected = runs[runs["experiment"] == experiment]
+    if selected.empty:
+        found = runs.groupby("experiment")["run"].nunique()
+        listing = ", ".join(f"{name} ({count} runs)" for name, count in found.items())
+        raise SettingError(f"no runs of {experiment} under {shown}; found: {listing}")
+    return selected
+
+
+def caption(runs: pd.DataFrame, scale: str) -> str:
+    seeds = runs.groupby("run")["seed"].first().nunique()
+    statuses = runs.groupby("run")["status"].first().value_counts()
+    counted = ", ".join(f"{count} {status}" for status, count in statuses.items())
+    return f"scale={scale}; {runs['run'].nunique()} runs ({counted}); {seeds} seeds"
+
+
+def plot_experiment(
+    experiment: str, folders: Sequence[str | os.PathLike], out: str | os.PathLike | None = None,
+    runs: pd.DataFrame | None = None,
+) -> tuple[Path, Path]:
+    """Draw `experiment`'s figure from the runs under `folders` into `out` (default results/<experiment>/)."""
+    import noisereg.figures  # noqa: F401  (registers every paper's figures)
+
+    if experiment not in FIGURES:
+        raise SettingError(f"no figure is defined for {experiment}; figures exist for: {', '.join(sorted(FIGURES))}")
+    folders = [str(f) for f in folders]
+    selected = runs_of(experiment, folders, runs)
+    scale = scale_of(selected, experiment, folders)
+    spec = FIGURES[experiment]
+    canvas = Canvas(spec, caption(selected, scale), group_keys(selected))
+    spec.draw(selected, canvas)
+    return canvas.save(Path(out) if out is not None else Path("results") / experiment, experiment)

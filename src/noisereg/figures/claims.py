@@ -1,0 +1,242 @@
+"""The papers' claims, checked on run records, and the report that lists them with a verdict.
+
+Each figure module registers the claims its paper makes about the figure: the sentence quoted from the paper, and
+a function that computes the statistic from the experiment's runs and returns a `Verdict`:
+
+    @claim("fig2_synthetic", "Fig. 2", ORVIETO, "for 300 hidden neurons, only injecting noise layer-wise ...")
+    def layerwise_reaches_the_regularised_minimum(runs):
+        layerwise = final(runs, "loss/regularized", **{"noise.name": "layerwise"})
+        ...
+        return less(layerwise, all_parameters)
+
+Verdicts compare per-seed values: seeds share the initialisation and the batch order across noise modes
+(app.py's random streams), so a comparison is paired by seed where both sides have the same seeds. A claim
+`holds` when the difference goes the claimed way by more than twice its standard error, `fails` when it goes the
+other way by more than that, and is `inconclusive` otherwise — also with fewer than two seeds on a side.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from noisereg.errors import SettingError
+from noisereg.figures.base import FIGURES, SCALES, plot_experiment, runs_of
+from noisereg.records import load_runs
+
+MARGIN = 2.0  # standard errors a difference must exceed
+
+
+@dataclass
+class Evidence:
+    """One quantity per seed, e.g. the final test accuracy of the layer-wise runs."""
+
+    name: str
+    values: dict[Any, float]  # seed -> value
+    diverged: int = 0  # runs left out because they diverged
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(list(self.values.values()))) if self.values else math.nan
+
+    @property
+    def sem(self) -> float:
+        if self.n < 2:
+            return math.nan
+        return float(np.std(list(self.values.values()), ddof=1) / math.sqrt(self.n))
+
+    def __str__(self) -> str:
+        note = f", {self.diverged} diverged" if self.diverged else ""
+        return f"{self.name} {_fmt(self.mean)} ± {_fmt(self.sem)} (n={self.n}{note})"
+
+
+def _fmt(value: float) -> str:
+    return "nan" if not math.isfinite(value) else f"{value:.4g}"
+
+
+@dataclass
+class Verdict:
+    verdict: str  # holds | fails | inconclusive
+    numbers: str
+    rule: str
+
+
+def _difference(a: Evidence, b: Evidence) -> tuple[float, float, int, str]:
+    shared = sorted(set(a.values) & set(b.values), key=str)
+    if len(shared) >= 2 and len(shared) == a.n == b.n:
+        differences = np.array([a.values[s] - b.values[s] for s in shared])
+        return float(differences.mean()), float(differences.std(ddof=1) / math.sqrt(len(shared))), len(shared), "paired by seed"
+    n = min(a.n, b.n)
+    return a.mean - b.mean, math.sqrt(a.sem**2 + b.sem**2) if n >= 2 else math.nan, n, "unpaired"
+
+
+def _decide(signed: float, error: float, n: int) -> str:
+    if n < 2 or not math.isfinite(signed):
+        return "inconclusive"
+    if signed > 0 and (error == 0 or signed > MARGIN * error):
+        return "holds"
+    if signed < 0 and (error == 0 or -signed > MARGIN * error):
+        return "fails"
+    return "inconclusive"
+
+
+def _compare(a: Evidence, b: Evidence, sign: int, symbol: str) -> Verdict:
+    difference, error, n, how = _difference(a, b)
+    numbers = f"{a}; {b}; difference {_fmt(difference)} ± {_fmt(error)}"
+    return Verdict(_decide(sign * difference, error, n), numbers,
+                   f"{a.name} {symbol} {b.name} by > {MARGIN:g} SE of the difference ({how})")  # fmt: skip
+
+
+def greater(a: Evidence, b: Evidence) -> Verdict:
+    """a > b by more than 2 standard errors of the difference."""
+    return _compare(a, b, +1, ">")
+
+
+def less(a: Evidence, b: Evidence) -> Verdict:
+    """a < b by more than 2 standard errors of the difference."""
+    return _compare(a, b, -1, "<")
+
+
+def above(a: Evidence, threshold: float, what: str | None = None) -> Verdict:
+    """mean of a above a threshold by more than 2 standard errors."""
+    difference = a.mean - threshold
+    return Verdict(_decide(difference, a.sem, a.n), str(a), f"{what or a.name} > {threshold:g} by > {MARGIN:g} SE")
+
+
+def all_of(*verdicts: Verdict) -> Verdict:
+    """Holds if every part holds, fails if any part fails, inconclusive otherwise."""
+    states = [v.verdict for v in verdicts]
+    verdict = "fails" if "fails" in states else "holds" if all(s == "holds" for s in states) else "inconclusive"
+    return Verdict(verdict, " | ".join(v.numbers for v in verdicts), " and ".join(v.rule for v in verdicts))
+
+
+def select(runs: pd.DataFrame, **where: Any) -> pd.DataFrame:
+    """Runs whose config has these values (keys with dots: write them as `**{"noise.name": "gd"}`)."""
+    mask = pd.Series(True, index=runs.index)
+    for key, value in where.items():
+        if key not in runs:
+            return runs.iloc[0:0]
+        wanted = tuple(value) if isinstance(value, list) else value
+        mask &= runs[key].map(lambda v: v == wanted)
+    return runs[mask]
+
+
+def final(runs: pd.DataFrame, metric: str, name: str | None = None, **where: Any) -> Evidence:
+    """Each selected run's last finite value of `metric`, by seed; diverged runs are counted, not used."""
+    chosen = select(runs, **where)
+    values, diverged = {}, 0
+    for _, rows in chosen.groupby("run"):
+        if rows["status"].iloc[0] == "diverged":
+            diverged += 1
+            continue
+        finite = rows[np.isfinite(rows[metric].astype(float))] if metric in rows else rows.iloc[0:0]
+        if len(finite):
+            values[rows["seed"].iloc[0]] = float(finite.sort_values("step")[metric].iloc[-1])
+    label = name or ", ".join(f"{k.split('.')[-1]}={v}" for k, v in where.items())
+    return Evidence(f"{label} {metric}", values, diverged)
+
+
+@dataclass
+class Claim:
+    experiment: str
+    figure: str  # as the paper numbers it, e.g. "Fig. 2"
+    paper: str
+    quote: str
+    evaluate: Callable[[pd.DataFrame], Verdict]
+
+
+CLAIMS: list[Claim] = []
+
+
+def claim(experiment: str, figure: str, paper: str, quote: str):
+    def register(evaluate: Callable[[pd.DataFrame], Verdict]) -> Callable[[pd.DataFrame], Verdict]:
+        CLAIMS.append(Claim(experiment, figure, paper, quote, evaluate))
+        return evaluate
+
+    return register
+
+
+@dataclass
+class ReportRow:
+    claim: Claim
+    scale: str = "-"
+    verdict: str = "not run"
+    numbers: str = ""
+    rule: str = ""
+    figure_link: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def evaluate_claims(folders: Sequence[str | os.PathLike], out: Path, draw: bool = True) -> list[ReportRow]:
+    """Every registered claim against the runs under `folders`; figures drawn into `out/<experiment>/`."""
+    import noisereg.figures  # noqa: F401  (registers every paper's figures and claims)
+
+    runs = load_runs(folders)
+    rows: list[ReportRow] = []
+    drawn: dict[tuple[str, str], str] = {}
+    for item in CLAIMS:
+        present = runs[runs["experiment"] == item.experiment] if not runs.empty else runs
+        if present.empty:
+            rows.append(ReportRow(item))
+            continue
+        for scale in sorted(present["scale"].unique(), key=lambda s: -SCALES.index(s) if s in SCALES else 1):
+            scaled = present[present["scale"] == scale]
+            row = ReportRow(item, scale=scale)
+            key = (item.experiment, scale)
+            if draw and key not in drawn and item.experiment in FIGURES:
+                name = item.experiment if present["scale"].nunique() == 1 else f"{item.experiment}-{scale}"
+                png, _ = plot_experiment(item.experiment, folders, out / name, runs=scaled)
+                drawn[key] = os.path.relpath(png, out)
+            row.figure_link = drawn.get(key)
+            try:
+                verdict = item.evaluate(scaled)
+                row.verdict, row.numbers, row.rule = verdict.verdict, verdict.numbers, verdict.rule
+            except SettingError as error:  # a metric the runs did not log
+                row.verdict, row.numbers = "inconclusive", str(error)
+            rows.append(row)
+    return rows
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def write_report(folders: Sequence[str | os.PathLike], out: str | os.PathLike = "results/REPORT.md") -> Path:
+    out = Path(out)
+    rows = evaluate_claims(folders, out.parent)
+    counts = {v: sum(1 for r in rows if r.verdict == v) for v in ("holds", "fails", "inconclusive", "not run")}
+    lines = [
+        "# Claims report",
+        "",
+        f"Built by `python scripts/report.py {' '.join(str(f) for f in folders)}` from the run records under those "
+        "folders. Each claim is quoted from its paper; the numbers are mean ± standard error over seeds of each run's "
+        "final logged value; `holds` / `fails` means the difference goes the claimed / the other way by more than "
+        f"{MARGIN:g} standard errors (paired by seed where both sides have the same seeds), `inconclusive` that it "
+        "does not (or that fewer than two seeds were run), `not run` that no records of the experiment were found. "
+        "The scale column says how the runs were made: paper (the paper's sizes), cpu (reduced to fit a 2-core "
+        "machine, see README), smoke (a few steps, for tests only).",
+        "",
+        f"**{counts['holds']} hold, {counts['fails']} fail, {counts['inconclusive']} inconclusive, "
+        f"{counts['not run']} not run.**",
+        "",
+        "| paper | figure | claim | numbers | scale | verdict | rule |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        figure = f"[{row.claim.figure}]({row.figure_link})" if row.figure_link else row.claim.figure
+        lines.append(
+            f"| {row.claim.paper} | {figure} ({row.claim.experiment}) | “{_cell(row.claim.quote)}” | "
+            f"{_cell(row.numbers)} | {row.scale} | **{row.verdict}** | {_cell(row.rule)} |"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    return out

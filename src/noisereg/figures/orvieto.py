@@ -1,0 +1,318 @@
+"""Orvieto, Raj, Kersting, Bach (AISTATS 2023): one function per figure, and the paper's claims about each.
+
+Seeds aggregate as the paper does: mean ± 1 std over 3 runs (App. F, "Setup"), mean ± SEM for Fig. 6.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from noisereg.figures.base import Canvas, figure
+from noisereg.figures.claims import Evidence, Verdict, above, all_of, claim, final, greater, less, select
+
+PAPER = "Orvieto et al. 2023"
+MODES = {"gd": "GD", "gd_noise": "GD+noise", "layerwise": "GD+noise (layer)"}
+SGD_MODES = {"gd": "SGD", "gd_noise": "SGD+noise", "layerwise": "SGD+noise (layer)"}
+
+
+def by_mode(config: dict) -> str:
+    return MODES.get(config.get("noise.name"), str(config.get("noise.name")))
+
+
+def by_sgd_mode(config: dict) -> str:
+    return SGD_MODES.get(config.get("noise.name"), str(config.get("noise.name")))
+
+
+def widths(runs: pd.DataFrame) -> list[tuple]:
+    return sorted(runs["model.widths"].unique(), key=lambda w: (max(w), len(w)))
+
+
+# -- Fig. 1 ----------------------------------------------------------------------------------------------------------
+
+
+@figure("fig1_variance", PAPER, "Fig. 1: R_σ = E L(w + noise) against the hidden width d₁ (linear net, Sec. 3.1, 3.2)",
+        panels=(1, 2))  # fmt: skip
+def fig1_variance(runs: pd.DataFrame, canvas: Canvas) -> None:
+    width = lambda w: float(w[0])  # noqa: E731  (one hidden layer: d₁)
+    for column, mode in enumerate(("gd_noise", "layerwise")):
+        chosen = select(runs, **{"noise.name": mode})
+        title = f"{MODES[mode]}: noise on {'all weights' if mode == 'gd_noise' else 'one layer at a time'}"
+        canvas.points((0, column), chosen, "model.widths", "theory/R_sigma_mc", label=lambda c: "Monte Carlo",
+                      title=title, log_x=True, log_y=True, x_value=width)  # fmt: skip
+        canvas.points((0, column), chosen, "model.widths", "theory/R_sigma_closed_form", label=lambda c: "closed form",
+                      title=title, log_x=True, log_y=True, x_value=width)  # fmt: skip
+
+
+def excess_growth(runs: pd.DataFrame, mode: str) -> Evidence:
+    """log of (R_σ − L) at the largest width over (R_σ − L) at the smallest, per seed: how much the noise's
+    penalty grows with d₁ (the σ⁴ d₁ d₂ variance term of Sec. 3.1 makes it grow linearly for all-parameter noise)."""
+    chosen = select(runs, **{"noise.name": mode})
+    sizes = widths(chosen)
+
+    def excess(width: tuple) -> dict:
+        expected = final(chosen, "theory/R_sigma_mc", **{"model.widths": list(width)}).values
+        loss = final(chosen, "train/loss", **{"model.widths": list(width)}).values
+        return {seed: expected[seed] - loss[seed] for seed in expected.keys() & loss.keys()}
+
+    small, large = excess(sizes[0]), excess(sizes[-1])
+    values = {s: math.log(large[s] / small[s]) for s in small.keys() & large.keys() if small[s] > 0 and large[s] > 0}
+    return Evidence(f"{MODES[mode]} log(excess at d₁={sizes[-1][0]} / d₁={sizes[0][0]})", values)
+
+
+@claim("fig1_variance", "Fig. 1", PAPER, "If noise with standard deviation σ is added to all weights, then the "
+       "regularized loss R_σ explodes as d₁ → ∞ ... perturbing W₁ and W₂ in alternation ... avoids the variance term")
+def all_parameter_variance_explodes_with_width(runs: pd.DataFrame) -> Verdict:
+    everything, layerwise = excess_growth(runs, "gd_noise"), excess_growth(runs, "layerwise")
+    return all_of(above(everything, math.log(3), f"{everything.name} (grows over 3×)"), greater(everything, layerwise))
+
+
+# -- Fig. 2 ----------------------------------------------------------------------------------------------------------
+
+
+def with_regularized_loss(runs: pd.DataFrame) -> pd.DataFrame:
+    """GD runs log no `loss/regularized` (they inject nothing); give them the loss they would be judged by: their
+    loss plus σ_p²/2 · tr(Jᵀ H_L J) (Eq. 11) at the σ of the noise runs, σ_p = σ/√M, M parameter groups. The train
+    set is the curvature subset here (40 points), so train/loss is the loss of Eq. 11."""
+    if "reg/ggn_trace" not in runs:  # curvature was off: nothing to derive it from (the figure says so)
+        return runs
+    runs = runs.copy()
+    if "loss/regularized" not in runs:
+        runs["loss/regularized"] = math.nan
+    groups = sum(1 for column in runs.columns if column.startswith("reg/ggn_trace/"))
+    missing = runs["loss/regularized"].isna() & runs["reg/ggn_trace"].notna() & (runs["noise.name"] == "gd")
+    sigma_p2 = runs["noise.sigma"].astype(float) ** 2 / max(groups, 1)
+    runs.loc[missing, "loss/regularized"] = runs["train/loss"] + 0.5 * sigma_p2 * runs["reg/ggn_trace"]
+    return runs
+
+
+@figure("fig2_synthetic", PAPER, "Fig. 2: original and regularised loss, linear net on sparse synthetic data",
+        panels=(2, 2))  # fmt: skip
+def fig2_synthetic(runs: pd.DataFrame, canvas: Canvas) -> None:
+    runs = with_regularized_loss(runs)
+    for column, width in enumerate(widths(runs)):
+        chosen = select(runs, **{"model.widths": list(width)})
+        canvas.lines((0, column), chosen, "train/loss", by="noise.name", label=by_mode,
+                     title=f"{width[0]} hidden neurons: loss", log_y=True)  # fmt: skip
+        canvas.lines((1, column), chosen, "loss/regularized", by="noise.name", label=by_mode,
+                     title=f"{width[0]} hidden neurons: regularised loss (Eq. 11)", log_y=True)  # fmt: skip
+
+
+def regularized(runs: pd.DataFrame, width: tuple, mode: str) -> Evidence:
+    return final(with_regularized_loss(runs), "loss/regularized", MODES[mode],
+                 **{"model.widths": list(width), "noise.name": mode})  # fmt: skip
+
+
+@claim("fig2_synthetic", "Fig. 2", PAPER, "If we have 300 hidden neurons, then only injecting noise layer-wise takes "
+       "us close to a minimizer for the regularized loss")
+def layerwise_alone_minimises_the_regularised_loss_when_wide(runs: pd.DataFrame) -> Verdict:
+    wide = widths(runs)[-1]
+    layerwise = regularized(runs, wide, "layerwise")
+    return all_of(less(layerwise, regularized(runs, wide, "gd_noise")), less(layerwise, regularized(runs, wide, "gd")))
+
+
+@claim("fig2_synthetic", "Fig. 2", PAPER, "For 50 hidden neurons both injecting noise layer-wise and to all weights "
+       "lead to minimization of the regularized loss")
+def both_modes_minimise_the_regularised_loss_when_narrow(runs: pd.DataFrame) -> Verdict:
+    narrow = widths(runs)[0]
+    plain = regularized(runs, narrow, "gd")
+    return all_of(less(regularized(runs, narrow, "layerwise"), plain), less(regularized(runs, narrow, "gd_noise"), plain))
+
+
+# -- Fig. 3 ----------------------------------------------------------------------------------------------------------
+
+
+def by_sigma(config: dict) -> str:
+    sigma = config.get("noise.sigma")
+    return "σ = 0 (GD)" if sigma == 0 else f"σ = {sigma:g}"
+
+
+@figure("fig3_fmnist_sigma", PAPER, "Fig. 3: test accuracy over training for each σ, MLP 784-5000-5000-10 on FMNIST",
+        panels=(1, 2))  # fmt: skip
+def fig3_fmnist_sigma(runs: pd.DataFrame, canvas: Canvas) -> None:
+    for column, mode in enumerate(("gd_noise", "layerwise")):
+        canvas.lines((0, column), select(runs, **{"noise.name": mode}), "test/acc", by="noise.sigma", label=by_sigma,
+                     title=MODES[mode])  # fmt: skip
+
+
+def best_sigma(runs: pd.DataFrame, mode: str) -> float:
+    chosen = select(runs, **{"noise.name": mode})
+    sigmas = sorted(s for s in chosen["noise.sigma"].unique() if s > 0)
+    return max(sigmas, key=lambda s: final(chosen, "test/acc", **{"noise.sigma": s}).mean)
+
+
+@claim("fig3_fmnist_sigma", "Fig. 3", PAPER, "for this wide model, layer-wise perturbation acts as an effective "
+       "regularizer that is able to increase the test accuracy. This is in contrast to standard noise injection")
+def layerwise_noise_raises_test_accuracy_of_the_wide_mlp(runs: pd.DataFrame) -> Verdict:
+    sigma = best_sigma(runs, "layerwise")
+    layerwise = final(runs, "test/acc", f"layer-wise σ={sigma:g}", **{"noise.name": "layerwise", "noise.sigma": sigma})
+    gd = final(runs, "test/acc", "GD (σ=0)", **{"noise.name": "layerwise", "noise.sigma": 0.0})
+    everything = final(runs, "test/acc", f"GD+noise σ={sigma:g}", **{"noise.name": "gd_noise", "noise.sigma": sigma})
+    return all_of(greater(layerwise, gd), greater(layerwise, everything))
+
+
+# -- Figs 4, 7-10: deep and wide MLPs ------------------------------------------------------------------------------
+
+
+def training_panels(canvas: Canvas, runs: pd.DataFrame, row: int, title: str, sgd: bool = False) -> None:
+    label = by_sgd_mode if sgd else by_mode
+    canvas.lines((row, 0), runs, "train/loss", by="noise.name", label=label, title=f"{title}: train loss", log_y=True)
+    canvas.lines((row, 1), runs, "test/acc", by="noise.name", label=label, title=f"{title}: test accuracy")
+    canvas.lines((row, 2), runs, "hessian/trace", by="noise.name", label=label, title=f"{title}: Hessian trace",
+                 log_y=True)  # fmt: skip
+
+
+def describe(width: tuple) -> str:
+    return f"{len(width)}×{width[0]}"
+
+
+@figure("fig4_deep_mlp", PAPER, "Fig. 4: MLP with 5 hidden layers, narrow (1000) and wide (5000), FMNIST subset",
+        panels=(2, 3))  # fmt: skip
+def fig4_deep_mlp(runs: pd.DataFrame, canvas: Canvas) -> None:
+    for row, width in enumerate(widths(runs)):
+        training_panels(canvas, select(runs, **{"model.widths": list(width)}), row, describe(width))
+
+
+def mode_evidence(runs: pd.DataFrame, metric: str, mode: str) -> Evidence:
+    return final(runs, metric, MODES[mode], **{"noise.name": mode})
+
+
+def layerwise_is_best(runs: pd.DataFrame) -> Verdict:
+    """Layer-wise has the highest final test accuracy and the lowest final Hessian trace of the three modes."""
+    parts = []
+    for mode in ("gd", "gd_noise"):
+        parts.append(greater(mode_evidence(runs, "test/acc", "layerwise"), mode_evidence(runs, "test/acc", mode)))
+        parts.append(less(mode_evidence(runs, "hessian/trace", "layerwise"), mode_evidence(runs, "hessian/trace", mode)))
+    return all_of(*parts)
+
+
+for _index, _which in enumerate(("narrow", "wide")):
+
+    def _per_width(runs: pd.DataFrame, index: int = _index) -> Verdict:
+        return layerwise_is_best(select(runs, **{"model.widths": list(widths(runs)[index])}))
+
+    claim("fig4_deep_mlp", "Fig. 4", PAPER, f"({_which}) again layer-wise perturbations yield the best result. This is "
+          "also reflected in the size of the regularizer (trace of Hessian), which is minimized by the best-performing "
+          "method in terms of test error")(_per_width)  # fmt: skip
+
+
+MLPS = {
+    "fig7_mlp1": ("Fig. 7", "MLP 1 (shallow narrow, 784-500³-10)"),
+    "fig8_mlp2": ("Fig. 8", "MLP 2 (shallow wide, 784-5000³-10)"),
+    "fig9_mlp3": ("Fig. 9", "MLP 3 (deep narrow, 784-1000⁵-10)"),
+    "fig10_mlp4": ("Fig. 10", "MLP 4 (deep wide, 784-5000⁵-10)"),
+}
+for _experiment, (_number, _name) in MLPS.items():
+
+    def _draw(runs: pd.DataFrame, canvas: Canvas, name: str = _name) -> None:
+        training_panels(canvas, runs, 0, name.split(" (")[0])
+
+    figure(_experiment, PAPER, f"{_number}: Fashion-MNIST {_name}, full batch", panels=(1, 3))(_draw)
+
+
+def noise_helps(runs: pd.DataFrame, mode: str) -> Verdict:
+    return all_of(greater(mode_evidence(runs, "test/acc", mode), mode_evidence(runs, "test/acc", "gd")),
+                  less(mode_evidence(runs, "hessian/trace", mode), mode_evidence(runs, "hessian/trace", "gd")))  # fmt: skip
+
+
+def layerwise_beats_all_parameters(runs: pd.DataFrame) -> Verdict:
+    return greater(mode_evidence(runs, "test/acc", "layerwise"), mode_evidence(runs, "test/acc", "gd_noise"))
+
+
+for _experiment in ("fig7_mlp1", "fig9_mlp3"):
+    _number = MLPS[_experiment][0]
+    claim(_experiment, _number, PAPER, "both the noise injection schemes are able to decrease the Hessian trace and "
+          "improve test accuracy" + (" (MLP 3: similar to the shallow case)" if _experiment == "fig9_mlp3" else ""))(
+        lambda runs: all_of(noise_helps(runs, "gd_noise"), noise_helps(runs, "layerwise")))
+    claim(_experiment, _number, PAPER, "layer-wise noise injection outperforms standard noise injection in test "
+          "accuracy")(layerwise_beats_all_parameters)  # fmt: skip
+
+
+@claim("fig8_mlp2", "Fig. 8", PAPER, "since the network is wide, only layer-wise injection provides a successful "
+       "regularization")
+def only_layerwise_regularises_the_wide_mlp(runs: pd.DataFrame) -> Verdict:
+    gd = mode_evidence(runs, "test/acc", "gd")
+    return all_of(greater(mode_evidence(runs, "test/acc", "layerwise"), gd), layerwise_beats_all_parameters(runs))
+
+
+@claim("fig10_mlp4", "Fig. 10", PAPER, "as the width increases, only layer-wise injection provides an improvement in "
+       "test accuracy, while standard noise injection hurts convergence at the same value of σ")
+def only_layerwise_helps_the_deep_wide_mlp(runs: pd.DataFrame) -> Verdict:
+    gd = mode_evidence(runs, "test/acc", "gd")
+    return all_of(greater(mode_evidence(runs, "test/acc", "layerwise"), gd),
+                  greater(mode_evidence(runs, "train/loss", "gd_noise"), mode_evidence(runs, "train/loss", "gd")))
+
+
+# -- CIFAR-10: Figs 5, 11, 12 (CNNs) and 6 (ResNet18) ----------------------------------------------------------------
+
+
+def cnn_panels(canvas: Canvas, runs: pd.DataFrame, row: int, title: str) -> None:
+    canvas.lines((row, 0), runs, "train/loss", by="noise.name", label=by_sgd_mode, title=f"{title}: train loss",
+                 log_y=True)  # fmt: skip
+    canvas.lines((row, 1), runs, "test/loss", by="noise.name", label=by_sgd_mode, title=f"{title}: test loss")
+    canvas.lines((row, 2), runs, "test/acc", by="noise.name", label=by_sgd_mode, title=f"{title}: test accuracy")
+    canvas.lines((row, 3), runs, "hessian/trace", by="noise.name", label=by_sgd_mode, title=f"{title}: Hessian trace",
+                 log_y=True)  # fmt: skip
+
+
+CNNS = {"toy_cnn": "toy CNN+MLP (Eq. 52)", "wide_cnn": "wide CNN (Eq. 53)"}
+
+
+@figure("fig5_cnn", PAPER, "Fig. 5: CIFAR-10, toy and wide CNN, SGD batch 1024", panels=(2, 4))
+def fig5_cnn(runs: pd.DataFrame, canvas: Canvas) -> None:
+    for row, model in enumerate(m for m in CNNS if m in set(runs["model.name"])):
+        cnn_panels(canvas, select(runs, **{"model.name": model}), row, CNNS[model])
+
+
+for _experiment, (_number, _model) in {"fig11_toy_cnn": ("Fig. 11", "toy_cnn"),
+                                       "fig12_wide_cnn": ("Fig. 12", "wide_cnn")}.items():  # fmt: skip
+
+    def _draw_cnn(runs: pd.DataFrame, canvas: Canvas, model: str = _model) -> None:
+        cnn_panels(canvas, runs, 0, CNNS[model])
+
+    figure(_experiment, PAPER, f"{_number}: CIFAR-10, {CNNS[_model]}, SGD batch 1024", panels=(1, 4))(_draw_cnn)
+
+
+@claim("fig11_toy_cnn", "Fig. 11", PAPER, "while the test performance of SGD with batch size 1024 degrades overtime "
+       "..., the performance of all noise injection schemes leads to better and stable generalization. This is "
+       "reflected in the regularized Hessian trace")
+def noise_stabilises_the_toy_cnn(runs: pd.DataFrame) -> Verdict:
+    return all_of(noise_helps(runs, "gd_noise"), noise_helps(runs, "layerwise"))
+
+
+def layerwise_lowers_test_loss(runs: pd.DataFrame) -> Verdict:
+    return less(mode_evidence(runs, "test/loss", "layerwise"), mode_evidence(runs, "test/loss", "gd_noise"))
+
+
+claim("fig12_wide_cnn", "Fig. 12", PAPER, "layer-wise noise injection provides an improved performance in terms of "
+      "test loss over standard noise injection")(layerwise_lowers_test_loss)  # fmt: skip
+claim("fig5_cnn", "Fig. 5", PAPER, "(wide CNN) layer-wise noise injection provides an improved performance in terms "
+      "of test loss over standard noise injection")(
+    lambda runs: layerwise_lowers_test_loss(select(runs, **{"model.name": "wide_cnn"})))
+
+BASELINE_SIGMA = 1e-3  # "SGD is plotted at σ = 1e-3 instead of σ = 0 for better visualization"
+
+
+@figure("fig6_resnet", PAPER, "Fig. 6: final test accuracy and Hessian trace against σ, ResNet18 on CIFAR-10",
+        spread="sem", panels=(1, 2))  # fmt: skip
+def fig6_resnet(runs: pd.DataFrame, canvas: Canvas) -> None:
+    runs = runs.assign(**{"noise.sigma": np.where(runs["noise.name"] == "gd", BASELINE_SIGMA, runs["noise.sigma"])})
+    for column, metric in enumerate(("test/acc", "hessian/trace")):
+        canvas.points((0, column), runs, "noise.sigma", metric, by="noise.name", label=by_sgd_mode, log_x=True,
+                      log_y=metric == "hessian/trace", title=f"final {metric} (mean ± SEM)")  # fmt: skip
+
+
+@claim("fig6_resnet", "Fig. 6", PAPER, "Layer-wise noise injection is able to boost performance by explicit "
+       "regularization with a high σ. Instead, for such high σ, injecting noise simultaneously in all parameters "
+       "results in instabilities")
+def layerwise_boosts_the_resnet_and_all_parameter_noise_breaks(runs: pd.DataFrame) -> Verdict:
+    sigma = best_sigma(runs, "layerwise")
+    layerwise = final(runs, "test/acc", f"layer-wise σ={sigma:g}", **{"noise.name": "layerwise", "noise.sigma": sigma})
+    sgd = final(runs, "test/acc", "SGD", **{"noise.name": "gd"})
+    largest = max(select(runs, **{"noise.name": "gd_noise"})["noise.sigma"])
+    everything = final(runs, "test/acc", f"SGD+noise σ={largest:g}", **{"noise.name": "gd_noise", "noise.sigma": largest})
+    top = final(runs, "test/acc", f"layer-wise σ={largest:g}", **{"noise.name": "layerwise", "noise.sigma": largest})
+    unstable = Verdict("holds", f"{everything.diverged} of {everything.n + everything.diverged} diverged",
+                       "SGD+noise diverges at its largest σ") if everything.diverged else greater(top, everything)
+    return all_of(greater(layerwise, sgd), unstable)

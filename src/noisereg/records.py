@@ -1,0 +1,91 @@
+"""Reading run records: the one way figures, the claims report and notebooks read them.
+
+    from noisereg.records import load_runs
+    runs = load_runs(["multirun/fig3"])          # any folders: sweeps, single runs, any depth
+
+`load_runs` returns a pandas DataFrame with one row per logged step (`metrics.jsonl`), the run's config flattened
+into dotted columns (`noise.name`, `noise.sigma`, `model.widths`, `trainer.optimizer.lr`, …; lists become tuples so
+they can be grouped on) and per-run columns: `run` (its folder), `experiment` (config `name`), `status`,
+`steps` (steps trained), `seed`, `scale`. A run that logged nothing (rejected settings) still has one row, with
+NaN metrics, so figures can count it. Metrics written as "nan"/"inf" strings come back as floats.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+from noisereg.tracking.records import IDENTITY, METRICS, SUMMARY, read_identity, read_metrics, read_summary
+
+RUN_COLUMNS = ("run", "experiment", "status", "steps", "seed", "scale")
+
+
+def find_runs(folders: Iterable[str | os.PathLike]) -> list[Path]:
+    """Every run directory (a folder with summary.json or run.json) under the folders, at any depth."""
+    found: set[Path] = set()
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.exists():
+            raise FileNotFoundError(f"{folder} does not exist")
+        for name in (SUMMARY, IDENTITY):
+            found.update(path.parent for path in folder.rglob(name))
+    return sorted(found)
+
+
+def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
+    """{"noise": {"sigma": 0.1}} -> {"noise.sigma": 0.1}; lists become tuples."""
+    if isinstance(config, dict):
+        flat: dict[str, Any] = {}
+        for key, value in config.items():
+            flat.update(flatten(value, f"{prefix}{key}."))
+        return flat
+    if isinstance(config, list):
+        config = tuple(config)
+    return {prefix[:-1]: config}
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, str) and value in ("nan", "inf", "-inf"):
+        return float(value)
+    return value
+
+
+def run_table(directory: Path) -> list[dict[str, Any]]:
+    """The rows of one run: its logged steps, each with the run's config and status."""
+    summary = read_summary(directory) if (directory / SUMMARY).exists() else {}
+    identity = read_identity(directory) if (directory / IDENTITY).exists() else {}
+    config = summary.get("config") or identity.get("config") or {}
+    rows = read_metrics(directory) if (directory / METRICS).exists() else []
+    common = flatten(config)
+    common.update(
+        run=str(directory),
+        experiment=config.get("name", summary.get("name")),
+        status=summary.get("status", "unfinished"),
+        steps=summary.get("steps", rows[-1]["step"] if rows else 0),
+        seed=config.get("seed", summary.get("seed")),
+        scale=(config.get("scale") or {}).get("name", "paper"),
+    )
+    if not rows:
+        return [{**common, "step": math.nan}]
+    return [{**common, **{key: _number(value) for key, value in row.items()}} for row in rows]
+
+
+def load_runs(folders: Iterable[str | os.PathLike] | str | os.PathLike) -> pd.DataFrame:
+    if isinstance(folders, (str, os.PathLike)):
+        folders = [folders]
+    rows = [row for directory in find_runs(folders) for row in run_table(directory)]
+    return pd.DataFrame(rows)
+
+
+def config_columns(runs: pd.DataFrame) -> list[str]:
+    """The columns that came from the runs' configs (dotted names), not metrics or run columns."""
+    return [c for c in runs.columns if "." in c and "/" not in c and c not in RUN_COLUMNS]
+
+
+def final_rows(runs: pd.DataFrame) -> pd.DataFrame:
+    """Each run's last logged row (or its only row, for a run that logged nothing)."""
+    ordered = runs.sort_values(["run", "step"], na_position="first")
+    return ordered.groupby("run", sort=True).tail(1).reset_index(drop=True)

@@ -1,0 +1,196 @@
+"""Figures and the claims report, from real smoke sweeps: PNG and JSON exist, the JSON's means equal an independent
+computation from metrics.jsonl, diverged runs appear, errors are one line, claims reach each verdict."""
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import CONFIG_DIR, ROOT, compose
+from noisereg.app import run
+from noisereg.figures import CLAIMS, FIGURES, plot_experiment, write_report
+from noisereg.figures.claims import final, greater
+from noisereg.records import load_runs
+
+ORVIETO_FMNIST = ("fig3_fmnist_sigma", "fig4_deep_mlp", "fig7_mlp1", "fig8_mlp2", "fig9_mlp3", "fig10_mlp4")
+# Each experiment's own declared sweep, narrowed to keep the suite fast (the values stay the experiment's own).
+NARROWED = {"seed": "0,1", "noise.sigma": "0.0,0.05,0.1", "model.widths": "[10],[1000]"}
+
+
+def declared_sweep(experiment: str) -> list[list[str]]:
+    """The jobs of `python run.py -m +experiment=...` with the narrowed values: the experiment's sweep params."""
+    params = compose(f"+experiment={experiment}", return_hydra_config=True).hydra.sweeper.params
+    axes = []
+    for key, values in params.items():
+        values = NARROWED.get(key, values) if key != "model.widths" or experiment == "fig1_variance" else values
+        choices = [v for v in str(values).replace("],[", "]|[").split("|" if "[" in str(values) else ",")]
+        axes.append([f"{key}={choice}" for choice in choices])
+    return [list(job) for job in itertools.product(*axes)]
+
+
+@pytest.fixture(scope="module")
+def smoke_records(tmp_path_factory, request) -> Path:
+    root = tmp_path_factory.mktemp("records")
+    experiments = ["fig1_variance", "fig2_synthetic"]
+    if Path("/usr/share/datasets/fashion-mnist").is_dir():
+        experiments += list(ORVIETO_FMNIST)
+    for experiment in experiments:
+        for number, job in enumerate(declared_sweep(experiment)):
+            cfg = compose(f"+experiment={experiment}", "scale=smoke", "logger.mode=disabled", *job)
+            run(cfg, root / experiment / str(number))
+    # A run that diverges: all-parameter noise with a learning rate far too large.
+    run(compose("+experiment=fig2_synthetic", "scale=smoke", "logger.mode=disabled", "noise=gd_noise", "seed=2",
+                "model.widths=[50]", "trainer.optimizer.lr=60"), root / "diverged")  # fmt: skip
+    return root
+
+
+def metrics_by_run(root: Path) -> dict[str, dict]:
+    """metrics.jsonl and summary.json of every run, read with json alone (independent of the figure code)."""
+    runs = {}
+    for summary_path in root.rglob("summary.json"):
+        rows = [json.loads(line) for line in (summary_path.parent / "metrics.jsonl").read_text().splitlines()]
+        runs[str(summary_path.parent)] = {"summary": json.loads(summary_path.read_text()), "rows": rows}
+    return runs
+
+
+def check_series_against_records(series: dict, panel: dict, records: dict[str, dict]) -> None:
+    """Recompute a line series' per-step means from the raw rows of the runs whose config matches its group."""
+    def matches(config: dict) -> bool:
+        flat = {}
+        def walk(node, prefix=""):
+            for key, value in node.items():
+                if isinstance(value, dict):
+                    walk(value, f"{prefix}{key}.")
+                else:
+                    flat[prefix + key] = value
+        walk(config)
+        return all(flat.get(key) == value for key, value in series["config"].items())
+
+    def value(row: dict, config: dict):
+        if y == "loss/regularized" and config["noise"]["name"] == "gd":  # Fig. 2 judges GD by Eq. 11 at the runs' σ
+            groups = sum(1 for key in row if key.startswith("reg/ggn_trace/"))
+            return row["train/loss"] + 0.5 * config["noise"]["sigma"] ** 2 / groups * row["reg/ggn_trace"]
+        return row.get(y)
+
+    y = panel["y"]
+    members = [r for r in records.values() if matches(r["summary"]["config"]) and r["summary"]["status"] != "diverged"]
+    for x, mean, n in zip(series["x"], series["mean"], series["n"]):
+        values = [value(row, r["summary"]["config"]) for r in members for row in r["rows"] if row["step"] == x]
+        values = [v for v in values if isinstance(v, float)]
+        assert n == len(values) and mean == pytest.approx(statistics.fmean(values), rel=1e-12), (y, x)
+
+
+@pytest.mark.parametrize("experiment", ["fig1_variance", "fig2_synthetic", *ORVIETO_FMNIST])
+def test_each_figure_is_drawn_from_a_smoke_sweep_and_its_json_is_the_records(smoke_records, experiment, tmp_path):
+    folder = smoke_records / experiment
+    if not folder.exists():
+        pytest.skip("real Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+    png, data = plot_experiment(experiment, [folder], tmp_path)
+    assert png.stat().st_size > 10_000
+    figure = json.loads(data.read_text())
+    assert figure["experiment"] == experiment and "scale=smoke" in figure["caption"]
+    records = metrics_by_run(folder)
+    checked = 0
+    for panel in figure["panels"]:
+        assert panel["series"], panel["title"]
+        for series in panel["series"]:
+            assert series["runs"] >= 2 and all(n >= 1 for n in series["n"])
+            if panel["x"] == "step":
+                check_series_against_records(series, panel, records)
+                checked += 1
+    assert checked or experiment == "fig1_variance"
+
+
+def test_fig1_points_are_the_final_monte_carlo_values(smoke_records, tmp_path):
+    _, data = plot_experiment("fig1_variance", [smoke_records / "fig1_variance"], tmp_path)
+    panel = json.loads(data.read_text())["panels"][0]
+    monte_carlo = next(s for s in panel["series"] if s["label"] == "Monte Carlo")
+    records = metrics_by_run(smoke_records / "fig1_variance")
+    for width, mean in zip(monte_carlo["x"], monte_carlo["mean"]):
+        finals = [r["rows"][-1]["theory/R_sigma_mc"] for r in records.values()
+                  if r["summary"]["config"]["noise"]["name"] == "gd_noise"
+                  and r["summary"]["config"]["model"]["widths"] == [int(width)]]  # fmt: skip
+        assert mean == pytest.approx(statistics.fmean(finals), rel=1e-12)
+
+
+def test_a_diverged_run_is_marked_and_counted_not_dropped(smoke_records, tmp_path):
+    runs = load_runs([smoke_records / "fig2_synthetic", smoke_records / "diverged"])
+    _, data = plot_experiment("fig2_synthetic", [], tmp_path, runs=runs)
+    panel = json.loads(data.read_text())["panels"][0]  # width 5 (smoke), train loss
+    everything = next(s for s in panel["series"] if s["config"]["noise.name"] == "gd_noise")
+    assert len(everything["diverged"]) == 1 and everything["diverged"][0]["run"].endswith("diverged")
+    assert everything["runs"] == 3
+    stop = everything["diverged"][0]
+    assert stop["x"] < 20 and math.isfinite(stop["value"])
+
+
+def test_plot_errors_are_one_line(smoke_records, tmp_path):
+    def plot(*arguments):
+        return subprocess.run([sys.executable, str(ROOT / "scripts" / "plot.py"), *arguments], cwd=tmp_path,
+                              capture_output=True, text=True)  # fmt: skip
+
+    missing = plot("fig4_deep_mlp", str(smoke_records / "fig2_synthetic"))
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1
+    jobs = len(declared_sweep("fig2_synthetic"))
+    assert "no runs of fig4_deep_mlp" in missing.stderr and f"found: fig2_synthetic ({jobs} runs)" in missing.stderr
+    no_curvature = tmp_path / "no-curvature"
+    run(compose("+experiment=fig2_synthetic", "scale=smoke", "logger.mode=disabled", "curvature.every=null"),
+        no_curvature / "0")  # fmt: skip
+    unlogged = plot("fig2_synthetic", str(no_curvature))
+    assert unlogged.returncode == 2 and unlogged.stderr.count("\n") == 1
+    assert "loss/regularized" in unlogged.stderr and "curvature.every" in unlogged.stderr
+    run(compose("+experiment=fig2_synthetic", "logger.mode=disabled", "trainer.steps=3"), no_curvature / "paper")
+    mixed = plot("fig2_synthetic", str(no_curvature))
+    assert mixed.returncode == 2 and "mixed scales" in mixed.stderr and "smoke" in mixed.stderr
+
+
+def fake_run(folder: Path, seed: int, mode: str, test_acc: float) -> None:
+    """A run's records written by hand, to steer a claim's statistic (the verdict logic is what is tested)."""
+    folder.mkdir(parents=True)
+    config = {"name": "fig7_mlp1", "seed": seed, "noise": {"name": mode, "sigma": 0.05}, "scale": {"name": "paper"},
+              "model": {"name": "mlp", "widths": [500, 500, 500]}}  # fmt: skip
+    (folder / "summary.json").write_text(json.dumps({"status": "completed", "steps": 10, "config": config}))
+    rows = [{"step": 0, "test/acc": 0.1}, {"step": 10, "test/acc": test_acc}]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+@pytest.mark.parametrize("layerwise, all_parameters, verdict", [
+    ([0.80, 0.81, 0.82], [0.70, 0.72, 0.71], "holds"),
+    ([0.70, 0.72, 0.71], [0.80, 0.81, 0.82], "fails"),
+    ([0.80, 0.70, 0.82], [0.79, 0.78, 0.75], "inconclusive"),  # within the seeds' spread
+    ([0.90], [0.50], "inconclusive"),  # one seed
+])
+def test_a_claim_reaches_each_verdict(tmp_path, layerwise, all_parameters, verdict):
+    for seed, (a, b) in enumerate(zip(layerwise, all_parameters)):
+        fake_run(tmp_path / f"layerwise{seed}", seed, "layerwise", a)
+        fake_run(tmp_path / f"gd_noise{seed}", seed, "gd_noise", b)
+    (claim,) = [c for c in CLAIMS if c.experiment == "fig7_mlp1" and "outperforms" in c.quote]
+    result = claim.evaluate(load_runs(tmp_path))
+    assert result.verdict == verdict, result.numbers
+    if verdict != "inconclusive" or len(layerwise) > 1:
+        assert "n=3" in result.numbers and "paired by seed" in result.rule
+
+
+def test_the_report_lists_every_claim_with_a_verdict_or_not_run(smoke_records, tmp_path):
+    report = write_report([smoke_records / "fig1_variance", smoke_records / "fig2_synthetic"], tmp_path / "REPORT.md")
+    table = [line for line in report.read_text().splitlines() if line.startswith("| Orvieto")]
+    assert len(table) == len(CLAIMS)
+    fig2 = [line for line in table if "(fig2_synthetic)" in line]
+    assert fig2 and all("| smoke |" in line for line in fig2)
+    assert all(any(f"**{v}**" in line for v in ("holds", "fails", "inconclusive")) for line in fig2)
+    assert "[Fig. 2](fig2_synthetic/fig2_synthetic.png)" in fig2[0] and (tmp_path / "fig2_synthetic").is_dir()
+    assert all("**not run**" in line for line in table if "(fig6_resnet)" in line)
+
+
+def test_every_figure_has_a_claim_and_a_registered_experiment():
+    experiments = {str(p.relative_to(CONFIG_DIR / "experiment").with_suffix(""))
+                   for p in (CONFIG_DIR / "experiment").rglob("*.yaml")}  # fmt: skip
+    orvieto_experiments = {e for e in experiments if e.startswith("fig")}
+    assert orvieto_experiments <= set(FIGURES), "every Orvieto experiment has its figure"
+    assert {c.experiment for c in CLAIMS} <= set(FIGURES)
