@@ -3,7 +3,7 @@
 #
 #   scripts/slurm.sh up       install slurm and munge if missing (as root, with apt), write the config, start munged,
 #                             slurmctld and slurmd; nothing to do if they run already
-#   scripts/slurm.sh down     stop them (jobs still queued stay in the state directory for the next `up`)
+#   scripts/slurm.sh down     cancel the cluster's jobs (SIGTERM: a run checkpoints and stops), then stop the daemons
 #   scripts/slurm.sh status   exit 0 if the cluster answers, 1 otherwise
 #   scripts/slurm.sh check    exit 0 if it runs or `up` can start it, 3 and one line saying why not otherwise
 #   scripts/slurm.sh env      print SLURM_CONF=...: `export $(scripts/slurm.sh env)` points commands at this cluster

@@ -113,9 +113,11 @@ def test_sigusr2_for_a_launcher_stops_after_the_step_then_goes_to_its_handler(tm
                                stderr=subprocess.PIPE, text=True)  # fmt: skip
     wait_for_step(tmp_path / "D", 500, process)
     process.send_signal(signal.SIGUSR2)
+    process.send_signal(signal.SIGUSR2)  # SLURM's warning comes twice (to the task and through srun): one stop
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 255, stderr  # the handler's own exit, after the records were written
     assert "noisereg: SIGUSR2 received: stopping after this step and writing a checkpoint" in stdout
+    assert "noisereg: SIGUSR2 at step" in stdout and "handing the signal to the launcher" in stdout
     found = json.loads((tmp_path / "handed_on.json").read_text())
     assert found["checkpoint"] and found["sigterm_ignored"], found
     summary = found["summary"]

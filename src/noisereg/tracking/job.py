@@ -113,7 +113,8 @@ class StopOnSignals:
 
     SIGUSR2 is taken over only where a handler is installed for it: submitit's, on the warning SLURM sends before a
     job's time limit, checkpoints its own state, requeues the job and exits, mid-step if left alone. Here it stops
-    the job after the step like SIGTERM, and `hand_on()` then calls that handler, once the records are written."""
+    the job after the step like SIGTERM, and `hand_on()` then calls that handler, once the records are written.
+    A repeated SIGUSR2 is absorbed: SLURM's warning was seen to arrive twice within 0.1 s."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
     HANDED_ON = (signal.SIGUSR2,)
@@ -123,10 +124,14 @@ class StopOnSignals:
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
+        if signum in self.HANDED_ON and self.received == signum:
+            return
         self.received = signum
-        signal.signal(signum, self._previous[signum])
-        print(f"noisereg: {signal.Signals(signum).name} received: stopping after this step and writing a checkpoint "
-              "(send it again to stop at once)", flush=True)  # fmt: skip
+        if signum not in self.HANDED_ON:
+            signal.signal(signum, self._previous[signum])
+        again = "" if signum in self.HANDED_ON else " (send it again to stop at once)"
+        print(f"noisereg: {signal.Signals(signum).name} received: stopping after this step and writing a checkpoint"
+              f"{again}", flush=True)  # fmt: skip
 
     def __enter__(self) -> StopOnSignals:
         if threading.current_thread() is threading.main_thread():
@@ -141,7 +146,7 @@ class StopOnSignals:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
 
-    def hand_on(self) -> None:
+    def hand_on(self, step: int) -> None:
         """Call the launcher's handler of a signal this stopped the job for (submitit's requeue: it exits).
         SIGTERM is ignored meanwhile: the requeue makes SLURM send SIGTERM to every process of the job, the
         `scontrol requeue` that the handler runs included, which would die before it confirms (a child inherits
@@ -149,6 +154,8 @@ class StopOnSignals:
         handler = self._previous.get(self.received) if self.received in self.HANDED_ON else None
         if handler is None:
             return
+        print(f"noisereg: {signal.Signals(self.received).name} at step {step}, checkpoint written: handing the signal "
+              "to the launcher", flush=True)  # fmt: skip
         previous_sigterm = signal.signal(signal.SIGTERM, signal.SIG_IGN)
         try:
             handler(self.received, None)
@@ -261,7 +268,7 @@ def run_job(
             if summary["status"] in FINISHED and not cfg.trainer.keep_checkpoint:
                 checkpoint_path.unlink(missing_ok=True)
     if summary["status"] == "interrupted":
-        stop.hand_on()  # submitit's requeue after SIGUSR2: it exits
+        stop.hand_on(summary["steps"])  # submitit's requeue after SIGUSR2: it exits
     return summary
 
 
