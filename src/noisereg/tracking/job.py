@@ -249,9 +249,9 @@ def run_job(
                            reason="SIGINT twice: stopped mid-step; run the same command to resume from the last "
                                   "checkpoint")  # fmt: skip
         except SystemExit:  # a launcher's handler exiting mid-step (submitit's, on a second SIGUSR2): the same
-            summary.update(status="interrupted", steps=experiment.state.step,
-                           final_metrics=experiment.state.last_row,
-                           reason="exited mid-step; run the same command to resume from the last checkpoint")  # fmt: skip
+            summary.update(status="interrupted", steps=experiment.state.step, final_metrics=experiment.state.last_row,
+                           reason="exited mid-step; run the same command to resume from the last "
+                                  "checkpoint")  # fmt: skip
             raise
         except BaseException as error:
             summary["reason"] = _reason(error)
