@@ -191,7 +191,7 @@ def cli(argv: list[str]) -> int:
             return 0
     main()
     if sweep.LAST is not None and not sweep.LAST.ok:
-        return 1
+        return 2 if sweep.LAST.bad_settings else 1
     return 0
 
 

@@ -12,6 +12,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "conf"
 FMNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
+SLURM_SCRIPT = ROOT / "scripts" / "slurm.sh"
 
 
 def pytest_addoption(parser):
@@ -32,6 +33,10 @@ def pytest_report_header(config):
         lines.append("noisereg: no GPU here, so the CUDA paths are not tested in this run (tests marked `gpu` are skipped)")
     if not FMNIST_SYSTEM_DIR.is_dir():
         lines.append(f"noisereg: {FMNIST_SYSTEM_DIR} missing: real Fashion-MNIST tests are skipped (make install gets it)")
+    slurm = subprocess.run([str(SLURM_SCRIPT), "check"], capture_output=True, text=True)
+    if slurm.returncode != 0:
+        why = slurm.stdout.strip() or slurm.stderr.strip()
+        lines.append(f"noisereg: the SLURM tests (tests/test_slurm.py) are skipped: {why}")
     return lines
 
 
