@@ -128,27 +128,29 @@ def main() -> None:
             model = model.to(memory_format=torch.channels_last)
         return make_step(model, device, compile_model)
 
-    rows: list[tuple[str, float]] = []
-
-    def timed(name: str, run) -> None:
-        run()  # warm-up epoch (first-call costs, worker start-up, compilation)
-        seconds = min(run() for _ in range(args.repeats))
-        rows.append((name, args.images / seconds))
-        print(f"  {name}: {args.images / seconds:,.0f} images/s", flush=True)
-
     step = model_step()
-    for workers in args.workers:
-        timed(f"DataLoader + PIL transforms, {workers} workers, {args.model}",
-              lambda w=workers: dataloader(images, labels, args.batch, device, step, channels_last, w))  # fmt: skip
-    timed(f"ours (uint8 on {device.type}, batched crop/flip/normalise), {args.model}",
-          lambda: ours(images, labels, args.batch, device, step, channels_last))  # fmt: skip
+    runners = {
+        f"DataLoader + PIL transforms, {workers} workers, {args.model}":
+            (lambda w=workers: dataloader(images, labels, args.batch, device, step, channels_last, w))
+        for workers in args.workers
+    }  # fmt: skip
+    runners[f"ours (uint8 on {device.type}, batched crop/flip/normalise), {args.model}"] = (
+        lambda: ours(images, labels, args.batch, device, step, channels_last))  # fmt: skip
     if args.compile:
         compiled = model_step(compile_model=True)
-        timed(f"ours, {args.model} under torch.compile",
-              lambda: ours(images, labels, args.batch, device, compiled, channels_last))  # fmt: skip
-    timed("DataLoader + PIL transforms, 0 workers, data only",
-          lambda: dataloader(images, labels, args.batch, device, None, channels_last, 0))  # fmt: skip
-    timed("ours, data only", lambda: ours(images, labels, args.batch, device, None, channels_last))
+        runners[f"ours, {args.model} under torch.compile"] = (
+            lambda: ours(images, labels, args.batch, device, compiled, channels_last))  # fmt: skip
+    runners[f"DataLoader + PIL transforms, {args.workers[0]} workers, data only"] = (
+        lambda: dataloader(images, labels, args.batch, device, None, channels_last, args.workers[0]))  # fmt: skip
+    runners["ours, data only"] = lambda: ours(images, labels, args.batch, device, None, channels_last)
+    for run in runners.values():
+        run()  # warm-up epoch (first-call costs, worker start-up, compilation)
+    # Rows interleaved epoch by epoch, so drift in the machine's load hits all alike; the best epoch of each.
+    seconds = {name: float("inf") for name in runners}
+    for _ in range(args.repeats):
+        for name, run in runners.items():
+            seconds[name] = min(seconds[name], run())
+    rows = [(name, args.images / value) for name, value in seconds.items()]
 
     print(f"\n{args.model}, batch {args.batch}, one epoch of {args.images} images ({source}), {device}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, best of {args.repeats} epochs\n")  # fmt: skip

@@ -65,7 +65,8 @@ def test_parameter_noise_on_cuda_restores_bitwise_with_the_right_spread():
                 deltas = torch.cat([(p - b).flatten() for p, b in zip(model.parameters(), before)])
                 moved = deltas[deltas != 0]
                 expected = 0.5 / 62**0.5 if isinstance(noise, AllParamNoise) else 0.5
-                assert abs(moved.std().item() / expected - 1) < 0.05
+                # a layer-wise draw may hit a 64-element BatchNorm vector: 5 standard errors of a sample std
+                assert abs(moved.std().item() / expected - 1) < 5 / (2 * moved.numel()) ** 0.5
             assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before))
 
 

@@ -58,7 +58,8 @@ class ImagePipeline:
         return torch.cat([shifts, flips], dim=1)
 
     def augment(self, images: torch.Tensor, augmentation: torch.Tensor) -> torch.Tensor:
-        """Crop and flip uint8 images (n, C, H, W) as `augmentation` (rows of `draw`, on the images' device) says."""
+        """Crop and flip uint8 images (n, C, H, W) as `augmentation` (rows of `draw`, on the images' device) says:
+        one gather from each zero-padded image, with one index per output pixel shared by the channels."""
         n, channels, height, width = images.shape
         padding = self.crop_padding
         padded = F.pad(images, (padding,) * 4) if padding else images
@@ -67,6 +68,6 @@ class ImagePipeline:
         # Flipping the crop: its column j is the padded image's column shift + (W − 1 − j).
         columns = torch.where(augmentation[:, FLIP, None].bool(), width - 1 - columns, columns)
         columns = columns + augmentation[:, COLUMN_SHIFT, None]
-        samples = torch.arange(n, device=images.device)[:, None, None, None]
-        channel = torch.arange(channels, device=images.device)[None, :, None, None]
-        return padded[samples, channel, rows[:, None, :, None], columns[:, None, None, :]]
+        index = (rows[:, :, None] * padded.shape[-1] + columns[:, None, :]).reshape(n, 1, height * width)
+        flat = padded.reshape(n, channels, -1)
+        return flat.gather(2, index.expand(n, channels, height * width)).reshape(n, channels, height, width)
