@@ -1,4 +1,5 @@
-"""Models, registered in `MODELS` (each one short file with its config schema beside it)."""
+"""Models, registered in `MODELS` (each one short file with its config schema beside it): MLPs, the diagonal
+network, Orvieto et al.'s CIFAR-10 toy and wide CNNs, and the CIFAR ResNet18."""
 from __future__ import annotations
 
 from typing import Any
@@ -8,7 +9,10 @@ from torch import nn
 
 from noisereg.models.diagonal import DiagonalNetwork
 from noisereg.models.mlp import MLP
+from noisereg.models.resnet import ResNet
 from noisereg.models.sites import hidden_activation_modules, preactivation_modules
+from noisereg.models.toy_cnn import ToyCNN
+from noisereg.models.wide_cnn import WideCNN
 from noisereg.registry import MODELS
 
 
@@ -19,4 +23,14 @@ def build_model(
     return MODELS.build({"name": name, **options}, input_shape=input_shape, num_outputs=output_dim, generator=generator)
 
 
-__all__ = ["MODELS", "DiagonalNetwork", "MLP", "build_model", "hidden_activation_modules", "preactivation_modules"]
+__all__ = [
+    "MODELS",
+    "DiagonalNetwork",
+    "MLP",
+    "ResNet",
+    "ToyCNN",
+    "WideCNN",
+    "build_model",
+    "hidden_activation_modules",
+    "preactivation_modules",
+]

@@ -48,7 +48,7 @@ from noisereg.tracking.wandb_logger import WandbLogger, check_wandb
 
 # Settings that may change between the segments of one run: they change how it is watched, not what it computes.
 NOT_PART_OF_THE_RUN = ("trainer.resume", "trainer.progress_bar", "trainer.checkpoint_every", "trainer.checkpoint_unit",
-                       "trainer.keep_checkpoint", "logger", "dataset.root")  # fmt: skip
+                       "trainer.keep_checkpoint", "logger", "dataset.root", "dataset.download")  # fmt: skip
 
 
 def _flatten(config: Any, prefix: str = "") -> dict[str, Any]:
