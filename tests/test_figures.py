@@ -215,6 +215,23 @@ def test_the_report_lists_every_claim_with_a_verdict_or_not_run(smoke_records, t
     assert all(any(f"**{v}**" in line for v in ("holds", "fails", "inconclusive")) for line in fig2)
     assert "[Fig. 2](fig2_synthetic/fig2_synthetic.png)" in fig2[0] and (tmp_path / "fig2_synthetic").is_dir()
     assert all("**not run**" in line for line in table if "(fig6_resnet)" in line)
+    # The runs table: one line per group (mode × width), its seeds' statuses and final train loss from the records.
+    records = metrics_by_run(smoke_records / "fig2_synthetic")
+    runs = [line for line in report.read_text().splitlines() if line.startswith("| fig2_synthetic | smoke |")]
+    groups = {(r["summary"]["config"]["noise"]["name"], tuple(r["summary"]["config"]["model"]["widths"]))
+              for r in records.values()}  # fmt: skip
+    assert len(runs) == len(groups)
+    for line in runs:
+        mode = line.split("noise.name=")[1].split(",")[0].split(" ")[0]
+        width = line.split("model.widths=(")[1].split(",")[0]
+        finals = [r["rows"][-1]["train/loss"] for r in records.values()
+                  if r["summary"]["config"]["noise"]["name"] == mode and r["summary"]["config"]["model"]["widths"][0]
+                  == int(width) and r["summary"]["status"] == "completed"]  # fmt: skip
+        statuses = [r["summary"]["status"] for r in records.values()
+                    if r["summary"]["config"]["noise"]["name"] == mode
+                    and r["summary"]["config"]["model"]["widths"][0] == int(width)]  # fmt: skip
+        assert f"{len(finals)} completed" in line and f"| {statistics.fmean(finals):.4g} ± " in line
+        assert len(statuses) == len(finals) + ("diverged" in line)
 
 
 def test_every_figure_has_a_claim_and_a_registered_experiment():
