@@ -6,7 +6,9 @@ from typing import Any
 
 from noisereg.data.batches import Batch, BatchIterator
 from noisereg.data.fmnist import DatasetNotFoundError, fashion_mnist_tensors, fmnist_subset
+from noisereg.data.sines import sum_of_sines
 from noisereg.data.synthetic import synthetic_sparse
+from noisereg.data.tabular import diabetes
 from noisereg.data.tensors import TensorDataset
 from noisereg.registry import DATASETS
 
@@ -22,7 +24,9 @@ __all__ = [
     "DatasetNotFoundError",
     "TensorDataset",
     "build_dataset",
+    "diabetes",
     "fashion_mnist_tensors",
     "fmnist_subset",
+    "sum_of_sines",
     "synthetic_sparse",
 ]

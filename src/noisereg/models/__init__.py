@@ -9,6 +9,7 @@ from torch import nn
 from noisereg.models.diagonal import DiagonalNetwork
 from noisereg.models.mlp import MLP
 from noisereg.models.sites import hidden_activation_modules, preactivation_modules
+from noisereg.models.strided_cnn import StridedCNN
 from noisereg.registry import MODELS
 
 
@@ -19,4 +20,5 @@ def build_model(
     return MODELS.build({"name": name, **options}, input_shape=input_shape, num_outputs=output_dim, generator=generator)
 
 
-__all__ = ["MODELS", "DiagonalNetwork", "MLP", "build_model", "hidden_activation_modules", "preactivation_modules"]
+__all__ = ["MODELS", "DiagonalNetwork", "MLP", "StridedCNN", "build_model", "hidden_activation_modules",
+           "preactivation_modules"]

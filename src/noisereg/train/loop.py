@@ -109,7 +109,11 @@ def run_loop(
             targets = loss_targets(noise.targets(batch.inputs, batch.targets), settings.loss, data.num_outputs)
             optimizer.zero_grad(set_to_none=True)
             with noise.perturbed():
-                loss = loss_fn(model(batch.inputs), targets)
+                outputs = model(batch.inputs)
+                loss = loss_fn(outputs, targets)
+                penalty = noise.penalty(outputs, targets, loss_fn)  # an explicit regulariser (gni_explicit)
+                if penalty is not None:
+                    loss = loss + penalty  # the objective minimised; train/batch_loss reports it
                 loss.backward()
             optimizer.step()
             schedule.step()
