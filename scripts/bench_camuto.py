@@ -75,7 +75,8 @@ def main() -> None:
     print(f"load average before: {os.getloadavg()[0]:.2f} (2-core machine; other jobs may share it)")
     print(f"batch {arguments.batch}, σ² = {arguments.variance} on the input and every hidden layer, cross-entropy, "
           f"CPU threads {torch.get_num_threads()}, median of {arguments.repeats} interleaved steps\n")  # fmt: skip
-    print("| model | plain step | ours (R) | ours / plain | materialised R | materialised / plain | ours vs materialised |")
+    print("| model | plain step | ours (R) | ours / plain | materialised R | materialised / plain | "
+          "ours vs materialised |")
     print("|---|---|---|---|---|---|---|")
     for name, widths in MODELS.items():
         plain = MLP(784, 10, widths, activation="elu", bias=False, init="glorot_normal")
@@ -94,7 +95,7 @@ def main() -> None:
             _, reference = materialised_regularizer(naive, inputs, arguments.variance)
             reference_grads = torch.autograd.grad(reference, list(naive.parameters()))
             gap = max(float((a - b).abs().max() / b.abs().max()) for a, b in zip(grads, reference_grads))
-            return f"R {float(value):.6g} vs {float(reference):.6g}, largest relative gradient gap {gap:.1e}"
+            return f"R {value.item():.6g} vs {reference.item():.6g}, largest relative gradient gap {gap:.1e}"
 
         steps = {}
         for label, model in (("plain", plain), ("ours", ours), ("materialised", naive)):

@@ -54,9 +54,10 @@ def problem(kind: str, loss: str, n: int = 12, seed: int = 0):
         model = nn.Sequential(nn.Linear(6, 5), nn.ELU(), nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, classes))
     model = model.double()
     inputs = torch.randn(n, *shape, dtype=torch.float64)
-    targets = torch.randint(0, classes, (n,)) if loss == "cross_entropy" else torch.randn(n, classes, dtype=torch.float64)
-    data = TensorDataset(inputs, targets, inputs, targets, "classification" if loss == "cross_entropy" else "regression",
-                         classes)  # fmt: skip
+    classification = loss == "cross_entropy"
+    targets = torch.randint(0, classes, (n,)) if classification else torch.randn(n, classes, dtype=torch.float64)
+    task = "classification" if classification else "regression"
+    data = TensorDataset(inputs, targets, inputs, targets, task, classes)
     return model, data, LOSSES[loss]
 
 
@@ -120,8 +121,8 @@ def test_the_input_term_through_the_first_layer_equals_the_input_gradient_either
 def test_the_trainer_descends_on_loss_plus_R_and_logs_R():
     model, data, loss_fn = problem("mlp", "cross_entropy", n=16)
     model.float()
-    data = TensorDataset(*(t.float() if t.is_floating_point() else t for t in (
-        data.train_inputs, data.train_targets, data.test_inputs, data.test_targets)), data.task, data.num_outputs)  # fmt: skip
+    tensors = (data.train_inputs, data.train_targets, data.test_inputs, data.test_targets)
+    data = TensorDataset(*(t.float() if t.is_floating_point() else t for t in tensors), data.task, data.num_outputs)
     reference = MLP(6, 4, [5, 7], activation="elu")
     reference.load_state_dict(model.state_dict())
     mode = ExplicitActivationRegularizer(variance=0.2)
@@ -142,7 +143,8 @@ def test_the_trainer_descends_on_loss_plus_R_and_logs_R():
     for p, q in zip(model.parameters(), reference.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
     assert rows[-1]["noise/explicit_R"] == pytest.approx(penalty.item(), rel=1e-5)
-    assert rows[-1]["train/batch_loss"] == pytest.approx((loss_fn(outputs, data.train_targets) + penalty).item(), rel=1e-5)
+    objective = loss_fn(outputs, data.train_targets) + penalty
+    assert rows[-1]["train/batch_loss"] == pytest.approx(objective.item(), rel=1e-5)
 
 
 def test_gni_noises_the_input_by_default_with_the_papers_variance():
@@ -204,8 +206,10 @@ def test_adam_is_a_trainer_option_and_sgd_stays_the_default():
 def test_the_datasets():
     first, again, other = diabetes(), diabetes(), diabetes(seed=1)
     assert first.train_inputs.shape == (354, 10) and first.test_inputs.shape == (88, 10)
-    assert torch.equal(first.train_targets, again.train_targets) and not torch.equal(first.train_targets, other.train_targets)
-    assert first.train_inputs.mean(0).abs().max() < 1e-5 and first.train_targets.std().item() == pytest.approx(1, rel=0.01)
+    assert torch.equal(first.train_targets, again.train_targets)
+    assert not torch.equal(first.train_targets, other.train_targets)
+    assert first.train_inputs.mean(0).abs().max() < 1e-5
+    assert first.train_targets.std().item() == pytest.approx(1, rel=0.01)
     sines = sum_of_sines(seed=3)
     spectrum = torch.fft.rfft(sines.train_targets[:, 0].double()).abs() * 2 / 200
     assert torch.allclose(spectrum[5:55:5], torch.ones(10, dtype=torch.float64), atol=1e-5)
@@ -215,7 +219,8 @@ def test_the_datasets():
 
 def context_for(model, data, loss_fn=None, noise=None) -> ProbeContext:
     return ProbeContext(model=model, data=data, loss_fn=loss_fn or nn.MSELoss(), loss_targets=lambda t: t,
-                        noise=noise or ActivationNoise(), steps_per_epoch=1, make_noise=lambda stream: None)  # fmt: skip
+                        noise=noise or ActivationNoise(), steps_per_epoch=1,
+                        make_noise=lambda stream: None)  # fmt: skip
 
 
 class KnownFunction(nn.Module):
@@ -242,13 +247,16 @@ def test_layer_statistics_are_the_layer_to_layer_jacobians():
     metrics = LayerStatisticsProbe(context_for(model, data), 1, "steps", 1024).measure(0).metrics
     assert set(metrics) == {f"layers/{q}/{k}" for q in ("masked_weight_norm", "masked_weight_norm_squared",
                                                         "weight_trace") for k in (2, 3)}  # fmt: skip
+    def hidden(x: torch.Tensor, k: int) -> torch.Tensor:  # hₖ of the noise-free network
+        for layer, activation in zip(model.layers[:k], model.activations[:k]):
+            x = activation(layer(x))
+        return x
+
     for k in (2, 3):
         norms = []
-        for x in data.train_inputs:
-            below = model.activations[k - 2](model.layers[k - 2](model.activations[0](model.layers[0](x)))) if k == 3 \
-                else model.activations[0](model.layers[0](x))  # fmt: skip
-            jacobian = torch.autograd.functional.jacobian(lambda h: model.activations[k - 1](model.layers[k - 1](h)), below)
-            norms.append(jacobian.norm().item())
+        for x in data.train_inputs:  # ‖∂hₖ/∂hₖ₋₁‖_F from the dense Jacobian
+            step = lambda h: model.activations[k - 1](model.layers[k - 1](h))  # noqa: E731
+            norms.append(torch.autograd.functional.jacobian(step, hidden(x, k - 1)).norm().item())
         assert metrics[f"layers/masked_weight_norm/{k}"] == pytest.approx(statistics.fmean(norms), rel=1e-5)
         assert metrics[f"layers/masked_weight_norm_squared/{k}"] == pytest.approx(
             statistics.fmean(n**2 for n in norms), rel=1e-5)  # fmt: skip
@@ -303,6 +311,37 @@ def test_the_remainder_probe_against_independent_monte_carlo(activation):
     assert metrics["remainder/expected_C_sem"] < losses.std().item() / math.sqrt(1000), "antithetic pairs help"
 
 
+def test_the_probes_never_change_the_training_trajectory(tmp_path):
+    """GNI draws from the run's stream in train mode: a probe that ran a noised module would shift every draw after."""
+    common = ["noise=gni", "dataset=sum_of_sines", "model=mlp", "model.widths=[8,8,8]", "trainer.loss=mse",
+              "trainer.steps=12", "trainer.eval_every=4", "logger.mode=disabled", "trainer.progress_bar=false"]
+    run(compose(*common), tmp_path / "off")
+    run(compose(*common, "+probes.layer_statistics.every=3", "+probes.fourier.every=3", "+probes.remainder.every=3",
+                "+probes.remainder.draws=10"), tmp_path / "on")  # fmt: skip
+    rows_off, rows_on = read_metrics(tmp_path / "off"), read_metrics(tmp_path / "on")
+    on_by_step = {row["step"]: row for row in rows_on}
+    for row in rows_off:
+        assert {k: v for k, v in on_by_step[row["step"]].items() if k in row} == row
+
+
+def test_every_cpu_budget_of_the_reproduction_plan_composes():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("reproduce_cpu", ROOT / "scripts" / "reproduce_cpu.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    from noisereg.app import prepare
+
+    budgets = [entry for entry in module.PLAN if len(entry) > 3]
+    assert {entry[1] for entry in budgets} == set(CAMUTO)
+    for _, experiment, scale, budget in budgets:
+        cpu = prepare(compose(f"+experiment={experiment}", f"scale={scale}", f"+cpu_budget={budget}"))
+        paper = prepare(compose(f"+experiment={experiment}"))
+        assert cpu.scale.name == "cpu"
+        if budget != "camuto_fig3_cnn":  # the paper's widths (not scale=cpu's tenth); the CNN at half width
+            assert list(cpu.model.widths) == list(paper.model.widths), budget
+
+
 def test_the_claims_helpers_keep_the_two_standard_error_rule():
     assert below(Evidence("r", {0: 0.2, 1: 0.3, 2: 0.25}), 1.0).verdict == "holds"
     assert below(Evidence("r", {0: 1.5, 1: 1.6, 2: 1.55}), 1.0).verdict == "fails"
@@ -328,7 +367,8 @@ def declared_sweep(experiment: str) -> list[list[str]]:
     return [list(job) for job in itertools.product(*axes)]
 
 
-CAMUTO = ["camuto_fig2_remainder", "camuto_fig3_explicit_vs_gni", "camuto_fig4_fourier", "camuto_fig5_layer_frequencies"]
+CAMUTO = ["camuto_fig2_remainder", "camuto_fig3_explicit_vs_gni", "camuto_fig4_fourier",
+          "camuto_fig5_layer_frequencies"]
 
 
 @pytest.fixture(scope="module")
@@ -424,7 +464,7 @@ def test_the_reliability_diagram_is_the_mean_of_the_saved_bins(smoke_records, tm
     if not any(folder.rglob("summary.json")):
         pytest.skip("real Fashion-MNIST not installed")
     _, data = plot_experiment("camuto_fig3_explicit_vs_gni", [folder], tmp_path)
-    panel = next(p for p in json.loads(data.read_text())["panels"] if p["x"] == "confidence")
+    panel = next(p for p in json.loads(data.read_text())["panels"] if p["x"] == "bin_centers")
     series = next(s for s in panel["series"] if s["config"]["noise.name"] == "gni")
     tables = []
     for summary_path in folder.rglob("summary.json"):
@@ -433,7 +473,7 @@ def test_the_reliability_diagram_is_the_mean_of_the_saved_bins(smoke_records, tm
             steps = list_artifacts(summary_path.parent)["calibration"]
             tables.append(read_artifact(summary_path.parent, "calibration", steps[-1]))
     for x, n, mean in zip(series["x"], series["n"], series["mean"]):
-        values = [t["accuracy"][i] for t in tables for i in range(15) if t["confidence"][i] == x]
+        values = [t["accuracy"][i] for t in tables for i in range(15) if t["bin_centers"][i] == x and t["counts"][i]]
         assert n == len(values) and mean == pytest.approx(statistics.fmean(values), rel=1e-12)
 
 

@@ -51,7 +51,7 @@ class OutputHessian:
     classes: int  # C, the outputs per sample
 
     @classmethod
-    def of(cls, loss_fn: nn.Module, outputs: torch.Tensor, targets: torch.Tensor, differentiable: bool) -> OutputHessian:
+    def of(cls, loss_fn: nn.Module, outputs: torch.Tensor, targets: torch.Tensor, differentiable: bool):
         scale = per_sample_loss_scale(loss_fn, tuple(outputs.shape), targets, outputs.dtype)
         flat = outputs.reshape(outputs.shape[0], -1)
         if not isinstance(loss_fn, nn.CrossEntropyLoss):
@@ -86,7 +86,8 @@ class TraceOfRows:
     cross-entropy, Σᵢ sᵢ Σ_c q(g_c) for squared errors, with q(v) = ‖v‖² — or vᵀMv for `quadratic` M, ‖vW‖² for
     `linear` W (the input's term at the first layer's output)."""
 
-    def __init__(self, hessian: OutputHessian, quadratic: torch.Tensor | None = None, linear: torch.Tensor | None = None):
+    def __init__(self, hessian: OutputHessian, quadratic: torch.Tensor | None = None,
+                 linear: torch.Tensor | None = None):  # fmt: skip
         self.hessian, self.quadratic, self.linear = hessian, quadratic, linear
         self.per_sample: torch.Tensor | float = 0.0  # Σ_c p_c q(g_c), or Σ_c q(g_c)
         self.mean_row: torch.Tensor | float = 0.0  # Σ_c p_c g_c

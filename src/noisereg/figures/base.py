@@ -298,9 +298,9 @@ class Canvas:
         counts = rows.groupby("step")["run"].nunique()
         matrix = means.to_numpy(dtype=float)
         low, high = value_range if value_range else (np.nanmin(matrix), np.nanmax(matrix))
+        extent = (-0.5, len(ys) - 0.5, float(means.index.min()), float(means.index.max()))
         image = axis.imshow(np.clip(matrix, low, high), aspect="auto", origin="lower", vmin=low, vmax=high,
-                            cmap="viridis", interpolation="nearest",
-                            extent=(-0.5, len(ys) - 0.5, float(means.index.min()), float(means.index.max())))  # fmt: skip
+                            cmap="viridis", interpolation="nearest", extent=extent)  # fmt: skip
         axis.set_xticks(range(len(ys)), [str(c) for c in columns], fontsize=6)
         self.figure.colorbar(image, ax=axis, fraction=0.05)
         series = {"label": title or "", "columns": [_plain(c) for c in columns], "metrics": list(ys),

@@ -52,9 +52,10 @@ def tasks(runs: pd.DataFrame) -> list[str]:
 def fig2_remainder(runs: pd.DataFrame, canvas: Canvas) -> None:
     for column, task in enumerate(tasks(runs)):
         chosen = select(runs, **{"dataset.name": task})
-        canvas.scatter((0, column), chosen, "remainder/R", "remainder/expected_C", by="noise.variance", label=by_variance,
-                       step=0, y_error="remainder/expected_C_sem", log_x=True, log_y=True, identity_line=True,
-                       magnitude=True, title=f"{TASKS[task]}: at initialisation, one point per seed")  # fmt: skip
+        canvas.scatter((0, column), chosen, "remainder/R", "remainder/expected_C", by="noise.variance",
+                       label=by_variance, step=0, y_error="remainder/expected_C_sem", log_x=True, log_y=True,
+                       identity_line=True, magnitude=True,
+                       title=f"{TASKS[task]}: at initialisation, one point per seed")  # fmt: skip
         canvas.lines((1, column), chosen, "remainder/ratio", by="noise.variance", label=by_variance,
                      title=f"{TASKS[task]}: E[C]/R over GNI-SGD iterations")  # fmt: skip
 
@@ -126,8 +127,9 @@ def fig3_explicit_vs_gni(runs: pd.DataFrame, canvas: Canvas) -> None:
                      title=f"{title}: test loss (Fig. 3a)")  # fmt: skip
         canvas.lines((1, column), group, "hessian/trace", by="noise.name", label=by_arm, x="epoch", log_y=True,
                      title=f"{title}: Hessian trace of the loss (Fig. 3b)")  # fmt: skip
-        canvas.curves((2, column), group, "calibration", "confidence", "accuracy", by="noise.name", label=by_arm,
-                      identity_line=True, title=f"{title}: reliability at the end (Fig. F.7)")  # fmt: skip
+        canvas.curves((2, column), group, "calibration", "bin_centers", "accuracy", by="noise.name", label=by_arm,
+                      identity_line=True,
+                      title=f"{title}: accuracy per confidence bin at the end (Fig. F.7)")  # fmt: skip
     for column in range(len(chosen), 3):
         for row in range(3):
             canvas.axes[row, column].set_visible(False)

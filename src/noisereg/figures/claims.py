@@ -143,7 +143,8 @@ def tally(verdicts: Sequence[Verdict], what: str, at_least: float = 1.0) -> Verd
         verdict = "inconclusive"
     worst = next((v for v in verdicts if v.verdict == "fails"), None) or next(
         (v for v in verdicts if v.verdict == "inconclusive"), None)  # fmt: skip
-    numbers = f"{what}: {counts['holds']} of {total} hold, {counts['fails']} fail, {counts['inconclusive']} inconclusive"
+    numbers = (f"{what}: {counts['holds']} of {total} hold, {counts['fails']} fail, "
+               f"{counts['inconclusive']} inconclusive")  # fmt: skip
     if worst is not None:
         numbers += f"; e.g. {worst.numbers}"
     share = "every" if at_least >= 1 else f"≥ {at_least:.0%} of the"

@@ -31,7 +31,8 @@ class StridedCnnSettings:
 
     def check(self, group: str = "model") -> None:
         if self.activation not in ACTIVATIONS:
-            raise SettingError(f"{group}.activation={self.activation!r} is unknown; choose one of {sorted(ACTIVATIONS)}")
+            raise SettingError(f"{group}.activation={self.activation!r} is unknown; choose one of "
+                               f"{sorted(ACTIVATIONS)}")  # fmt: skip
         if not self.widths or any(int(w) < 1 for w in self.widths):
             raise SettingError(f"{group}.widths={list(self.widths)} must be positive channel counts, e.g. [32,128]")
         if self.kernel_size < 1 or self.stride < 1 or self.kernel_size < self.stride:
@@ -44,12 +45,12 @@ class StridedCNN(nn.Module):
                  activation: str = "elu", bias: bool = True, generator: torch.Generator | None = None):  # fmt: skip
         super().__init__()
         if len(input_shape) != 3:
-            raise SettingError(f"model=strided_cnn needs images (channels, height, width), not inputs shaped {input_shape}")
+            raise SettingError(f"model=strided_cnn needs images (channels, height, width), not inputs shaped "
+                               f"{tuple(input_shape)}")  # fmt: skip
         channels = [input_shape[0], *[int(w) for w in widths]]
         padding = (kernel_size - stride) // 2
-        self.convolutions = nn.ModuleList(
-            nn.Conv2d(a, b, kernel_size, stride=stride, padding=padding, bias=bias) for a, b in zip(channels, channels[1:])
-        )
+        self.convolutions = nn.ModuleList(nn.Conv2d(a, b, kernel_size, stride=stride, padding=padding, bias=bias)
+                                          for a, b in zip(channels, channels[1:]))  # fmt: skip
         # One activation module per convolution, so GNI's hooks can tell the layers apart.
         self.activations = nn.ModuleList(ACTIVATIONS[activation]() for _ in widths)
         self.piecewise_linear_in_parameters = activation in ("relu", "linear", "identity")
@@ -87,5 +88,5 @@ class StridedCNN(nn.Module):
 
 
 @MODELS.register("strided_cnn", StridedCnnSettings)
-def build_strided_cnn(input_shape, num_outputs: int, generator: torch.Generator | None = None, **settings) -> StridedCNN:
+def build_strided_cnn(input_shape, num_outputs: int, generator: torch.Generator | None = None, **settings):
     return StridedCNN(tuple(input_shape), num_outputs, generator=generator, **settings)

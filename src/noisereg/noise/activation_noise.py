@@ -70,14 +70,16 @@ def resolve_strength(sigma: Strength, variance: Strength, count: int | None, gro
     """The variances σₖ² of the noised layers from `sigma` (standard deviations) or `variance`, checked; with
     `count` (the number of noised layers) a single value is repeated and a list must have that length."""
     if sigma is not None and variance is not None:
-        raise SettingError(f"{group}.sigma={sigma} and {group}.variance={variance} both set the noise strength; set "
-                           f"one and the other to null ({group}.variance is σ², as Camuto et al. quote it)")  # fmt: skip
+        raise SettingError(f"{group}.sigma={sigma} and {group}.variance={variance} both set the noise strength; "
+                           f"set one and the other to null ({group}.variance is σ², as Camuto et al. quote "
+                           "it)")  # fmt: skip
     if sigma is not None:
         values = [check_sigma(s, f"{group}.sigma") ** 2 for s in _as_list(sigma)]
         setting, given = f"{group}.sigma", sigma
     else:
-        values = [check_variance(v, f"{group}.variance") for v in _as_list(variance if variance is not None else PAPER_VARIANCE)]
-        setting, given = f"{group}.variance", variance
+        given = variance if variance is not None else PAPER_VARIANCE
+        values = [check_variance(v, f"{group}.variance") for v in _as_list(given)]
+        setting = f"{group}.variance"
     if not values:
         raise SettingError(f"{setting}=[] is empty; give a number or one value per noised layer")
     if count is None:

@@ -127,8 +127,9 @@ class ExplicitActivationRegularizer(ActivationSites):
         input_variance = self.variances[0] if self.noise_input else 0.0
         weights = [layer.weight for layer in self._chain.layers]
         preactivations = [self._captured[k] for k in range(1, len(weights))]
-        return chain_regularizer(outputs, weights, preactivations, list(self._chain.activations), hidden, input_variance,
-                                 loss_fn, targets)  # fmt: skip
+        activations = list(self._chain.activations)
+        return chain_regularizer(outputs, weights, preactivations, activations, hidden, input_variance, loss_fn,
+                                 targets)  # fmt: skip
 
     def _any_penalty(self, outputs, targets, loss_fn) -> torch.Tensor:
         activations, variances, input_layer = [], [], None

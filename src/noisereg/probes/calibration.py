@@ -6,7 +6,7 @@ prediction ŷ(x) = argmax, in `bins` equal-width bins of confidence (Guo et al. 
     `calibration/ece` = Σ_b (|B_b| / N) |acc(B_b) − conf(B_b)|      (expected calibration error)
 
 and `calibration/mce` = max_b |acc(B_b) − conf(B_b)| over non-empty bins. The reliability diagram's data — bin
-edges, counts, accuracy and mean confidence per bin (NaN where a bin is empty) — is the artifact
+edges and centres, counts, accuracy and mean confidence per bin (NaN where a bin is empty) — is the artifact
 `calibration/<step>.npz`.
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ class CalibrationSettings(ProbeSettings):
 
 
 def reliability(probabilities: torch.Tensor, labels: torch.Tensor, bins: int) -> dict[str, np.ndarray]:
-    """Per equal-width confidence bin: edges, count, accuracy and mean confidence (NaN for empty bins)."""
+    """Per equal-width confidence bin: edges, centres, count, accuracy and mean confidence (NaN for empty bins)."""
     confidence, prediction = probabilities.max(dim=1)
     correct = (prediction == labels).double()
     edges = torch.linspace(0, 1, bins + 1, dtype=torch.float64)
@@ -44,7 +44,7 @@ def reliability(probabilities: torch.Tensor, labels: torch.Tensor, bins: int) ->
         accuracy = (hits / counts).numpy()
         mean_confidence = (sums / counts).numpy()
     return {"edges": edges.numpy(), "counts": counts.numpy(), "accuracy": accuracy, "confidence": mean_confidence,
-            "centers": ((edges[1:] + edges[:-1]) / 2).numpy()}  # fmt: skip
+            "bin_centers": ((edges[1:] + edges[:-1]) / 2).numpy()}  # fmt: skip
 
 
 def expected_calibration_error(table: dict[str, np.ndarray]) -> tuple[float, float]:

@@ -70,8 +70,9 @@ class LayerStatisticsProbe(Probe):
 
 
 def activation_slope(activation: nn.Module, preactivation: torch.Tensor) -> torch.Tensor:
-    """φ'(z) elementwise, by differentiating the activation module (1[z > 0] for ReLU)."""
+    """φ'(z) elementwise, by differentiating the activation module (1[z > 0] for ReLU). Its `forward` is called
+    directly: the module's hooks (GNI's noise, which would draw from the run's random stream) must not run."""
     z = preactivation.detach().requires_grad_(True)
     with torch.enable_grad():
-        (slope,) = torch.autograd.grad(activation(z).sum(), z)
+        (slope,) = torch.autograd.grad(activation.forward(z).sum(), z)
     return slope

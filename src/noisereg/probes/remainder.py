@@ -103,7 +103,8 @@ class RemainderProbe(Probe):
             finally:
                 for handle in handles:
                     handle.remove()
-            losses = torch.stack([self.loss_fn(out, self.targets) for out in outputs.view(copies, n, *outputs.shape[1:])])
+            per_copy = outputs.view(copies, n, *outputs.shape[1:])
+            losses = torch.stack([self.loss_fn(out, self.targets) for out in per_copy])
             losses = losses.double().view(2, pairs)
             means.append(losses.mean(dim=0))
             done += pairs

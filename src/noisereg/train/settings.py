@@ -52,7 +52,8 @@ class TrainerSettings:
         """Every setting on its own, before anything is built (the data decide the number of steps)."""
         optimizer = self.optimizer
         if optimizer.name not in OPTIMIZERS:
-            raise SettingError(f"trainer.optimizer.name={optimizer.name!r} is unknown; choose one of {list(OPTIMIZERS)}")
+            raise SettingError(f"trainer.optimizer.name={optimizer.name!r} is unknown; choose one of "
+                               f"{list(OPTIMIZERS)}")  # fmt: skip
         if optimizer.name == "adam" and (optimizer.momentum or optimizer.nesterov):
             raise SettingError("trainer.optimizer.momentum and nesterov are SGD's; Adam's moments are "
                                "trainer.optimizer.betas (set momentum=0 and nesterov=false)")  # fmt: skip
