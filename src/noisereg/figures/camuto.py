@@ -6,6 +6,7 @@ Noise strengths are variances σ², as the paper quotes them (`noise.variance`).
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -153,16 +154,24 @@ def trajectory_gap(runs: pd.DataFrame, metric: str, first: str, second: str, log
     return Evidence(name, values)
 
 
-def arms_follow_one_trajectory(runs: pd.DataFrame, metric: str, log: bool = False) -> Verdict:
-    """GNI and R closer to each other over training than either is to the baseline, for every model."""
+def for_each_model(runs: pd.DataFrame, check: Callable[[pd.DataFrame, str], list[Verdict]]) -> Verdict:
+    """`check(runs of one model, its title)` for every model of the experiment; holds if every part holds."""
     parts = []
     for name, widths in models(runs):
-        group = model_runs(runs, name, widths)
-        together = trajectory_gap(group, metric, "gni", "gni_explicit", log)
-        together.name = f"{model_title(name, widths)} {together.name}"
-        parts.append(less(together, trajectory_gap(group, metric, "gni", "gd", log)))
-        parts.append(less(together, trajectory_gap(group, metric, "gni_explicit", "gd", log)))
+        parts += check(model_runs(runs, name, widths), model_title(name, widths))
     return all_of(*parts)
+
+
+def arms_follow_one_trajectory(runs: pd.DataFrame, metric: str, log: bool = False) -> Verdict:
+    """GNI and R closer to each other over training than either is to the baseline, for every model."""
+
+    def check(group: pd.DataFrame, title: str) -> list[Verdict]:
+        together = trajectory_gap(group, metric, "gni", "gni_explicit", log)
+        together.name = f"{title} {together.name}"
+        return [less(together, trajectory_gap(group, metric, "gni", "gd", log)),
+                less(together, trajectory_gap(group, metric, "gni_explicit", "gd", log))]  # fmt: skip
+
+    return for_each_model(runs, check)
 
 
 @claim("camuto_fig3_explicit_vs_gni", "Fig. 3a", PAPER, "models trained with R and GNIs have similar training "
@@ -186,24 +195,21 @@ def arm_evidence(runs: pd.DataFrame, metric: str, arm: str, title: str) -> Evide
 @claim("camuto_fig3_explicit_vs_gni", "Fig. 3b", PAPER, "By penalising this we are more likely to land in wider "
        "(smoother) minima (see Figure 3)")
 def noise_and_regulariser_land_in_wider_minima(runs: pd.DataFrame) -> Verdict:
-    parts = []
-    for name, widths in models(runs):
-        group, title = model_runs(runs, name, widths), model_title(name, widths)
+    def check(group: pd.DataFrame, title: str) -> list[Verdict]:
         baseline = arm_evidence(group, "hessian/trace", "gd", title)
-        for arm in ("gni", "gni_explicit"):
-            parts.append(less(arm_evidence(group, "hessian/trace", arm, title), baseline))
-    return all_of(*parts)
+        return [less(arm_evidence(group, "hessian/trace", arm, title), baseline) for arm in ("gni", "gni_explicit")]
+
+    return for_each_model(runs, check)
 
 
 @claim("camuto_fig3_explicit_vs_gni", "Fig. F.7", PAPER, "lower values of which have been shown empirically to induce "
        "better calibrated models ... In Figure F.7 we show that this holds true for models trained with GNIs")
 def noise_calibrates(runs: pd.DataFrame) -> Verdict:
-    parts = []
-    for name, widths in models(runs):
-        group, title = model_runs(runs, name, widths), model_title(name, widths)
-        parts.append(less(arm_evidence(group, "calibration/ece", "gni", title),
-                          arm_evidence(group, "calibration/ece", "gd", title)))  # fmt: skip
-    return all_of(*parts)
+    def check(group: pd.DataFrame, title: str) -> list[Verdict]:
+        return [less(arm_evidence(group, "calibration/ece", "gni", title),
+                     arm_evidence(group, "calibration/ece", "gd", title))]  # fmt: skip
+
+    return for_each_model(runs, check)
 
 
 # -- Fig. 4: the Fourier spectrum of the learnt function -----------------------------------------------------------
