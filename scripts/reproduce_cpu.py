@@ -4,7 +4,10 @@
     (make reproduce-cpu runs it with --fresh)
 
 Each experiment's sweep runs at the scale listed below (paper where a 2-core machine can afford it, else
-scale=cpu), into results/runs/<experiment>/ (not committed: the records). Launched again without --fresh it skips
+scale=cpu), into results/runs/<experiment>/ (not committed: the records). An entry may name a CPU budget,
+conf/cpu_budget/<name>.yaml, that says how that experiment shrinks at scale=cpu (fewer seeds, draws or steps); its
+sweep then goes into results/runs/<experiment>/<name>/, so one experiment can run under several budgets (Camuto's
+Fig. 3: the MLP and the CNN). Launched again without --fresh it skips
 the jobs that finished and resumes the others. Then `scripts/report.py` draws every figure into
 results/<experiment>/ and writes results/REPORT.md. Experiments whose data cannot be had here (CIFAR-10 offline)
 are skipped with a line saying so; the report lists their claims as `not run`.
@@ -20,8 +23,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
-# (paper, experiment, scale). Orvieto Figs 1, 2 and MLP 1 (Fig. 7) run at the paper's scale; the wider MLPs at
-# scale=cpu (conf/scale/cpu.yaml).
+# (paper, experiment, scale[, CPU budget]). Orvieto Figs 1, 2 and MLP 1 (Fig. 7) run at the paper's scale; the wider
+# MLPs at scale=cpu (conf/scale/cpu.yaml). Camuto's experiments at scale=cpu with their budgets (conf/cpu_budget/):
+# about 15 minutes on an idle 2-core machine (README, "Camuto et al.").
 PLAN = [
     ("orvieto", "fig1_variance", "paper"),
     ("orvieto", "fig2_synthetic", "paper"),
@@ -31,6 +35,11 @@ PLAN = [
     ("orvieto", "fig10_mlp4", "cpu"),
     ("orvieto", "fig4_deep_mlp", "cpu"),
     ("orvieto", "fig3_fmnist_sigma", "cpu"),
+    ("camuto", "camuto_fig2_remainder", "cpu", "camuto_fig2_remainder"),
+    ("camuto", "camuto_fig3_explicit_vs_gni", "cpu", "camuto_fig3_mlp"),
+    ("camuto", "camuto_fig3_explicit_vs_gni", "cpu", "camuto_fig3_cnn"),
+    ("camuto", "camuto_fig4_fourier", "cpu", "camuto_fig4_fourier"),
+    ("camuto", "camuto_fig5_layer_frequencies", "cpu", "camuto_fig5_layer_frequencies"),
 ]
 NEEDS_DATA = {"fig5_cnn", "fig6_resnet", "fig11_toy_cnn", "fig12_wide_cnn"}  # CIFAR-10: no offline copy here
 
@@ -46,13 +55,15 @@ def main(argv: list[str]) -> int:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
     runs = RESULTS / "runs"
     started = time.monotonic()
-    for paper, experiment, scale in PLAN:
+    for paper, experiment, scale, *budget in PLAN:
         if (arguments.only and experiment not in arguments.only) or (arguments.paper and paper not in arguments.paper):
             continue
         tic = time.monotonic()
+        folder = runs / experiment / budget[0] if budget else runs / experiment
         command = [sys.executable, str(ROOT / "run.py"), "-m", f"+experiment={experiment}", f"scale={scale}",
-                   "logger.mode=disabled", "trainer.progress_bar=false", f"hydra.sweep.dir={runs / experiment}"]
-        print(f"reproduce: {experiment} at scale={scale} ...", flush=True)
+                   *[f"+cpu_budget={name}" for name in budget], "logger.mode=disabled", "trainer.progress_bar=false",
+                   f"hydra.sweep.dir={folder}"]  # fmt: skip
+        print(f"reproduce: {experiment} at scale={scale}{f' (budget {budget[0]})' if budget else ''} ...", flush=True)
         result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
         outcome = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("noisereg: sweep")]
         print(f"reproduce: {experiment} done in {time.monotonic() - tic:.0f} s: {outcome[-1] if outcome else result.stderr[-500:]}",

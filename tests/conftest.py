@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import noisereg  # noqa: F401  (before torch: OpenMP's passive wait policy, as run.py; see noisereg/__init__.py)
 import pytest
 import torch
 

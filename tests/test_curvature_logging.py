@@ -89,8 +89,8 @@ def test_curvature_every_can_count_epochs(tmp_path):
 def test_camuto_regularizer_counts_the_noised_input_as_layer_zero(tmp_path):
     common = ["noise=gni", "noise.sigma=0.2", "model=mlp", "model.widths=[16,16]", "trainer.steps=0", "curvature.every=1",
               *QUIET]
-    run(compose(*common), tmp_path / "hidden")
-    run(compose(*common, "noise.noise_input=true"), tmp_path / "input")
+    run(compose(*common, "noise.noise_input=false"), tmp_path / "hidden")
+    run(compose(*common), tmp_path / "input")  # the default: the input is noised (Camuto Theorem 1)
     hidden, with_input = (curvature_rows(tmp_path / name)[0]["reg/camuto"] for name in ("hidden", "input"))
     assert with_input > hidden > 0
 

@@ -97,7 +97,8 @@ def test_unknown_registry_names_list_the_choices():
     from noisereg.errors import SettingError
     from noisereg.registry import NOISE_MODES
 
-    with pytest.raises(SettingError, match="noise=shake is unknown; choose one of: gd, gd_noise, gni, label_noise"):
+    with pytest.raises(SettingError, match="noise=shake is unknown; choose one of: gd, gd_noise, gni, gni_explicit, "
+                                           "label_noise"):
         NOISE_MODES.entry("shake")
 
 

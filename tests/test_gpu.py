@@ -12,7 +12,7 @@ from noisereg.models import MLP
 pytestmark = pytest.mark.gpu
 
 
-@pytest.mark.parametrize("noise", ["gd", "gd_noise", "layerwise", "label_noise", "nin", "gni"])
+@pytest.mark.parametrize("noise", ["gd", "gd_noise", "layerwise", "label_noise", "nin", "gni", "gni_explicit"])
 def test_every_noise_mode_trains_on_cuda(tmp_path, noise):
     summary = run(compose(f"noise={noise}", "model=mlp", "model.widths=[64,64]", "trainer.steps=20",
                           "trainer.batch_size=16", "trainer.device=cuda", "curvature.every=10",

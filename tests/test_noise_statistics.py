@@ -247,7 +247,7 @@ def capture_activations(model: MLP) -> list[list[torch.Tensor]]:
 def test_gni_noises_every_hidden_layer_with_its_sigma_and_is_off_at_evaluation(kind):
     model = small_mlp(activation="linear", widths=(200, 300))
     sigmas = [0.1, 0.4]
-    noise = ActivationNoise(sigma=sigmas, kind=kind, seed=0)
+    noise = ActivationNoise(sigma=sigmas, kind=kind, seed=0, noise_input=False)  # the input: tests/test_camuto.py
     x = torch.randn(500, 20)
     model.eval()
     clean_output = model(x)
@@ -273,9 +273,11 @@ def test_gni_noises_every_hidden_layer_with_its_sigma_and_is_off_at_evaluation(k
     torch.testing.assert_close(noisy_output, model.layers[-1](captured[1][-1]))
 
 
-def test_gni_sigma_list_must_match_hidden_layers():
-    with pytest.raises(SettingError, match="hidden layers"):
-        ActivationNoise(sigma=[0.1, 0.2, 0.3]).attach(small_mlp())
+def test_gni_sigma_list_must_match_the_noised_layers():
+    with pytest.raises(SettingError, match="3 noised layers"):  # the input and two hidden layers
+        ActivationNoise(sigma=[0.1, 0.2]).attach(small_mlp())
+    with pytest.raises(SettingError, match="2 noised layers"):
+        ActivationNoise(sigma=[0.1, 0.2, 0.3], noise_input=False).attach(small_mlp())
 
 
 def test_large_tensors_are_drawn_in_parallel_chunks_independent_of_the_thread_count():

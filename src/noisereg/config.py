@@ -99,6 +99,10 @@ def validate(cfg: DictConfig) -> DictConfig:
     """Return a copy of `cfg` with every group checked against its schema and defaults filled in."""
     load_all()
     cfg = cfg.copy()
+    try:  # each group is checked on its own below, so `${seed}` and the like are resolved against the whole first
+        OmegaConf.resolve(cfg)
+    except OmegaConfBaseException as error:
+        raise SettingError(f"invalid setting: {str(error).splitlines()[0]}") from None
     unknown = set(cfg.keys()) - TOP_LEVEL_KEYS
     if unknown:
         raise SettingError(f"unknown top-level setting(s) {sorted(unknown)}; known: {sorted(TOP_LEVEL_KEYS)}")

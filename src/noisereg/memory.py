@@ -26,8 +26,10 @@ def available_bytes(device: torch.device) -> int:
 
 
 def training_bytes(parameters: int, cfg: DictConfig) -> int:
-    """Weights, gradients, the copy parameter noise restores from and the momentum buffer, in float32."""
-    copies = 3 + (cfg.trainer.optimizer.momentum > 0)
+    """Weights, gradients, the copy parameter noise restores from and the optimizer's buffers (SGD's momentum,
+    Adam's two moments), in float32."""
+    optimizer = cfg.trainer.optimizer
+    copies = 3 + (2 if optimizer.get("name", "sgd") == "adam" else int(optimizer.momentum > 0))
     return parameters * 4 * copies
 
 

@@ -4,11 +4,13 @@ is the Hessian of the loss w.r.t. the network output and J_z the Jacobian of the
 | function                          | z                         | paper                                            |
 |-----------------------------------|---------------------------|--------------------------------------------------|
 | gauss_newton_trace                | parameters (per group)    | Orvieto et al. Eq. 6 / Eq. 11                    |
-| activation_gauss_newton_trace     | hidden activations h_k    | Camuto et al. Eq. 9 (11 for MSE, 14 for CE)      |
+| activation_gauss_newton_trace     | hidden activations h_k    | Camuto et al. Eq. 9 (= Eq. 11 for MSE); with     |
+|                                   |                           | `diagonal_hessian`, Eq. 14 (diagonal of H_L)     |
 | output_gradient_norm_squared      | parameters, H_L = I/n     | Blanc et al. Eq. 1                               |
 
 All are evaluated in eval mode and leave the model's modes, parameters and `.grad` fields as they were. They
-return numbers (no autograd graph): they measure the regularizers, they do not train with them.
+return numbers (no autograd graph): they measure the regularizers. Camuto's R as a training term (differentiable)
+is curvature/explicit_regularizer.py.
 """
 from __future__ import annotations
 
@@ -100,22 +102,36 @@ def activation_gauss_newton_trace(
     targets: torch.Tensor,
     sites: Sequence[nn.Module | str],
     chunk_size: int | None = None,
+    diagonal_hessian: bool = False,
 ) -> list[float]:
     """Per site k: Σᵢ Tr(Jₖ(xᵢ)ᵀ H_L,i Jₖ(xᵢ)), Jₖ the Jacobian of sample i's output w.r.t. its activation hₖ
     (the forward output of module `sites[k]`; the string 'input' means the network input, Camuto's h₀).
 
     H_L,i is the Hessian of the (mean-reduced) batch loss w.r.t. sample i's output, so the 1/n of Camuto's
-    E_{x∼B} is inside it: ½ Σₖ σₖ² × this is Camuto et al.'s R (Eq. 9; Eq. 11 for HalfMSE, Eq. 14 for CE).
+    E_{x∼B} is inside it: ½ Σₖ σₖ² × this is Camuto et al.'s R (Eq. 9; Eq. 11 for HalfMSE). With
+    `diagonal_hessian`, H_L,i is replaced by its diagonal: Eq. 14, the form the paper writes for cross-entropy
+    (diag(p) − p², dropping Eq. 13's off-diagonal −pᵢpⱼ; the same as Eq. 9 for squared errors).
     One backward pass per output column c of the factor A of H_L gives all samples' rows at once: in eval mode
     hₖ of sample i only reaches f(xᵢ)."""
     with evaluation_mode(model):
         factor_fn = loss_hessian_factor_fn(loss_fn, targets)
+        if diagonal_hessian:
+            factor_fn = _diagonal_factor_fn(factor_fn)
         chunk_size = chunk_size or chunk_size_for_memory(model, inputs)
         totals = [0.0] * len(sites)
         for rows in sample_chunks(inputs.shape[0], chunk_size):
             for k, value in enumerate(_activation_traces_of_chunk(model, inputs[rows], rows, sites, factor_fn)):
                 totals[k] += value
     return totals
+
+
+def _diagonal_factor_fn(factor_fn):
+    """A factor of diag(H_L): diag(√(H_L)_cc), with (H_L)_cc = Σ_j A_cj²."""
+
+    def diagonal(outputs: torch.Tensor, rows: slice) -> torch.Tensor:
+        return torch.diag_embed(factor_fn(outputs, rows).pow(2).sum(dim=2).sqrt())
+
+    return diagonal
 
 
 def _activation_traces_of_chunk(model, x, rows, sites, factor_fn) -> list[float]:
@@ -168,12 +184,14 @@ def camuto_regularizer(
     targets: torch.Tensor,
     sites: Sequence[nn.Module | str],
     sigmas: float | Sequence[float],
+    diagonal_hessian: bool = False,
 ) -> float:
-    """R = ½ Σₖ σₖ² E_x Tr(Jₖᵀ H_L Jₖ) (Camuto et al. Eq. 9), σₖ the std of the Gaussian noise added to hₖ."""
+    """R = ½ Σₖ σₖ² E_x Tr(Jₖᵀ H_L Jₖ) (Camuto et al. Eq. 9), σₖ the std of the Gaussian noise added to hₖ;
+    with `diagonal_hessian`, Eq. 14: H_L replaced by its diagonal."""
     sigmas = [float(sigmas)] * len(sites) if isinstance(sigmas, (int, float)) else [float(s) for s in sigmas]
     if len(sigmas) != len(sites):
         raise ValueError(f"{len(sigmas)} sigmas for {len(sites)} sites")
-    traces = activation_gauss_newton_trace(model, loss_fn, inputs, targets, sites)
+    traces = activation_gauss_newton_trace(model, loss_fn, inputs, targets, sites, diagonal_hessian=diagonal_hessian)
     return 0.5 * sum(sigma**2 * trace for sigma, trace in zip(sigmas, traces))
 
 

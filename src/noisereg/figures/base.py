@@ -27,6 +27,7 @@ import pandas as pd
 
 from noisereg.errors import SettingError
 from noisereg.records import config_columns, load_runs
+from noisereg.tracking.records import list_artifacts, read_artifact
 
 # Config keys that say how a run was watched or where it ran, not what it computed: never a reason to split groups.
 NOT_A_GROUP = ("seed", "logger.", "trainer.device", "trainer.progress_bar", "trainer.resume", "trainer.checkpoint",
@@ -78,6 +79,8 @@ def _plain(value: Any) -> Any:
     """A JSON-ready value: numpy scalars to Python, tuples to lists, NaN to None."""
     if isinstance(value, (tuple, list)):
         return [_plain(v) for v in value]
+    if isinstance(value, np.bool_):
+        return bool(value)
     if isinstance(value, (np.integer,)):
         return int(value)
     if isinstance(value, (np.floating, float)):
@@ -97,6 +100,7 @@ class Series:
     sem: list[float] = field(default_factory=list)
     diverged: list[dict[str, Any]] = field(default_factory=list)  # where each diverged run's curve stops
     failed: int = 0  # runs that logged no value of this metric (rejected settings, crashed before training)
+    metric: str = ""  # the y it plots (a panel may hold several metrics, e.g. one line per layer)
 
     def as_json(self) -> dict[str, Any]:
         return {key: _plain(value) for key, value in self.__dict__.items()}
@@ -220,6 +224,144 @@ class Canvas:
         axis.legend(fontsize=7)
         return drawn
 
+    def scatter(
+        self,
+        where: tuple[int, int],
+        runs: pd.DataFrame,
+        x: str,
+        y: str,
+        by: Sequence[str] | str = (),
+        label: Callable[[dict[str, Any]], str] | None = None,
+        step: int | None = 0,
+        y_error: str | None = None,
+        title: str | None = None,
+        log_x: bool = False,
+        log_y: bool = False,
+        identity_line: bool = False,
+        magnitude: bool = False,
+    ) -> list[dict[str, Any]]:
+        """One point per run: metric y against metric x at `step` (None: each run's last row with y), coloured by
+        group. `magnitude` plots |y| (negative values as open markers, so a log axis can show them); the JSON keeps
+        the signed values and, with `y_error`, each point's error. `identity_line` draws y = x."""
+        by = [by] if isinstance(by, str) else list(by)
+        require_metric(runs, x)
+        require_metric(runs, y)
+        axis, panel = self._panel(where, x, y if not magnitude else f"|{y}|", title, log_x, log_y)
+        rows = runs[np.isfinite(runs[y].astype(float)) & np.isfinite(runs[x].astype(float))]
+        rows = rows[rows["step"] == step] if step is not None else rows.sort_values("step").groupby("run").tail(1)
+        drawn = []
+        for config, group in self._groups(rows, by):
+            name = label(config) if label else (", ".join(f"{k}={v}" for k, v in config.items()) or y)
+            points = [{"run": r["run"], "seed": _plain(r["seed"]), "step": _plain(r["step"]), "x": _plain(r[x]),
+                       "y": _plain(r[y]), **({"y_error": _plain(r[y_error])} if y_error and y_error in r else {})}
+                      for _, r in group.iterrows()]  # fmt: skip
+            xs = np.array([p["x"] for p in points], float)
+            ys = np.array([p["y"] for p in points], float)
+            shown = np.abs(ys) if magnitude else ys
+            negative = ys < 0
+            (marks,) = axis.plot(xs[~negative], shown[~negative], "o", ms=3.5, alpha=0.75,
+                                 label=f"{name} (n={len(points)})")  # fmt: skip
+            if magnitude and negative.any():
+                axis.plot(xs[negative], shown[negative], "o", ms=3.5, mfc="none", color=marks.get_color())
+            series = {"label": name, "config": {k: _plain(v) for k, v in config.items()}, "runs": len(points),
+                      "points": points}  # fmt: skip
+            panel["series"].append(series)
+            drawn.append(series)
+        if identity_line and len(rows):
+            values = np.concatenate([rows[x].astype(float).to_numpy(), np.abs(rows[y].astype(float).to_numpy())])
+            values = values[values > 0] if (log_x or log_y) else values
+            if values.size:
+                low, high = float(values.min()), float(values.max())
+                axis.plot([low, high], [low, high], ":", color="red", lw=1, label="y = x")
+        if magnitude:
+            axis.plot([], [], "o", ms=3.5, mfc="none", color="gray", label=f"{y} < 0")
+        axis.legend(fontsize=6)
+        return drawn
+
+    def heatmap(
+        self,
+        where: tuple[int, int],
+        runs: pd.DataFrame,
+        ys: Sequence[str],
+        columns: Sequence[Any],
+        title: str | None = None,
+        x_label: str = "",
+        value_range: tuple[float, float] | None = None,
+    ) -> dict[str, Any]:
+        """Metrics `ys` (one column each, named by `columns`) against the step (rows), mean over the runs, as an
+        image; the JSON holds the steps, the columns, the mean matrix (unclipped) and the runs per step."""
+        for y in ys:
+            require_metric(runs, y)
+        axis, panel = self._panel(where, x_label, "step", title, False, False)
+        rows = runs[runs[list(ys)].notna().all(axis=1)]
+        means = rows.groupby("step")[list(ys)].mean()
+        counts = rows.groupby("step")["run"].nunique()
+        matrix = means.to_numpy(dtype=float)
+        low, high = value_range if value_range else (np.nanmin(matrix), np.nanmax(matrix))
+        extent = (-0.5, len(ys) - 0.5, float(means.index.min()), float(means.index.max()))
+        image = axis.imshow(np.clip(matrix, low, high), aspect="auto", origin="lower", vmin=low, vmax=high,
+                            cmap="viridis", interpolation="nearest", extent=extent)  # fmt: skip
+        axis.set_xticks(range(len(ys)), [str(c) for c in columns], fontsize=6)
+        self.figure.colorbar(image, ax=axis, fraction=0.05)
+        series = {"label": title or "", "columns": [_plain(c) for c in columns], "metrics": list(ys),
+                  "steps": [_plain(s) for s in means.index], "n": [int(counts[s]) for s in means.index],
+                  "runs": int(rows["run"].nunique()), "mean": [[_plain(v) for v in row] for row in matrix],
+                  "value_range": [_plain(low), _plain(high)]}  # fmt: skip
+        panel["series"].append(series)
+        return series
+
+    def curves(
+        self,
+        where: tuple[int, int],
+        runs: pd.DataFrame,
+        artifact: str,
+        x: str,
+        y: str,
+        by: Sequence[str] | str = (),
+        label: Callable[[dict[str, Any]], str] | None = None,
+        step: int | None = None,
+        title: str | None = None,
+        identity_line: bool = False,
+        individual: bool = False,
+    ) -> list[Series]:
+        """Arrays saved by a probe (artifacts/<artifact>/<step>.npz): y against x at `step` (None: each run's last
+        saved step), mean ± spread over the runs of each group per x value — or, with `individual`, every run's
+        curve on its own (e.g. learnt functions whose targets differ by seed). `identity_line` draws y = x (a
+        reliability diagram's perfect calibration)."""
+        by = [by] if isinstance(by, str) else list(by)
+        axis, panel = self._panel(where, x, y, title, False, False)
+        drawn = []
+        for config, group in self._groups(runs, by):
+            name = label(config) if label else (", ".join(f"{k}={v}" for k, v in config.items()) or y)
+            frames = []
+            for run in group["run"].unique():
+                saved = list_artifacts(run).get(artifact, [])
+                at = saved[-1] if step is None and saved else step
+                if at is None or at not in saved:
+                    continue
+                arrays = read_artifact(run, artifact, at)
+                frames.append(pd.DataFrame({"run": run, x: arrays[x].astype(float), y: arrays[y].astype(float)}))
+            if not frames:
+                raise SettingError(f"{group['experiment'].iloc[0]}: no run saved the artifact {artifact!r}; run them "
+                                   f"with probes.{artifact}.every set")  # fmt: skip
+            values = pd.concat(frames, ignore_index=True)
+            if individual:
+                for run, rows in values.groupby("run", sort=False):
+                    axis.plot(rows[x], rows[y], lw=1.0, label=name)
+            series = Series(name, {k: _plain(v) for k, v in config.items()}, len(frames), metric=f"{artifact}/{y}")
+            series.x, series.n, series.mean, series.std, series.sem = aggregate(values, x, y)
+            if not individual:
+                xs, means = np.array(series.x, float), np.array(series.mean)
+                spread = np.array(getattr(series, self.spec.spread))
+                (line,) = axis.plot(xs, means, marker=".", lw=1.2, label=self._legend(series))
+                axis.fill_between(xs, means - spread, means + spread, color=line.get_color(), alpha=0.2, lw=0)
+            panel["series"].append(series.as_json())
+            drawn.append(series)
+        if identity_line:
+            axis.plot([0, 1], [0, 1], ":", color="gray", lw=1)
+        axis.legend(fontsize=6)
+        return drawn
+
     def _series(self, config, group, x, y, label, average_diverged: bool = True) -> Series:
         name = label(config) if label else (", ".join(f"{k}={v}" for k, v in config.items()) or y)
         with_values = group[np.isfinite(group[y].astype(float))] if y in group else group.iloc[0:0]
@@ -228,7 +370,7 @@ class Canvas:
         # selection too, e.g. the width of a Fig. 2 column), so a reader can find the runs behind each series.
         fixed = {k: group[k].iloc[0] for k in self.varying
                  if k in group and group[k].notna().all() and group[k].map(repr).nunique() == 1}  # fmt: skip
-        series = Series(name, {k: _plain(v) for k, v in {**fixed, **config}.items()}, len(runs))
+        series = Series(name, {k: _plain(v) for k, v in {**fixed, **config}.items()}, len(runs), metric=y)
         series.failed = sum(1 for run in runs if run not in set(with_values["run"]))
         for run, rows in with_values.groupby("run"):
             if rows["status"].iloc[0] == "diverged":

@@ -112,6 +112,54 @@ def above(a: Evidence, threshold: float, what: str | None = None) -> Verdict:
     return Verdict(_decide(difference, a.sem, a.n), str(a), f"{what or a.name} > {threshold:g} by > {MARGIN:g} SE")
 
 
+def below(a: Evidence, threshold: float, what: str | None = None) -> Verdict:
+    """mean of a below a threshold by more than 2 standard errors."""
+    difference = threshold - a.mean
+    return Verdict(_decide(difference, a.sem, a.n), str(a), f"{what or a.name} < {threshold:g} by > {MARGIN:g} SE")
+
+
+def exceeds(value: float, bound: float, error: float, what: str) -> Verdict:
+    """One measured value (e.g. a Monte-Carlo estimate with its standard error) above a bound by more than 2 of its
+    standard errors: holds, below it by as much: fails, otherwise inconclusive."""
+    decided = _decide(value - bound, error, 2) if math.isfinite(error) else "inconclusive"
+    return Verdict(decided, f"{what}: {_fmt(value)} vs {_fmt(bound)} ± {_fmt(error)}",
+                   f"{what} above the bound by > {MARGIN:g} SE")  # fmt: skip
+
+
+def tally(verdicts: Sequence[Verdict], what: str, at_least: float = 1.0) -> Verdict:
+    """One statement checked many times (at every point, every step): holds if at least the share `at_least` of
+    the checks holds, fails if more than the share 1 − `at_least` fails, inconclusive otherwise; the numbers count
+    the verdicts and quote the first failing (else inconclusive) check."""
+    states = [v.verdict for v in verdicts]
+    counts = {state: states.count(state) for state in ("holds", "fails", "inconclusive")}
+    total = len(states)
+    if total == 0:
+        return Verdict("inconclusive", f"{what}: nothing to check", "")
+    if counts["fails"] > (1 - at_least) * total + 1e-9:
+        verdict = "fails"
+    elif counts["holds"] >= at_least * total - 1e-9:
+        verdict = "holds"
+    else:
+        verdict = "inconclusive"
+    worst = next((v for v in verdicts if v.verdict == "fails"), None) or next(
+        (v for v in verdicts if v.verdict == "inconclusive"), None)  # fmt: skip
+    numbers = (f"{what}: {counts['holds']} of {total} hold, {counts['fails']} fail, "
+               f"{counts['inconclusive']} inconclusive")  # fmt: skip
+    if worst is not None:
+        numbers += f"; e.g. {worst.numbers}"
+    share = "every" if at_least >= 1 else f"≥ {at_least:.0%} of the"
+    return Verdict(verdict, numbers, f"{share} check(s) hold: {verdicts[0].rule}")
+
+
+def rank_correlation(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """Spearman's ρ: the Pearson correlation of the ranks (ties share their mean rank)."""
+    x_ranks = pd.Series(list(xs), dtype=float).rank().to_numpy()
+    y_ranks = pd.Series(list(ys), dtype=float).rank().to_numpy()
+    if len(x_ranks) < 2 or x_ranks.std() == 0 or y_ranks.std() == 0:
+        return math.nan
+    return float(np.corrcoef(x_ranks, y_ranks)[0, 1])
+
+
 def all_of(*verdicts: Verdict) -> Verdict:
     """Holds if every part holds, fails if any part fails, inconclusive otherwise."""
     states = [v.verdict for v in verdicts]

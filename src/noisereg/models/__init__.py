@@ -13,6 +13,7 @@ from noisereg.models.resnet import ResNet
 from noisereg.models.sites import hidden_activation_modules, preactivation_modules
 from noisereg.models.toy_cnn import ToyCNN
 from noisereg.models.wide_cnn import WideCNN
+from noisereg.models.strided_cnn import StridedCNN
 from noisereg.registry import MODELS
 
 
@@ -27,6 +28,7 @@ __all__ = [
     "MODELS",
     "DiagonalNetwork",
     "MLP",
+    "StridedCNN",
     "ResNet",
     "ToyCNN",
     "WideCNN",

@@ -24,7 +24,7 @@ ACTIVATIONS = {
     "elu": nn.ELU,
     "sigmoid": nn.Sigmoid,
 }
-INITIALISATIONS = ("default", "mean_field", "fan_in")
+INITIALISATIONS = ("default", "mean_field", "fan_in", "glorot_normal")
 
 
 @dataclass
@@ -33,7 +33,7 @@ class MlpSettings:
     widths: list[int] = field(default_factory=lambda: [500, 500, 500])  # hidden layers (Orvieto MLP 1)
     activation: str = "relu"  # relu | linear | tanh | elu | sigmoid
     bias: bool = True
-    init: str = "default"  # default (PyTorch) | mean_field N(0, 1/(d_in·d_out)) | fan_in N(0, 1/d_in)
+    init: str = "default"  # default (PyTorch) | mean_field N(0, 1/(d_in·d_out)) | fan_in N(0, 1/d_in) | glorot_normal
 
     def check(self, group: str = "model") -> None:
         check_mlp_settings(self.widths, self.activation, self.init)
@@ -86,8 +86,10 @@ class MLP(nn.Module):
                 if layer.bias is not None:
                     layer.bias.uniform_(-bound, bound, generator=generator)
                 continue
-            # mean_field: N(0, 1/(d_in·d_out)) (Orvieto Sec. 3.1, App. E footnote 6); fan_in: N(0, 1/d_in).
-            variance = 1.0 / (fan_in * fan_out) if init == "mean_field" else 1.0 / fan_in
+            # mean_field: N(0, 1/(d_in·d_out)) (Orvieto Sec. 3.1, App. E footnote 6); fan_in: N(0, 1/d_in);
+            # glorot_normal: N(0, 2/(d_in + d_out)) (Keras's default, which Camuto et al.'s code uses).
+            variance = {"mean_field": 1.0 / (fan_in * fan_out), "fan_in": 1.0 / fan_in,
+                        "glorot_normal": 2.0 / (fan_in + fan_out)}[init]  # fmt: skip
             layer.weight.normal_(0.0, math.sqrt(variance), generator=generator)
             if layer.bias is not None:
                 layer.bias.zero_()

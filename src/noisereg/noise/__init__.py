@@ -8,6 +8,7 @@ Outside Hydra:
     optimizer.step()                      # applied to the restored weights
 """
 from noisereg.noise.activation_noise import ActivationNoise
+from noisereg.noise.activation_regularizer import ExplicitActivationRegularizer
 from noisereg.noise.all_parameters import AllParamNoise
 from noisereg.noise.base import NoiseMode, NoiseSettings
 from noisereg.noise.injection_node import NoiseInjectionNode
@@ -21,6 +22,7 @@ __all__ = [
     "NOISE_MODES",
     "ActivationNoise",
     "AllParamNoise",
+    "ExplicitActivationRegularizer",
     "LabelNoise",
     "LayerwiseNoise",
     "NoiseInjectionNode",

@@ -8,7 +8,10 @@ every hook of every mode the same way:
     noise.begin_step(step, epoch, indices) # switches noise off after `stop_step`/`stop_epoch`
     y = noise.targets(x, y)                # label noise
     with noise.perturbed():                # parameter noise, restored bitwise on exit
-        loss_fn(model(x), y).backward()
+        outputs = model(x)
+        loss = loss_fn(outputs, y)
+        penalty = noise.penalty(outputs, y, loss_fn)   # an explicit regulariser instead of noise (gni_explicit)
+        (loss if penalty is None else loss + penalty).backward()
     optimizer.step()
 
 `state_dict()`/`load_state_dict()` save and restore everything a mode needs to continue a run exactly (its random
@@ -51,6 +54,16 @@ class GdSettings(NoiseSettings):
     sigma: float = 0.0
 
 
+@dataclass
+class PlainGdSettings(GdSettings):
+    """`noise=gd`'s own schema: also takes the activation-noise settings of Camuto's experiments (σ², whether the
+    input is noised), so they compose with noise=gd in a sweep of modes; GD uses none of them. (Kept out of
+    GdSettings, which other modes extend.)"""
+
+    variance: Optional[float] = None
+    noise_input: bool = False
+
+
 class NoiseMode:
     """No noise (plain GD/SGD); the base class of every mode."""
 
@@ -85,6 +98,12 @@ class NoiseMode:
         """Context around forward+backward: parameters perturbed on entry, restored bitwise on exit."""
         yield
 
+    def penalty(self, outputs: torch.Tensor, targets: torch.Tensor, loss_fn: nn.Module) -> torch.Tensor | None:
+        """A term added to this step's training loss, computed from the forward pass that gave `outputs`: the
+        explicit regulariser a paper derives, trained with in place of noise (`gni_explicit`); None for modes
+        that regularise by noise alone."""
+        return None
+
     def metrics(self) -> dict[str, float]:
         """Extra metrics for the run record, e.g. `noise/nin_weight_norm`."""
         return {}
@@ -100,9 +119,12 @@ class NoiseMode:
         self.active = bool(state["active"])
 
 
-@NOISE_MODES.register("gd", GdSettings)
-def plain_gradient_descent(sigma: float = 0.0, seed: int | None = None, **schedule: Any) -> NoiseMode:
-    """`noise=gd`: σ and the seed are accepted so every mode is built the same way; GD uses neither."""
+@NOISE_MODES.register("gd", PlainGdSettings)
+def plain_gradient_descent(
+    sigma: float = 0.0, seed: int | None = None, variance: float | None = None, noise_input: bool = False,
+    **schedule: Any,
+) -> NoiseMode:
+    """`noise=gd`: σ, σ², noise_input and the seed are accepted so every mode is built the same way; GD uses none."""
     return NoiseMode(**schedule)
 
 

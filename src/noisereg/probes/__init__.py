@@ -1,6 +1,21 @@
 """Measurements during training (see base.py), registered in `PROBES` and configured under `probes.<name>`."""
 from noisereg.probes.base import Measurement, Probe, ProbeContext, ProbeSettings
+from noisereg.probes.calibration import CalibrationProbe
+from noisereg.probes.fourier import FourierProbe
+from noisereg.probes.layer_statistics import LayerStatisticsProbe
 from noisereg.probes.predictions import PredictionsProbe
+from noisereg.probes.remainder import RemainderProbe
 from noisereg.registry import PROBES
 
-__all__ = ["PROBES", "Measurement", "PredictionsProbe", "Probe", "ProbeContext", "ProbeSettings"]
+__all__ = [
+    "PROBES",
+    "CalibrationProbe",
+    "FourierProbe",
+    "LayerStatisticsProbe",
+    "Measurement",
+    "PredictionsProbe",
+    "Probe",
+    "ProbeContext",
+    "ProbeSettings",
+    "RemainderProbe",
+]

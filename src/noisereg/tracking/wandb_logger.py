@@ -75,6 +75,7 @@ def chart_keys(config: dict[str, Any]) -> dict[str, Any]:
         "experiment": config.get("name"),
         "noise_mode": noise.get("name"),
         "sigma": noise.get("sigma"),
+        "variance": noise.get("variance"),  # Camuto et al.'s σ² (noise.variance), where an experiment states it
         "width": max(widths) if widths else None,
         "depth": len(widths) if widths else None,
         "model_name": model.get("name"),

@@ -120,7 +120,11 @@ def run_loop(
             optimizer.zero_grad(set_to_none=True)
             with noise.perturbed():
                 with torch.autocast(device.type, dtype=precision or torch.bfloat16, enabled=precision is not None):
-                    loss = loss_fn(network(batch.inputs), targets)
+                    outputs = network(batch.inputs)
+                    loss = loss_fn(outputs, targets)
+                    penalty = noise.penalty(outputs, targets, loss_fn)  # an explicit regulariser (gni_explicit)
+                    if penalty is not None:
+                        loss = loss + penalty  # the objective minimised; train/batch_loss reports it
                 loss.backward()
             optimizer.step()
             schedule.step()

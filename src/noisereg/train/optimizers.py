@@ -1,4 +1,4 @@
-"""The optimizer and learning-rate schedule a run trains with."""
+"""The optimizer (SGD, the default, or Adam) and learning-rate schedule a run trains with."""
 from __future__ import annotations
 
 import math
@@ -11,6 +11,9 @@ from noisereg.train.settings import OptimizerSettings
 
 
 def build_optimizer(model: nn.Module, settings: OptimizerSettings) -> torch.optim.Optimizer:
+    if settings.name == "adam":
+        return torch.optim.Adam(model.parameters(), lr=settings.lr, betas=tuple(settings.betas), eps=settings.eps,
+                                weight_decay=settings.weight_decay)  # fmt: skip
     return torch.optim.SGD(
         model.parameters(),
         lr=settings.lr,

@@ -11,6 +11,7 @@ import torch
 from noisereg.errors import SettingError
 
 SCHEDULES = ("constant", "cosine")
+OPTIMIZERS = ("sgd", "adam")
 RESUME_POLICIES = ("auto", "never", "restart")
 UNITS = ("steps", "epochs")
 PRECISIONS = ("auto", "float32", "bfloat16")
@@ -19,10 +20,13 @@ DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 @dataclass
 class OptimizerSettings:
+    name: str = "sgd"  # sgd | adam (Camuto et al.'s Fourier experiment, Fig. 4)
     lr: float = 0.1
-    momentum: float = 0.0
-    nesterov: bool = False
-    weight_decay: float = 0.0
+    momentum: float = 0.0  # SGD
+    nesterov: bool = False  # SGD
+    weight_decay: float = 0.0  # both: L2 added to the gradient (torch's SGD and Adam)
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # Adam
+    eps: float = 1e-8  # Adam
 
 
 @dataclass
@@ -53,6 +57,17 @@ class TrainerSettings:
     def check(self, group: str = "trainer") -> None:
         """Every setting on its own, before anything is built (the data decide the number of steps)."""
         optimizer = self.optimizer
+        if optimizer.name not in OPTIMIZERS:
+            raise SettingError(f"trainer.optimizer.name={optimizer.name!r} is unknown; choose one of "
+                               f"{list(OPTIMIZERS)}")  # fmt: skip
+        if optimizer.name == "adam" and (optimizer.momentum or optimizer.nesterov):
+            raise SettingError("trainer.optimizer.momentum and nesterov are SGD's; Adam's moments are "
+                               "trainer.optimizer.betas (set momentum=0 and nesterov=false)")  # fmt: skip
+        if len(optimizer.betas) != 2 or not all(0 <= b < 1 for b in optimizer.betas):
+            raise SettingError(f"trainer.optimizer.betas={list(optimizer.betas)} must be two numbers in [0, 1), "
+                               "e.g. trainer.optimizer.betas=[0.9,0.999]")  # fmt: skip
+        if not (math.isfinite(optimizer.eps) and optimizer.eps > 0):
+            raise SettingError(f"trainer.optimizer.eps={optimizer.eps} must be finite and > 0, e.g. 1e-8")
         if not (math.isfinite(optimizer.lr) and optimizer.lr > 0):
             raise SettingError(f"trainer.optimizer.lr={optimizer.lr} must be finite and > 0, e.g. trainer.optimizer.lr=0.01")
         for key, example in (("momentum", "0.9"), ("weight_decay", "5e-4")):

@@ -1,0 +1,298 @@
+"""Camuto, Willetts, Şimşekli, Roberts, Holmes (NeurIPS 2020): one function per figure, and the paper's claims.
+
+Noise strengths are variances σ², as the paper quotes them (`noise.variance`). Seeds aggregate as mean ± 1 std
+(Fig. 2c, d: "Shading corresponds to the standard deviation of values over the 10 networks").
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from noisereg.figures.base import Canvas, figure
+from noisereg.figures.claims import (
+    Evidence,
+    Verdict,
+    all_of,
+    below,
+    claim,
+    exceeds,
+    final,
+    less,
+    rank_correlation,
+    select,
+    tally,
+)
+
+PAPER = "Camuto et al. 2020"
+ARMS = {"gd": "baseline (no noise)", "gni": "GNI", "gni_explicit": "explicit R"}
+TASKS = {"fmnist_subset": "Fashion-MNIST, cross-entropy (CIFAR-10 in the paper)",
+         "diabetes": "diabetes, squared error (Boston house prices in the paper)"}  # fmt: skip
+MODELS = {"mlp": "MLP", "strided_cnn": "CNN"}
+
+
+def by_arm(config: dict) -> str:
+    return ARMS.get(config.get("noise.name"), str(config.get("noise.name")))
+
+
+def by_variance(config: dict) -> str:
+    return f"σ² = {config.get('noise.variance'):g}"
+
+
+def tasks(runs: pd.DataFrame) -> list[str]:
+    return [t for t in TASKS if t in set(runs["dataset.name"])]
+
+
+# -- Fig. 2: R against the remainder ---------------------------------------------------------------------------------
+
+
+@figure("camuto_fig2_remainder", PAPER, "Fig. 2: R (Eq. 9) against the remainder E[C] = E[L̃] − L − R, 5 hidden "
+        "layers of 256 with GNI on the input and every hidden layer", panels=(2, 2))  # fmt: skip
+def fig2_remainder(runs: pd.DataFrame, canvas: Canvas) -> None:
+    for column, task in enumerate(tasks(runs)):
+        chosen = select(runs, **{"dataset.name": task})
+        canvas.scatter((0, column), chosen, "remainder/R", "remainder/expected_C", by="noise.variance",
+                       label=by_variance, step=0, y_error="remainder/expected_C_sem", log_x=True, log_y=True,
+                       identity_line=True, magnitude=True,
+                       title=f"{TASKS[task]}: at initialisation, one point per seed")  # fmt: skip
+        canvas.lines((1, column), chosen, "remainder/ratio", by="noise.variance", label=by_variance,
+                     title=f"{TASKS[task]}: E[C]/R over GNI-SGD iterations")  # fmt: skip
+
+
+def at_initialisation(runs: pd.DataFrame) -> pd.DataFrame:
+    rows = runs[(runs["step"] == 0) & runs["remainder/R"].notna()] if "remainder/R" in runs else runs.iloc[0:0]
+    return rows
+
+
+@claim("camuto_fig2_remainder", "Fig. 2a, b", PAPER, "for all batches and GNI variances R is greater than E[C]")
+def regulariser_exceeds_the_remainder(runs: pd.DataFrame) -> Verdict:
+    points = at_initialisation(runs)
+    checks = [exceeds(row["remainder/R"], row["remainder/expected_C"], row["remainder/expected_C_sem"],
+                      f"{row['dataset.name']} σ²={row['noise.variance']:g} seed {row['seed']}: R vs E[C]")
+              for _, row in points.iterrows()]  # fmt: skip
+    return tally(checks, "R > E[C] at initialisation", at_least=0.99)
+
+
+@claim("camuto_fig2_remainder", "Fig. 2a, b", PAPER, "It [R] dominates the remainder E[C] in norm and is always "
+       "positive")
+def regulariser_dominates_the_remainder_in_norm(runs: pd.DataFrame) -> Verdict:
+    points = at_initialisation(runs)
+    checks = [exceeds(row["remainder/R"], abs(row["remainder/expected_C"]), row["remainder/expected_C_sem"],
+                      f"{row['dataset.name']} σ²={row['noise.variance']:g} seed {row['seed']}: R vs |E[C]|")
+              for _, row in points.iterrows()]  # fmt: skip
+    positive = [exceeds(row["remainder/R"], 0.0, 0.0, "R") for _, row in points.iterrows()]
+    return all_of(tally(checks, "R > |E[C]| at initialisation", at_least=0.99), tally(positive, "R > 0"))
+
+
+@claim("camuto_fig2_remainder", "Fig. 2c, d", PAPER, "R(·) remains dominant in early stages of training as the ratio "
+       "is less than 1 for all steps")
+def regulariser_stays_dominant_early_in_training(runs: pd.DataFrame) -> Verdict:
+    """|E[C]|/R below 1 at every logged step, for every task and σ², by 2 SE over seeds."""
+    runs = runs.assign(**{"remainder/abs_ratio": runs["remainder/ratio"].abs()}) if "remainder/ratio" in runs else runs
+    checks = []
+    for (task, variance), group in runs.groupby(["dataset.name", "noise.variance"]):
+        for step, rows in group[group["remainder/abs_ratio"].notna()].groupby("step"):
+            values = dict(zip(rows["seed"], rows["remainder/abs_ratio"].astype(float)))
+            evidence = Evidence(f"{task} σ²={variance:g} step {int(step)} |E[C]|/R", values)
+            checks.append(below(evidence, 1.0))
+    return tally(checks, "|E[C]|/R < 1 per task, σ² and step")
+
+
+# -- Fig. 3: GNI against its explicit regulariser R and the baseline ----------------------------------------------
+
+
+def models(runs: pd.DataFrame) -> list[tuple[str, tuple]]:
+    """Each model of the experiment (name and widths), the MLPs first."""
+    pairs = runs.groupby(["model.name", "model.widths"]).size().index.tolist()
+    return sorted(pairs, key=lambda pair: (pair[0] != "mlp", len(pair[1]), pair[1]))
+
+
+def model_title(name: str, widths: tuple) -> str:
+    shape = "×".join(str(w) for w in widths) if name == "strided_cnn" else f"{len(widths)}×{widths[0]}"
+    return f"{MODELS.get(name, name)} {shape}"
+
+
+def model_runs(runs: pd.DataFrame, name: str, widths: tuple) -> pd.DataFrame:
+    return select(runs, **{"model.name": name, "model.widths": list(widths)})
+
+
+@figure("camuto_fig3_explicit_vs_gni", PAPER, "Fig. 3 and F.7: training with GNI (σ² = 0.1), with its explicit "
+        "regulariser R instead, and without noise; Fashion-MNIST (SVHN in the paper)", panels=(3, 3))  # fmt: skip
+def fig3_explicit_vs_gni(runs: pd.DataFrame, canvas: Canvas) -> None:
+    chosen = models(runs)[:3]
+    for column, (name, widths) in enumerate(chosen):
+        group, title = model_runs(runs, name, widths), model_title(name, widths)
+        canvas.lines((0, column), group, "test/loss", by="noise.name", label=by_arm, x="epoch",
+                     title=f"{title}: test loss (Fig. 3a)")  # fmt: skip
+        canvas.lines((1, column), group, "hessian/trace", by="noise.name", label=by_arm, x="epoch", log_y=True,
+                     title=f"{title}: Hessian trace of the loss (Fig. 3b)")  # fmt: skip
+        canvas.curves((2, column), group, "calibration", "bin_centers", "accuracy", by="noise.name", label=by_arm,
+                      identity_line=True,
+                      title=f"{title}: accuracy per confidence bin at the end (Fig. F.7)")  # fmt: skip
+    for column in range(len(chosen), 3):
+        for row in range(3):
+            canvas.axes[row, column].set_visible(False)
+
+
+def trajectory_gap(runs: pd.DataFrame, metric: str, first: str, second: str, log: bool = False) -> Evidence:
+    """Per seed: the mean over logged steps of |m(first) − m(second)| (of log m with `log`), paired by step."""
+    values = {}
+    column = runs[metric].astype(float) if metric in runs else None
+    if column is None:
+        return Evidence(f"mean |{metric}| gap {ARMS[first]}–{ARMS[second]}", {})
+    runs = runs.assign(**{metric: np.log(column) if log else column})
+    arms = {arm: select(runs, **{"noise.name": arm}) for arm in (first, second)}
+    for seed in sorted(set(arms[first]["seed"]) & set(arms[second]["seed"])):
+        series = [arms[arm][(arms[arm]["seed"] == seed) & arms[arm][metric].notna()].set_index("step")[metric]
+                  for arm in (first, second)]  # fmt: skip
+        shared = series[0].index.intersection(series[1].index)
+        if len(shared):
+            values[seed] = float((series[0][shared] - series[1][shared]).abs().mean())
+    name = f"{'log ' if log else ''}{metric}: mean gap {ARMS[first]}–{ARMS[second]}"
+    return Evidence(name, values)
+
+
+def for_each_model(runs: pd.DataFrame, check: Callable[[pd.DataFrame, str], list[Verdict]]) -> Verdict:
+    """`check(runs of one model, its title)` for every model of the experiment; holds if every part holds."""
+    parts = []
+    for name, widths in models(runs):
+        parts += check(model_runs(runs, name, widths), model_title(name, widths))
+    return all_of(*parts)
+
+
+def arms_follow_one_trajectory(runs: pd.DataFrame, metric: str, log: bool = False) -> Verdict:
+    """GNI and R closer to each other over training than either is to the baseline, for every model."""
+
+    def check(group: pd.DataFrame, title: str) -> list[Verdict]:
+        together = trajectory_gap(group, metric, "gni", "gni_explicit", log)
+        together.name = f"{title} {together.name}"
+        return [less(together, trajectory_gap(group, metric, "gni", "gd", log)),
+                less(together, trajectory_gap(group, metric, "gni_explicit", "gd", log))]  # fmt: skip
+
+    return for_each_model(runs, check)
+
+
+@claim("camuto_fig3_explicit_vs_gni", "Fig. 3a", PAPER, "models trained with R and GNIs have similar training "
+       "profiles, whereby they have similar test-set loss ... throughout training (and both differ from the "
+       "baseline)")
+def gni_and_regulariser_share_the_test_loss_trajectory(runs: pd.DataFrame) -> Verdict:
+    return arms_follow_one_trajectory(runs, "test/loss")
+
+
+@claim("camuto_fig3_explicit_vs_gni", "Fig. 3b", PAPER, "models trained with R and GNIs have ... similar ... parameter "
+       "Hessians throughout training, meaning that they have almost identical trajectories through the loss "
+       "landscape (and both differ from the baseline)")
+def gni_and_regulariser_share_the_hessian_trajectory(runs: pd.DataFrame) -> Verdict:
+    return arms_follow_one_trajectory(runs, "hessian/trace", log=True)
+
+
+def arm_evidence(runs: pd.DataFrame, metric: str, arm: str, title: str) -> Evidence:
+    return final(runs, metric, f"{title} {ARMS[arm]}", **{"noise.name": arm})
+
+
+@claim("camuto_fig3_explicit_vs_gni", "Fig. 3b", PAPER, "By penalising this we are more likely to land in wider "
+       "(smoother) minima (see Figure 3)")
+def noise_and_regulariser_land_in_wider_minima(runs: pd.DataFrame) -> Verdict:
+    def check(group: pd.DataFrame, title: str) -> list[Verdict]:
+        baseline = arm_evidence(group, "hessian/trace", "gd", title)
+        return [less(arm_evidence(group, "hessian/trace", arm, title), baseline) for arm in ("gni", "gni_explicit")]
+
+    return for_each_model(runs, check)
+
+
+@claim("camuto_fig3_explicit_vs_gni", "Fig. F.7", PAPER, "lower values of which have been shown empirically to induce "
+       "better calibrated models ... In Figure F.7 we show that this holds true for models trained with GNIs")
+def noise_calibrates(runs: pd.DataFrame) -> Verdict:
+    def check(group: pd.DataFrame, title: str) -> list[Verdict]:
+        return [less(arm_evidence(group, "calibration/ece", "gni", title),
+                     arm_evidence(group, "calibration/ece", "gd", title))]  # fmt: skip
+
+    return for_each_model(runs, check)
+
+
+# -- Fig. 4: the Fourier spectrum of the learnt function -----------------------------------------------------------
+
+
+def amplitude_metrics(runs: pd.DataFrame) -> list[tuple[int, str]]:
+    found = [(int(c.rsplit("_k", 1)[1]), c) for c in runs.columns if c.startswith("fourier/amplitude_k")]
+    return sorted(found)
+
+
+@figure("camuto_fig4_fourier", PAPER, "Fig. 4: amplitude of the learnt function at the target frequencies over "
+        "training (mean over seeds, clipped to [0, 1]) and the learnt function of the first seed", panels=(2, 3))
+def fig4_fourier(runs: pd.DataFrame, canvas: Canvas) -> None:
+    frequencies = amplitude_metrics(runs)
+    arms = [arm for arm in ARMS if arm in set(runs["noise.name"])]
+    first_seed = min(runs["seed"])
+    for column, arm in enumerate(arms):
+        chosen = select(runs, **{"noise.name": arm})
+        canvas.heatmap((0, column), chosen, [metric for _, metric in frequencies], [k for k, _ in frequencies],
+                       title=f"{ARMS[arm]}: amplitude |F[f](k)| / |F[y](k)|", x_label="frequency k",
+                       value_range=(0.0, 1.0))  # fmt: skip
+        one = chosen[chosen["seed"] == first_seed]
+        canvas.curves((1, column), one, "fourier", "inputs", "targets", label=lambda c: "target", individual=True,
+                      title=f"{ARMS[arm]}: seed {first_seed}, at the end")  # fmt: skip
+        canvas.curves((1, column), one, "fourier", "inputs", "outputs", label=lambda c, a=arm: f"learnt ({ARMS[a]})",
+                      individual=True, title=f"{ARMS[arm]}: seed {first_seed}, at the end")  # fmt: skip
+
+
+def high_frequency_amplitude(runs: pd.DataFrame, arm: str, above: int = 30) -> Evidence:
+    """Per seed: the final amplitude averaged over the target frequencies k ≥ `above`."""
+    chosen = [metric for k, metric in amplitude_metrics(runs) if k >= above]
+    per_metric = [final(runs, metric, **{"noise.name": arm}).values for metric in chosen]
+    seeds = set.intersection(*(set(v) for v in per_metric)) if per_metric else set()
+    values = {seed: float(np.mean([v[seed] for v in per_metric])) for seed in seeds}
+    return Evidence(f"{ARMS[arm]} mean amplitude at k ≥ {above}", values)
+
+
+@claim("camuto_fig4_fourier", "Fig. 4", PAPER, "networks trained with GNIs learn functions that don't overfit; with "
+       "lower-frequency components relative to their non-noised counterparts")
+def noise_suppresses_high_frequencies(runs: pd.DataFrame) -> Verdict:
+    baseline = high_frequency_amplitude(runs, "gd")
+    return all_of(less(high_frequency_amplitude(runs, "gni"), baseline),
+                  less(high_frequency_amplitude(runs, "gni_explicit"), baseline))  # fmt: skip
+
+
+# -- Fig. 5: layer-wise frequencies ----------------------------------------------------------------------------------
+
+LAYER_QUANTITIES = {
+    "layers/masked_weight_norm": "‖W̃ₖ‖_F (mean over inputs)",
+    "layers/weight_trace": "Tr(Wₖ)",
+}
+
+
+def layer_metrics(runs: pd.DataFrame, quantity: str) -> list[tuple[int, str]]:
+    prefix = f"{quantity}/"
+    return sorted((int(c[len(prefix):]), c) for c in runs.columns if c.startswith(prefix) and c[len(prefix):].isdigit())
+
+
+@figure("camuto_fig5_layer_frequencies", PAPER, "Fig. 5: per square layer k, ‖W̃ₖ‖ (the layer-to-layer Jacobian) "
+        "and Tr(Wₖ) over training, with and without GNI", panels=(2, 2))  # fmt: skip
+def fig5_layer_frequencies(runs: pd.DataFrame, canvas: Canvas) -> None:
+    for row, (quantity, title) in enumerate(LAYER_QUANTITIES.items()):
+        for column, arm in enumerate(("gni", "gd")):
+            chosen = select(runs, **{"noise.name": arm})
+            for k, metric in layer_metrics(runs, quantity):
+                canvas.lines((row, column), chosen, metric, label=lambda c, k=k: f"k = {k}",
+                             title=f"{ARMS[arm]}: {title}")  # fmt: skip
+
+
+def layer_ordering(runs: pd.DataFrame, quantity: str, arm: str) -> Evidence:
+    """Per seed: Spearman's ρ between the layer index k and the final value of the quantity (−1: it falls with k)."""
+    per_layer = [(k, final(runs, metric, **{"noise.name": arm}).values) for k, metric in layer_metrics(runs, quantity)]
+    seeds = set.intersection(*(set(v) for _, v in per_layer)) if per_layer else set()
+    values = {seed: rank_correlation([k for k, _ in per_layer], [v[seed] for _, v in per_layer]) for seed in seeds}
+    return Evidence(f"{ARMS[arm]} ρ(k, final {quantity.split('/')[-1]})",
+                    {s: v for s, v in values.items() if math.isfinite(v)})  # fmt: skip
+
+
+@claim("camuto_fig5_layer_frequencies", "Fig. 5", PAPER, "‖W̃ₖ‖²₂ and Tr(Wₖ) decrease as k increases for "
+       "ReLU-networks trained with GNIs ... This striation and ordering is clearly absent in the baselines")
+def deeper_layers_learn_lower_frequencies(runs: pd.DataFrame) -> Verdict:
+    parts = []
+    for quantity in LAYER_QUANTITIES:
+        noise = layer_ordering(runs, quantity, "gni")
+        parts += [below(noise, 0.0), less(noise, layer_ordering(runs, quantity, "gd"))]
+    return all_of(*parts)
