@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from noisereg.data.batches import Batch, BatchIterator
-from noisereg.data.fmnist import DatasetNotFoundError, fashion_mnist_tensors, fmnist_subset
-from noisereg.data.synthetic import synthetic_sparse
+from noisereg.data.fmnist import DatasetNotFoundError, fashion_mnist_tensors, fmnist_full, fmnist_subset
+from noisereg.data.synthetic import scalar_regression, synthetic_sparse
 from noisereg.data.tensors import TensorDataset
 from noisereg.registry import DATASETS
 
@@ -23,6 +23,8 @@ __all__ = [
     "TensorDataset",
     "build_dataset",
     "fashion_mnist_tensors",
+    "fmnist_full",
     "fmnist_subset",
+    "scalar_regression",
     "synthetic_sparse",
 ]

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from noisereg.models.diagonal import DiagonalNetwork
+from noisereg.models.linear_toy import build_linear_toy
 from noisereg.models.mlp import MLP
 from noisereg.models.sites import hidden_activation_modules, preactivation_modules
 from noisereg.registry import MODELS
@@ -19,4 +20,4 @@ def build_model(
     return MODELS.build({"name": name, **options}, input_shape=input_shape, num_outputs=output_dim, generator=generator)
 
 
-__all__ = ["MODELS", "DiagonalNetwork", "MLP", "build_model", "hidden_activation_modules", "preactivation_modules"]
+__all__ = ["MODELS", "DiagonalNetwork", "MLP", "build_linear_toy", "build_model", "hidden_activation_modules", "preactivation_modules"]

@@ -57,13 +57,14 @@ def run_loop(
 ) -> TrainResult:
     """Train from `state` (fresh or restored) to the end of the run.
 
-    A metrics row is logged at step 0, every `eval_every` steps, whenever a probe is due, and at the last step.
-    `checkpoint(state)` is called every `checkpoint_every` steps (or epochs) and when `should_stop()` turns true,
-    which ends the run with status `interrupted` at the end of the current step. A NaN or inf loss ends it with
-    status `diverged`: a result, not an error."""
+    A metrics row is logged at step 0, every `eval_every` steps (or epochs), whenever a probe is due, and at the
+    last step. `checkpoint(state)` is called every `checkpoint_every` steps (or epochs) and when `should_stop()`
+    turns true, which ends the run with status `interrupted` at the end of the current step. A NaN or inf loss ends
+    it with status `diverged`: a result, not an error."""
     model, noise, optimizer, schedule = state.model, state.noise, state.optimizer, state.schedule
     n_steps = total_steps(settings, data.n_train)
     per_epoch = state.batches.steps_per_epoch
+    eval_interval = interval_in_steps(settings.eval_every, settings.eval_unit, data.n_train, settings.batch_size)
     checkpoint_interval = interval_in_steps(settings.checkpoint_every, settings.checkpoint_unit, data.n_train,
                                             settings.batch_size)  # fmt: skip
 
@@ -124,7 +125,7 @@ def run_loop(
                     row = {"step": step, "epoch": step / per_epoch, "train/batch_loss": losses[-1]}
                     record(row, {})
                     return TrainResult("diverged", step, row, f"non-finite training loss at step {step}")
-            if step % settings.eval_every == 0 or step == n_steps or any(p.due(step, n_steps) for p in state.probes):
+            if step % eval_interval == 0 or step == n_steps or any(p.due(step, n_steps) for p in state.probes):
                 row, artifacts = measure(step, float(loss.detach()))
                 record(row, artifacts)
                 if _diverged(row):
