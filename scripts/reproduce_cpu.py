@@ -20,8 +20,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
-# (paper, experiment, scale). Orvieto Figs 1, 2 and MLP 1 (Fig. 7) run at the paper's scale; the wider MLPs at
-# scale=cpu (conf/scale/cpu.yaml).
+# (paper, experiment, scale, *overrides). Orvieto Figs 1, 2 and MLP 1 (Fig. 7) run at the paper's scale; the wider
+# MLPs at scale=cpu (conf/scale/cpu.yaml). Levi's linear toy model runs at the paper's scale, its MLPs at a quarter of
+# the width with the shorter lengths and sweeps below (README, "Levi et al.").
 PLAN = [
     ("orvieto", "fig1_variance", "paper"),
     ("orvieto", "fig2_synthetic", "paper"),
@@ -31,6 +32,11 @@ PLAN = [
     ("orvieto", "fig10_mlp4", "cpu"),
     ("orvieto", "fig4_deep_mlp", "cpu"),
     ("orvieto", "fig3_fmnist_sigma", "cpu"),
+    ("levi", "levi_fig2_linear_toy", "paper"),
+    ("levi", "levi_fig3_mlp_ce", "cpu_quarter", "trainer.epochs=15", "seed=0"),
+    ("levi", "levi_fig2_mlp_mse", "cpu_quarter", "trainer.epochs=15", "seed=0"),
+    ("levi", "levi_fig1_decay_times", "cpu_quarter", "trainer.epochs=15", "dataset.n_train=8400", "dataset.n_test=5000",
+     "noise.strength=0,1e-4,1e-2,0.03,0.1,1,10", "seed=0,1"),
 ]
 NEEDS_DATA = {"fig5_cnn", "fig6_resnet", "fig11_toy_cnn", "fig12_wide_cnn"}  # CIFAR-10: no offline copy here
 
@@ -46,13 +52,14 @@ def main(argv: list[str]) -> int:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
     runs = RESULTS / "runs"
     started = time.monotonic()
-    for paper, experiment, scale in PLAN:
+    for paper, experiment, scale, *overrides in PLAN:
         if (arguments.only and experiment not in arguments.only) or (arguments.paper and paper not in arguments.paper):
             continue
         tic = time.monotonic()
         command = [sys.executable, str(ROOT / "run.py"), "-m", f"+experiment={experiment}", f"scale={scale}",
-                   "logger.mode=disabled", "trainer.progress_bar=false", f"hydra.sweep.dir={runs / experiment}"]
-        print(f"reproduce: {experiment} at scale={scale} ...", flush=True)
+                   "logger.mode=disabled", "trainer.progress_bar=false", f"hydra.sweep.dir={runs / experiment}",
+                   *overrides]
+        print(f"reproduce: {experiment} at scale={scale} {' '.join(overrides)}...", flush=True)
         result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
         outcome = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("noisereg: sweep")]
         print(f"reproduce: {experiment} done in {time.monotonic() - tic:.0f} s: {outcome[-1] if outcome else result.stderr[-500:]}",

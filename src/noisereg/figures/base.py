@@ -31,7 +31,7 @@ from noisereg.records import config_columns, load_runs
 # Config keys that say how a run was watched or where it ran, not what it computed: never a reason to split groups.
 NOT_A_GROUP = ("seed", "logger.", "trainer.device", "trainer.progress_bar", "trainer.resume", "trainer.checkpoint",
                "trainer.keep_checkpoint", "dataset.root", "curvature.chunk_size")  # fmt: skip
-SCALES = ("smoke", "cpu", "paper")  # from smallest to largest
+SCALES = ("smoke", "cpu", "cpu_quarter", "paper")  # from smallest to largest
 # Which setting makes a run log a metric, for the error that names it.
 METRIC_SETTINGS = {
     "theory/R_sigma_mc": "curvature.every and curvature.monte_carlo_repeats",

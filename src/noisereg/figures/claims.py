@@ -258,8 +258,8 @@ def write_report(folders: Sequence[str | os.PathLike], out: str | os.PathLike = 
         "final logged value; `holds` / `fails` means the difference goes the claimed / the other way by more than "
         f"{MARGIN:g} standard errors (paired by seed where both sides have the same seeds), `inconclusive` that it "
         "does not (or that fewer than two seeds were run), `not run` that no records of the experiment were found. "
-        "The scale column says how the runs were made: paper (the paper's sizes), cpu (reduced to fit a 2-core "
-        "machine, see README), smoke (a few steps, for tests only).",
+        "The scale column says how the runs were made: paper (the paper's sizes), cpu and cpu_quarter (reduced to "
+        "fit a 2-core machine, see README), smoke (a few steps, for tests only).",
         "",
         f"**{counts['holds']} hold, {counts['fails']} fail, {counts['inconclusive']} inconclusive, "
         f"{counts['not run']} not run.**",

@@ -20,4 +20,5 @@ def build_model(
     return MODELS.build({"name": name, **options}, input_shape=input_shape, num_outputs=output_dim, generator=generator)
 
 
-__all__ = ["MODELS", "DiagonalNetwork", "MLP", "build_linear_toy", "build_model", "hidden_activation_modules", "preactivation_modules"]
+__all__ = ["MODELS", "DiagonalNetwork", "MLP", "build_linear_toy", "build_model", "hidden_activation_modules",
+           "preactivation_modules"]

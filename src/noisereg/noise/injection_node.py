@@ -113,7 +113,8 @@ class NoiseInjectionNode(NoiseMode):
         **schedule,
     ):
         super().__init__(**schedule)
-        NoiseInjectionNodeSettings(sigma=sigma, layer=layer, resample=resample, init=init, init_scale=init_scale).check()
+        NoiseInjectionNodeSettings(sigma=sigma, layer=layer, resample=resample, init=init,
+                                   init_scale=init_scale).check()  # fmt: skip
         self.sigma = check_sigma(sigma)
         self.layer = layer
         self.resample = resample

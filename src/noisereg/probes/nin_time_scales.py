@@ -69,7 +69,8 @@ class NinTimeScalesProbe(Probe):
         try:
             with torch.enable_grad():
                 loss = self.loss_fn(self.model(self.inputs), self.targets)
-                first, *gradients = torch.autograd.grad(loss, [offset, *parameters], create_graph=True, allow_unused=True)
+                first, *gradients = torch.autograd.grad(loss, [offset, *parameters], create_graph=True,
+                                                        allow_unused=True)
                 second = torch.autograd.grad(first, offset, allow_unused=True)[0] if first.requires_grad else None
         finally:
             handle.remove()
