@@ -45,7 +45,8 @@ def sigma_from_strength(strength: float, d_input: float, lr: float, width: float
     """σ = √(c · d_input / (width · η)): Levi Table 1's σ² with c = `strength` (width N_w for MSE, 1 for CE)."""
     strength, d_input, lr, width = float(strength), float(d_input), float(lr), float(width)
     if not (strength >= 0 and d_input > 0 and lr > 0 and width > 0):
-        raise ValueError(f"nin_sigma needs c >= 0 and d_input, lr, width > 0; got {strength}, {d_input}, {lr}, {width}")
+        raise ValueError(f"nin_sigma needs c >= 0 and d_input, lr, width > 0 (got c={strength:g}, d_input={d_input:g}, "
+                         f"lr={lr:g}, width={width:g}); e.g. noise.strength=0.1")
     return math.sqrt(strength * d_input / (width * lr))
 
 
