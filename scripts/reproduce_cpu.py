@@ -4,11 +4,10 @@
     (make reproduce-cpu runs it with --fresh)
 
 Each experiment's sweep runs at the scale listed below (paper where a 2-core machine can afford it, else
-scale=cpu), into results/runs/<experiment>/ (not committed: the records). An entry may name a CPU budget,
-conf/cpu_budget/<name>.yaml, that says how that experiment shrinks at scale=cpu (fewer seeds, draws or steps); its
-sweep then goes into results/runs/<experiment>/<name>/, so one experiment can run under several budgets (Camuto's
-Fig. 3: the MLP and the CNN). Launched again without --fresh it skips
-the jobs that finished and resumes the others. Then `scripts/report.py` draws every figure into
+scale=cpu) with the entry's overrides, into results/runs/<experiment>/ (not committed: the records). An override
+`+cpu_budget=<name>` (conf/cpu_budget/<name>.yaml) says how that experiment shrinks at scale=cpu (fewer seeds, draws
+or steps); its sweep then goes into results/runs/<experiment>/<name>/, so one experiment can run under several
+budgets (Camuto's Fig. 3: the MLP and the CNN). Launched again without --fresh it skips the jobs that finished and resumes the others. Then `scripts/report.py` draws every figure into
 results/<experiment>/ and writes results/REPORT.md. Experiments whose data cannot be had here (CIFAR-10 offline)
 are skipped with a line saying so; the report lists their claims as `not run`.
 """
@@ -23,9 +22,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
-# (paper, experiment, scale[, CPU budget]). Orvieto Figs 1, 2 and MLP 1 (Fig. 7) run at the paper's scale; the wider
+# (paper, experiment, scale, *overrides). Orvieto Figs 1, 2 and MLP 1 (Fig. 7) run at the paper's scale; the wider
 # MLPs at scale=cpu (conf/scale/cpu.yaml). Camuto's experiments at scale=cpu with their budgets (conf/cpu_budget/):
-# about 15 minutes on an idle 2-core machine (README, "Camuto et al.").
+# about 15 minutes on an idle 2-core machine (README, "Camuto et al."). Levi's linear toy model runs at the paper's
+# scale, its MLPs at a quarter of the width with the shorter lengths and sweeps below (README, "Levi et al.").
 PLAN = [
     ("orvieto", "fig1_variance", "paper"),
     ("orvieto", "fig2_synthetic", "paper"),
@@ -35,11 +35,16 @@ PLAN = [
     ("orvieto", "fig10_mlp4", "cpu"),
     ("orvieto", "fig4_deep_mlp", "cpu"),
     ("orvieto", "fig3_fmnist_sigma", "cpu"),
-    ("camuto", "camuto_fig2_remainder", "cpu", "camuto_fig2_remainder"),
-    ("camuto", "camuto_fig3_explicit_vs_gni", "cpu", "camuto_fig3_mlp"),
-    ("camuto", "camuto_fig3_explicit_vs_gni", "cpu", "camuto_fig3_cnn"),
-    ("camuto", "camuto_fig4_fourier", "cpu", "camuto_fig4_fourier"),
-    ("camuto", "camuto_fig5_layer_frequencies", "cpu", "camuto_fig5_layer_frequencies"),
+    ("camuto", "camuto_fig2_remainder", "cpu", "+cpu_budget=camuto_fig2_remainder"),
+    ("camuto", "camuto_fig3_explicit_vs_gni", "cpu", "+cpu_budget=camuto_fig3_mlp"),
+    ("camuto", "camuto_fig3_explicit_vs_gni", "cpu", "+cpu_budget=camuto_fig3_cnn"),
+    ("camuto", "camuto_fig4_fourier", "cpu", "+cpu_budget=camuto_fig4_fourier"),
+    ("camuto", "camuto_fig5_layer_frequencies", "cpu", "+cpu_budget=camuto_fig5_layer_frequencies"),
+    ("levi", "levi_fig2_linear_toy", "paper"),
+    ("levi", "levi_fig3_mlp_ce", "cpu_quarter", "trainer.epochs=15", "seed=0"),
+    ("levi", "levi_fig2_mlp_mse", "cpu_quarter", "trainer.epochs=15", "seed=0"),
+    ("levi", "levi_fig1_decay_times", "cpu_quarter", "trainer.epochs=15", "dataset.n_train=8400", "dataset.n_test=5000",
+     "noise.strength=0,1e-4,1e-2,0.03,0.1,1,10", "seed=0,1"),
 ]
 NEEDS_DATA = {"fig5_cnn", "fig6_resnet", "fig11_toy_cnn", "fig12_wide_cnn"}  # CIFAR-10: no offline copy here
 
@@ -55,15 +60,15 @@ def main(argv: list[str]) -> int:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
     runs = RESULTS / "runs"
     started = time.monotonic()
-    for paper, experiment, scale, *budget in PLAN:
+    for paper, experiment, scale, *overrides in PLAN:
         if (arguments.only and experiment not in arguments.only) or (arguments.paper and paper not in arguments.paper):
             continue
         tic = time.monotonic()
+        budget = [o.split("=", 1)[1] for o in overrides if o.startswith("+cpu_budget=")]
         folder = runs / experiment / budget[0] if budget else runs / experiment
         command = [sys.executable, str(ROOT / "run.py"), "-m", f"+experiment={experiment}", f"scale={scale}",
-                   *[f"+cpu_budget={name}" for name in budget], "logger.mode=disabled", "trainer.progress_bar=false",
-                   f"hydra.sweep.dir={folder}"]  # fmt: skip
-        print(f"reproduce: {experiment} at scale={scale}{f' (budget {budget[0]})' if budget else ''} ...", flush=True)
+                   "logger.mode=disabled", "trainer.progress_bar=false", f"hydra.sweep.dir={folder}", *overrides]
+        print(f"reproduce: {experiment} at scale={scale} {' '.join(overrides)}...", flush=True)
         result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
         outcome = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("noisereg: sweep")]
         print(f"reproduce: {experiment} done in {time.monotonic() - tic:.0f} s: {outcome[-1] if outcome else result.stderr[-500:]}",

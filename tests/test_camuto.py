@@ -332,9 +332,10 @@ def test_every_cpu_budget_of_the_reproduction_plan_composes():
     spec.loader.exec_module(module)
     from noisereg.app import prepare
 
-    budgets = [entry for entry in module.PLAN if len(entry) > 3]
-    assert {entry[1] for entry in budgets} == set(CAMUTO)
-    for _, experiment, scale, budget in budgets:
+    budgets = [(experiment, scale, override.split("=", 1)[1]) for _, experiment, scale, *overrides in module.PLAN
+               for override in overrides if override.startswith("+cpu_budget=")]  # fmt: skip
+    assert {entry[0] for entry in budgets} == set(CAMUTO)
+    for experiment, scale, budget in budgets:
         cpu = prepare(compose(f"+experiment={experiment}", f"scale={scale}", f"+cpu_budget={budget}"))
         paper = prepare(compose(f"+experiment={experiment}"))
         assert cpu.scale.name == "cpu"

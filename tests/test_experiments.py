@@ -20,7 +20,7 @@ def test_the_experiment_folder_is_not_empty():
 def test_experiment_runs_at_smoke_scale(experiment, tmp_path, request):
     overrides = [f"+experiment={experiment}", "scale=smoke", "logger.mode=disabled"]
     cfg = compose(*overrides)
-    if cfg.dataset.name == "fmnist_subset":
+    if cfg.dataset.name.startswith("fmnist"):
         request.getfixturevalue("fmnist_available")
     if cfg.dataset.name == "cifar10":  # the fixture in the real layout: real CIFAR-10 cannot be had here
         cfg = compose(*overrides, f"dataset.root={request.getfixturevalue('cifar10_root')}")

@@ -231,7 +231,7 @@ def test_nin_fixed_resampling_keeps_one_epsilon_per_sample():
     noise.begin_step(1, 0, indices)
     second = model(x[indices]) - clean[indices]
     torch.testing.assert_close(first, second)
-    expected = noise.fixed_epsilon[indices][:, None] * noise.node.weight.detach()[None, :]
+    expected = noise.epsilon_table[indices][:, None] * noise.node.weight.detach()[None, :]
     torch.testing.assert_close(first, expected)
 
 

@@ -33,6 +33,7 @@ MODES = {
     "layerwise_cyclic": ["noise=layerwise", "noise.sigma=0.1", "noise.order=cyclic"],
     "label_noise": ["noise=label_noise", "noise.delta=0.3"],
     "nin_step": ["noise=nin", "noise.sigma=0.5"],
+    "nin_epoch": ["noise=nin", "noise.sigma=0.5", "noise.resample=epoch"],
     "nin_fixed": ["noise=nin", "noise.sigma=0.5", "noise.resample=fixed"],
     "gni": ["noise=gni", "noise.sigma=0.2", "noise.noise_input=true", "+probes.remainder.every=9",
             "+probes.remainder.draws=20", "+probes.remainder.n_samples=8"],

@@ -6,10 +6,10 @@ from typing import Any
 
 from noisereg.data.batches import Batch, BatchIterator
 from noisereg.data.cifar10 import cifar10, cifar10_tensors
-from noisereg.data.fmnist import DatasetNotFoundError, fashion_mnist_tensors, fmnist_subset
+from noisereg.data.fmnist import DatasetNotFoundError, fashion_mnist_tensors, fmnist_full, fmnist_subset
 from noisereg.data.images import ImagePipeline
 from noisereg.data.sines import sum_of_sines
-from noisereg.data.synthetic import synthetic_sparse
+from noisereg.data.synthetic import scalar_regression, synthetic_sparse
 from noisereg.data.tabular import diabetes
 from noisereg.data.tensors import TensorDataset
 from noisereg.registry import DATASETS
@@ -31,7 +31,9 @@ __all__ = [
     "cifar10_tensors",
     "diabetes",
     "fashion_mnist_tensors",
+    "fmnist_full",
     "fmnist_subset",
     "sum_of_sines",
+    "scalar_regression",
     "synthetic_sparse",
 ]

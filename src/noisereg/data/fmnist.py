@@ -140,3 +140,46 @@ def fmnist_subset(
     if n_test is not None:
         test_x, test_y = test_x[:n_test], test_y[:n_test]
     return TensorDataset(train_x[subset], train_y[subset], test_x, test_y, task="classification", num_outputs=10)
+
+
+@dataclass
+class FmnistFullSettings:
+    name: str = "fmnist_full"
+    train_fraction: float = 0.6  # of the 70,000 pooled images (Levi App. B: a 60/40 training/validation split)
+    n_train: Optional[int] = None  # None: the whole training share (42,000); else its first n_train images
+    n_test: Optional[int] = None  # None: the whole held-out share (28,000); else its first n_test images
+    standardize: bool = True  # subtract the training images' mean pixel value, divide by their std (one scalar each)
+    root: str = DEFAULT_ROOT
+    seed: int = 0  # which split; fixed across runs, as seeds vary only the initialisation, batches and noise
+
+    def check(self, group: str = "dataset") -> None:
+        if not 0.0 < self.train_fraction < 1.0:
+            raise SettingError(f"{group}.train_fraction={self.train_fraction} must lie in (0, 1), e.g. 0.6")
+        for key in ("n_train", "n_test"):
+            if getattr(self, key) is not None and getattr(self, key) < 1:
+                raise SettingError(f"{group}.{key}={getattr(self, key)} must be >= 1, or null for the whole share")
+
+
+@DATASETS.register("fmnist_full", FmnistFullSettings)
+def fmnist_full(
+    train_fraction: float = 0.6,
+    n_train: int | None = None,
+    n_test: int | None = None,
+    standardize: bool = True,
+    root: str | os.PathLike = DEFAULT_ROOT,
+    seed: int = 0,
+) -> TensorDataset:
+    """All 70,000 Fashion-MNIST images (the official train and test files pooled), split at random by `seed` into
+    a training and a held-out share, standardised with the training images' statistics (Levi App. B: "subtracting
+    the mean and dividing by the variance of the training data", read as the standard deviation)."""
+    FmnistFullSettings(train_fraction=train_fraction, n_train=n_train, n_test=n_test).check()
+    train_x, train_y, test_x, test_y = fashion_mnist_tensors(root)
+    images, labels = torch.cat([train_x, test_x]), torch.cat([train_y, test_y])
+    order = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(seed))
+    cut = round(train_fraction * images.shape[0])
+    train, test = order[:cut][:n_train], order[cut:][:n_test]
+    train_x, test_x = images[train], images[test]
+    if standardize:
+        mean, std = train_x.mean(), train_x.std()
+        train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
+    return TensorDataset(train_x, labels[train], test_x, labels[test], task="classification", num_outputs=10)

@@ -1,5 +1,5 @@
-"""Sparse synthetic regression of Orvieto et al. Fig. 2 (footnote 3): 40 points from a standard Gaussian in
-R^10, labels planted as a linear function of the first two coordinates."""
+"""Synthetic regressions: Orvieto et al.'s sparse one (Fig. 2, footnote 3: 40 points from a standard Gaussian in
+R^10, labels planted as a linear function of the first two coordinates) and Levi et al.'s scalar one (Sec. 3)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -48,3 +48,27 @@ def synthetic_sparse(
     train_x, train_y = sample(n_train)
     test_x, test_y = sample(n_test)
     return TensorDataset(train_x, train_y, test_x, test_y, task="regression", num_outputs=1)
+
+
+@dataclass
+class ScalarRegressionSettings:
+    name: str = "scalar_regression"
+    n_train: int = 10000
+    n_test: int = 1000
+    input_std: float = 1.0  # σ_x
+    slope: float = 1.0  # M
+    seed: int = 0
+
+
+@DATASETS.register("scalar_regression", ScalarRegressionSettings)
+def scalar_regression(
+    n_train: int = 10000, n_test: int = 1000, input_std: float = 1.0, slope: float = 1.0, seed: int = 0
+) -> TensorDataset:
+    """Levi et al.'s univariate linear regression (Sec. 3): x ~ N(0, σ_x²), y = M·x, without label noise."""
+    if n_train < 1 or n_test < 1:
+        raise SettingError("dataset.n_train and dataset.n_test must be >= 1")
+    if not input_std > 0:
+        raise SettingError(f"dataset.input_std={input_std} must be > 0, e.g. dataset.input_std=1.0")
+    generator = torch.Generator().manual_seed(seed)
+    train_x, test_x = (torch.randn(n, 1, generator=generator) * input_std for n in (n_train, n_test))
+    return TensorDataset(train_x, slope * train_x, test_x, slope * test_x, task="regression", num_outputs=1)

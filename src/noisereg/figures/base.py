@@ -32,7 +32,7 @@ from noisereg.tracking.records import list_artifacts, read_artifact
 # Config keys that say how a run was watched or where it ran, not what it computed: never a reason to split groups.
 NOT_A_GROUP = ("seed", "logger.", "trainer.device", "trainer.progress_bar", "trainer.resume", "trainer.checkpoint",
                "trainer.keep_checkpoint", "dataset.root", "curvature.chunk_size")  # fmt: skip
-SCALES = ("smoke", "cpu", "paper")  # from smallest to largest
+SCALES = ("smoke", "cpu", "cpu_quarter", "paper")  # from smallest to largest
 # Which setting makes a run log a metric, for the error that names it.
 METRIC_SETTINGS = {
     "theory/R_sigma_mc": "curvature.every and curvature.monte_carlo_repeats",
@@ -40,6 +40,7 @@ METRIC_SETTINGS = {
     "reg/": "curvature.every",
     "loss/regularized": "curvature.every",
     "theory/": "curvature.every",
+    "tau/": "probes.nin_time_scales.every",
 }
 
 
@@ -382,6 +383,67 @@ class Canvas:
         series.x, series.n, series.mean, series.std, series.sem = aggregate(with_values, x, y)
         return series
 
+    def phase_bar(
+        self,
+        row: int,
+        cells: pd.DataFrame,
+        x: str,
+        order: Sequence[str],
+        colors: dict[str, str],
+        title: str | None = None,
+        log_x: bool = True,
+    ) -> None:
+        """One axis across the whole row: for each value of x (e.g. σ), the phase most of its runs are in, as
+        coloured regions meeting halfway between neighbouring values, a marker per value and the runs' count.
+        `cells` has one row per run with columns x and `phase`; the JSON holds one series per phase: per x value
+        the number of runs in that phase (n) and their fraction of the runs at x (mean)."""
+        grid = self.axes[row, 0].get_gridspec()
+        for axis in self.axes[row, :]:
+            axis.remove()
+        axis = self.figure.add_subplot(grid[row, :])
+        self.axes[row, 0] = axis
+        self.axes[row, 1:] = None
+        _, panel = self._panel((row, 0), x, "phase", title, log_x, False)
+        axis.set_yticks([])
+        counts, spans = phase_counts(cells, x, order, log_x)
+        for phase, low, high in spans:
+            axis.axvspan(low, high, color=colors[phase], alpha=0.35, lw=0)
+            axis.text(math.sqrt(low * high) if log_x else (low + high) / 2, 0.5, phase, ha="center", va="center",
+                      fontsize=8)  # fmt: skip
+        for x_value, by_phase in counts.items():
+            majority = max(order, key=lambda p: (by_phase.get(p, 0), order.index(p)))
+            axis.plot([x_value], [0.15], marker="*", ms=9, color=colors[majority])
+            axis.text(x_value, 0.85, "/".join(str(by_phase.get(p, 0)) for p in order if by_phase.get(p)), ha="center",
+                      fontsize=6)  # fmt: skip
+        axis.set_ylim(0, 1)
+        if spans:
+            axis.set_xlim(spans[0][1], spans[-1][2])
+        for phase in order:
+            xs = [x_value for x_value, by_phase in counts.items() if by_phase.get(phase)]
+            totals = [sum(counts[x_value].values()) for x_value in xs]
+            numbers = [counts[x_value][phase] for x_value in xs]
+            series = Series(phase, {"phase": phase}, sum(numbers), x=xs, n=numbers, metric="phase",
+                            mean=[n / total for n, total in zip(numbers, totals)])  # fmt: skip
+            panel["series"].append(series.as_json())
+        panel["spans"] = [{"phase": phase, "from": low, "to": high} for phase, low, high in spans]
+
+    def shade(self, where: tuple[int, int], cells: pd.DataFrame, x: str, order: Sequence[str],
+              colors: dict[str, str], log_x: bool = True) -> None:  # fmt: skip
+        """Shade a panel's x axis by phase (as `phase_bar` draws them), recorded as the panel's `spans`."""
+        axis = self.axes[where]
+        _, spans = phase_counts(cells, x, order, log_x)
+        for phase, low, high in spans:
+            axis.axvspan(low, high, color=colors[phase], alpha=0.15, lw=0)
+        self.panels.setdefault(where, {"row": where[0], "column": where[1], "title": None, "x": x, "y": None,
+                                       "log_x": log_x, "log_y": False, "series": []})  # fmt: skip
+        self.panels[where]["spans"] = [{"phase": phase, "from": low, "to": high} for phase, low, high in spans]
+
+    def empty(self, where: tuple[int, int], x: str, y: str, title: str | None, note: str) -> None:
+        """A panel with nothing to plot (e.g. no fit resolved at smoke scale), saying why."""
+        axis, panel = self._panel(where, x, y, title, False, False)
+        axis.text(0.5, 0.5, note, ha="center", va="center", fontsize=8, transform=axis.transAxes, wrap=True)
+        panel["note"] = note
+
     @staticmethod
     def _legend(series: Series) -> str:
         notes = [f"n={series.runs}"]
@@ -393,6 +455,9 @@ class Canvas:
 
     def save(self, out: Path, name: str) -> tuple[Path, Path]:
         out.mkdir(parents=True, exist_ok=True)
+        for where, axis in np.ndenumerate(self.axes):  # a grid cell the figure left empty is not drawn
+            if axis is not None and where not in self.panels:
+                axis.set_visible(False)
         self.figure.suptitle(f"{self.spec.title}\n{self.caption}", fontsize=9)
         self.figure.tight_layout()
         png, data = out / f"{name}.png", out / f"{name}.json"
@@ -404,6 +469,36 @@ class Canvas:
                    "spread": self.spec.spread, "panels": list(self.panels.values())}  # fmt: skip
         data.write_text(json.dumps(payload, indent=1) + "\n")
         return png, data
+
+
+def phase_counts(
+    cells: pd.DataFrame, x: str, order: Sequence[str], log_x: bool
+) -> tuple[dict[Any, dict[str, int]], list[tuple[str, float, float]]]:
+    """Per value of x, how many runs are in each phase; and the regions of the majority phases, neighbouring
+    values' regions meeting halfway (geometrically on a log axis, where values <= 0 are left out)."""
+    cells = cells[cells[x] > 0] if log_x else cells
+    counts: dict[Any, dict[str, int]] = {}
+    for x_value, group in cells.groupby(x, sort=True):
+        counts[_plain(x_value)] = {phase: int((group["phase"] == phase).sum()) for phase in order}
+    xs = list(counts)
+    if not xs:
+        return counts, []
+    middle = (lambda a, b: math.sqrt(a * b)) if log_x else (lambda a, b: (a + b) / 2)
+    edges = [middle(a, b) for a, b in zip(xs[:-1], xs[1:])]
+    if len(xs) == 1:
+        first, last = (xs[0] / 2, xs[0] * 2) if log_x else (xs[0] - 0.5, xs[0] + 0.5)
+    else:
+        first = xs[0] ** 2 / edges[0] if log_x else 2 * xs[0] - edges[0]
+        last = xs[-1] ** 2 / edges[-1] if log_x else 2 * xs[-1] - edges[-1]
+    bounds = [first, *edges, last]
+    spans = []
+    for index, x_value in enumerate(xs):
+        majority = max(order, key=lambda p: (counts[x_value].get(p, 0), order.index(p)))
+        if spans and spans[-1][0] == majority:
+            spans[-1] = (majority, spans[-1][1], bounds[index + 1])
+        else:
+            spans.append((majority, bounds[index], bounds[index + 1]))
+    return counts, spans
 
 
 def last_values(runs: pd.DataFrame, y: str) -> pd.DataFrame:

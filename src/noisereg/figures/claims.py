@@ -160,6 +160,36 @@ def rank_correlation(xs: Sequence[float], ys: Sequence[float]) -> float:
     return float(np.corrcoef(x_ranks, y_ranks)[0, 1])
 
 
+def within(a: Evidence, b: Evidence | float, tolerance: float, what: str | None = None) -> Verdict:
+    """a and b agree to within ± tolerance: holds when the difference ± 2 standard errors lies inside the band,
+    fails when it lies outside by more than 2 standard errors, inconclusive otherwise (paired by seed as above)."""
+    if isinstance(b, Evidence):
+        difference, error, n, how = _difference(a, b)
+        numbers, name = f"{a}; {b}; difference {_fmt(difference)} ± {_fmt(error)}", f"{a.name} − {b.name}"
+    else:
+        difference, error, n, how = a.mean - b, a.sem, a.n, "one sample"
+        numbers, name = f"{a}; against {b:g}", f"{a.name} − {b:g}"
+    if n < 2 or not math.isfinite(difference) or not math.isfinite(error):
+        verdict = "inconclusive"
+    elif abs(difference) + MARGIN * error < tolerance:
+        verdict = "holds"
+    elif abs(difference) - MARGIN * error > tolerance:
+        verdict = "fails"
+    else:
+        verdict = "inconclusive"
+    rule = f"|{what or name}| < {tolerance:g} with {MARGIN:g} SE to spare ({how})"
+    return Verdict(verdict, numbers, rule)
+
+
+def unanimous(name: str, outcomes: dict[Any, bool], what: str) -> Verdict:
+    """A yes/no outcome per seed (or per run): holds when every one of at least two says yes, fails when more than
+    half say no, inconclusive otherwise."""
+    yes = sum(bool(v) for v in outcomes.values())
+    n = len(outcomes)
+    verdict = "holds" if n >= 2 and yes == n else "fails" if n and yes < n / 2 else "inconclusive"
+    return Verdict(verdict, f"{name}: {yes} of {n}", f"{what} for every one (≥ 2); fails if for fewer than half")
+
+
 def all_of(*verdicts: Verdict) -> Verdict:
     """Holds if every part holds, fails if any part fails, inconclusive otherwise."""
     states = [v.verdict for v in verdicts]
@@ -301,8 +331,8 @@ def write_report(folders: Sequence[str | os.PathLike], out: str | os.PathLike = 
         "final logged value; `holds` / `fails` means the difference goes the claimed / the other way by more than "
         f"{MARGIN:g} standard errors (paired by seed where both sides have the same seeds), `inconclusive` that it "
         "does not (or that fewer than two seeds were run), `not run` that no records of the experiment were found. "
-        "The scale column says how the runs were made: paper (the paper's sizes), cpu (reduced to fit a 2-core "
-        "machine, see README), smoke (a few steps, for tests only).",
+        "The scale column says how the runs were made: paper (the paper's sizes), cpu and cpu_quarter (reduced to "
+        "fit a 2-core machine, see README), smoke (a few steps, for tests only).",
         "",
         f"**{counts['holds']} hold, {counts['fails']} fail, {counts['inconclusive']} inconclusive, "
         f"{counts['not run']} not run.**",

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from noisereg.models.diagonal import DiagonalNetwork
+from noisereg.models.linear_toy import build_linear_toy
 from noisereg.models.mlp import MLP
 from noisereg.models.resnet import ResNet
 from noisereg.models.sites import hidden_activation_modules, preactivation_modules
@@ -25,13 +26,14 @@ def build_model(
 
 
 __all__ = [
+    "MLP",
     "MODELS",
     "DiagonalNetwork",
-    "MLP",
-    "StridedCNN",
     "ResNet",
+    "StridedCNN",
     "ToyCNN",
     "WideCNN",
+    "build_linear_toy",
     "build_model",
     "hidden_activation_modules",
     "preactivation_modules",

@@ -3,6 +3,7 @@ from noisereg.probes.base import Measurement, Probe, ProbeContext, ProbeSettings
 from noisereg.probes.calibration import CalibrationProbe
 from noisereg.probes.fourier import FourierProbe
 from noisereg.probes.layer_statistics import LayerStatisticsProbe
+from noisereg.probes.nin_time_scales import NinTimeScalesProbe
 from noisereg.probes.predictions import PredictionsProbe
 from noisereg.probes.remainder import RemainderProbe
 from noisereg.registry import PROBES
@@ -13,6 +14,7 @@ __all__ = [
     "FourierProbe",
     "LayerStatisticsProbe",
     "Measurement",
+    "NinTimeScalesProbe",
     "PredictionsProbe",
     "Probe",
     "ProbeContext",

@@ -67,9 +67,9 @@ def run_loop(
     model, noise, optimizer, schedule = state.model, state.noise, state.optimizer, state.schedule
     n_steps = total_steps(settings, data.n_train)
     per_epoch = state.batches.steps_per_epoch
+    eval_interval = interval_in_steps(settings.eval_every, settings.eval_unit, data.n_train, settings.batch_size)
     checkpoint_interval = interval_in_steps(settings.checkpoint_every, settings.checkpoint_unit, data.n_train,
                                             settings.batch_size)  # fmt: skip
-    eval_interval = interval_in_steps(settings.eval_every, settings.eval_unit, data.n_train, settings.batch_size)
     device = next(model.parameters()).device
     precision = autocast_dtype(settings, device)
     # The compiled module shares the model's parameters and buffers; checkpoints and probes use `model` itself.

@@ -39,7 +39,7 @@ class TrainerSettings:
     optimizer: OptimizerSettings = field(default_factory=OptimizerSettings)
     schedule: str = "constant"
     eval_every: int = 50  # in eval_unit
-    eval_unit: str = "steps"  # steps | epochs
+    eval_unit: str = "steps"  # steps | epochs (Levi's figures log once per epoch)
     eval_batch_size: int = 4096
     divergence_check_every: int = 1  # steps; >1 avoids a host sync per step on GPUs
     progress_bar: bool = True
@@ -88,6 +88,8 @@ class TrainerSettings:
             raise SettingError(f"trainer.batch_size={self.batch_size} must be >= 1, or null for full batch")
         if self.eval_every < 1 or self.divergence_check_every < 1 or self.eval_batch_size < 1:
             raise SettingError("trainer.eval_every, trainer.eval_batch_size and trainer.divergence_check_every must be >= 1")
+        if self.eval_unit not in UNITS:
+            raise SettingError(f"trainer.eval_unit={self.eval_unit!r} is unknown; choose steps or epochs")
         if self.resume not in RESUME_POLICIES:
             raise SettingError(f"trainer.resume={self.resume!r} is unknown; choose one of {list(RESUME_POLICIES)}")
         if self.checkpoint_every is not None and self.checkpoint_every < 1:
