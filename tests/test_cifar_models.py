@@ -72,7 +72,7 @@ def test_activation_noise_and_noise_nodes_reach_every_site_of_a_resnet():
     model = build_model("resnet18", (3, 8, 8), 10, torch.Generator().manual_seed(0), widths=[2, 3], blocks=[2, 1])
     sites = hidden_activation_modules(model)
     assert len(sites) == 7  # the stem's ReLU and two per block
-    gni = ActivationNoise(sigma=[0.0] * (len(sites) - 1) + [1.0], seed=0)  # σ on the last site only
+    gni = ActivationNoise(sigma=[0.0] * (len(sites) - 1) + [1.0], seed=0, noise_input=False)  # the last site only
     gni.attach(model)
     seen: list[torch.Tensor] = []
     for site in sites:  # registered after GNI's hooks: they see what the next layer sees

@@ -84,10 +84,13 @@ class NoiseInjectionWeights(nn.Module):
 
 
 def fan_in(site: nn.Module) -> int:
-    """Inputs feeding one unit of a Linear or Conv layer."""
+    """Inputs feeding one unit of a Linear or Conv layer; 1 for a normalisation layer (the ResNet's preactivations
+    are BatchNorm outputs: one affine weight per unit, initialised at 1)."""
     if hasattr(site, "in_features"):
         return site.in_features
-    return site.in_channels // site.groups * math.prod(site.kernel_size)
+    if hasattr(site, "in_channels"):
+        return site.in_channels // site.groups * math.prod(site.kernel_size)
+    return 1
 
 
 def initial_weights(width: int, init: str, scale: float, fan: int, generator: torch.Generator) -> torch.Tensor:
