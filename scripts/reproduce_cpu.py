@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
 # (paper, experiment, scale, *overrides). Orvieto Figs 1, 2 and MLP 1 (Fig. 7) run at the paper's scale; the wider
-# MLPs at scale=cpu (conf/scale/cpu.yaml). Camuto's experiments at scale=cpu with their budgets (conf/cpu_budget/):
+# MLPs at scale=cpu (conf/scale/cpu.yaml), Figs 10, 4 and 3 also with 2 seeds and 1000 steps (README, "results/"). Camuto's experiments at scale=cpu with their budgets (conf/cpu_budget/):
 # about 15 minutes on an idle 2-core machine (README, "Camuto et al."). Levi's linear toy model runs at the paper's
 # scale, its MLPs at a quarter of the width with the shorter lengths and sweeps below (README, "Levi et al.").
 PLAN = [
@@ -32,9 +32,9 @@ PLAN = [
     ("orvieto", "fig7_mlp1", "paper"),
     ("orvieto", "fig9_mlp3", "cpu"),
     ("orvieto", "fig8_mlp2", "cpu"),
-    ("orvieto", "fig10_mlp4", "cpu"),
-    ("orvieto", "fig4_deep_mlp", "cpu"),
-    ("orvieto", "fig3_fmnist_sigma", "cpu"),
+    ("orvieto", "fig4_deep_mlp", "cpu", "trainer.steps=1000", "seed=0,1"),
+    ("orvieto", "fig3_fmnist_sigma", "cpu", "trainer.steps=1000", "seed=0,1", "noise.sigma=0,0.02,0.05,0.1,0.2"),
+    ("orvieto", "fig10_mlp4", "cpu", "trainer.steps=1000", "seed=0,1"),
     ("camuto", "camuto_fig2_remainder", "cpu", "+cpu_budget=camuto_fig2_remainder"),
     ("camuto", "camuto_fig3_explicit_vs_gni", "cpu", "+cpu_budget=camuto_fig3_mlp"),
     ("camuto", "camuto_fig3_explicit_vs_gni", "cpu", "+cpu_budget=camuto_fig3_cnn"),
