@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
 # (paper, experiment, scale). Orvieto Figs 1, 2 and MLP 1 (Fig. 7) run at the paper's scale; the wider MLPs at
-# scale=cpu (conf/scale/cpu.yaml).
+# scale=cpu (conf/scale/cpu.yaml). Blanc's experiments at their own files' sizes.
 PLAN = [
     ("orvieto", "fig1_variance", "paper"),
     ("orvieto", "fig2_synthetic", "paper"),
@@ -31,6 +31,13 @@ PLAN = [
     ("orvieto", "fig10_mlp4", "cpu"),
     ("orvieto", "fig4_deep_mlp", "cpu"),
     ("orvieto", "fig3_fmnist_sigma", "cpu"),
+    # Blanc et al.: tiny models, millions of steps in compiled blocks (one core each); the sizes of their experiment
+    # files (README, "Blanc et al.": Fig. 1 at d = 20).
+    ("blanc", "blanc_thm3_single_point", "paper"),
+    ("blanc", "blanc_fig1_matrix_sensing", "paper"),
+    ("blanc", "blanc_fig1_lr_sweep", "paper"),
+    ("blanc", "blanc_fig3_curve_length", "paper"),
+    ("blanc", "blanc_fig2_relu_interpolation", "paper"),
 ]
 NEEDS_DATA = {"fig5_cnn", "fig6_resnet", "fig11_toy_cnn", "fig12_wide_cnn"}  # CIFAR-10: no offline copy here
 

@@ -6,6 +6,8 @@ from typing import Any
 
 from noisereg.data.batches import Batch, BatchIterator
 from noisereg.data.fmnist import DatasetNotFoundError, fashion_mnist_tensors, fmnist_subset
+from noisereg.data.matrix_sensing import matrix_sensing
+from noisereg.data.points import points_1d, single_point
 from noisereg.data.synthetic import synthetic_sparse
 from noisereg.data.tensors import TensorDataset
 from noisereg.registry import DATASETS
@@ -24,5 +26,8 @@ __all__ = [
     "build_dataset",
     "fashion_mnist_tensors",
     "fmnist_subset",
+    "matrix_sensing",
+    "points_1d",
+    "single_point",
     "synthetic_sparse",
 ]

@@ -1,7 +1,7 @@
 """A dataset as tensors on the training device (airbench style: no DataLoader, no per-sample transforms)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -14,6 +14,8 @@ class TensorDataset:
     test_targets: torch.Tensor
     task: str  # "classification" (int64 class targets) or "regression" (float targets)
     num_outputs: int
+    # What the data were generated from, for measurements against the truth (a planted matrix, ...).
+    truth: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -31,4 +33,5 @@ class TensorDataset:
             self.test_targets.to(device),
             self.task,
             self.num_outputs,
+            {name: value.to(device) for name, value in self.truth.items()},
         )

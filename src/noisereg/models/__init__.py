@@ -7,8 +7,11 @@ import torch
 from torch import nn
 
 from noisereg.models.diagonal import DiagonalNetwork
+from noisereg.models.factorized import FactorizedMatrix
 from noisereg.models.mlp import MLP
+from noisereg.models.relu_1d import Relu1dNetwork
 from noisereg.models.sites import hidden_activation_modules, preactivation_modules
+from noisereg.models.smooth_two_layer import SmoothTwoLayerNetwork
 from noisereg.registry import MODELS
 
 
@@ -19,4 +22,14 @@ def build_model(
     return MODELS.build({"name": name, **options}, input_shape=input_shape, num_outputs=output_dim, generator=generator)
 
 
-__all__ = ["MODELS", "DiagonalNetwork", "MLP", "build_model", "hidden_activation_modules", "preactivation_modules"]
+__all__ = [
+    "MODELS",
+    "DiagonalNetwork",
+    "FactorizedMatrix",
+    "MLP",
+    "Relu1dNetwork",
+    "SmoothTwoLayerNetwork",
+    "build_model",
+    "hidden_activation_modules",
+    "preactivation_modules",
+]
