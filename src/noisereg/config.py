@@ -102,7 +102,8 @@ def _resolved(node: Any) -> Any:
         try:
             return OmegaConf.to_container(node, resolve=True)
         except OmegaConfBaseException as error:
-            raise SettingError(f"invalid setting {error.full_key}: {str(error).splitlines()[0]}") from None
+            key = getattr(error, "full_key", None) or "interpolation"
+            raise SettingError(f"invalid setting {key}: {str(error).splitlines()[0]}") from None
     return node
 
 

@@ -19,7 +19,7 @@ import torch
 
 from noisereg.data.points import piecewise_linear
 from noisereg.errors import SettingError
-from noisereg.probes.base import Measurement, Probe, ProbeContext, ProbeSettings
+from noisereg.probes.base import Measurement, Probe, ProbeContext, ProbeSettings, steps_between
 from noisereg.registry import PROBES
 
 
@@ -45,7 +45,7 @@ class Function1dProbe(Probe):
         if not 2 <= saved_points <= grid_points:
             raise SettingError(f"probes.function_1d needs 2 <= saved_points <= grid_points (got {saved_points} and "
                                f"{grid_points})")  # fmt: skip
-        super().__init__(every if every is None or unit == "steps" else every * context.steps_per_epoch)
+        super().__init__(steps_between(every, unit, context))
         self.model = context.model
         order = torch.argsort(data.train_inputs[:, 0])
         self.knots_x, self.knots_y = data.train_inputs[order, 0], data.train_targets[order, 0]

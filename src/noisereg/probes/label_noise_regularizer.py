@@ -12,7 +12,7 @@ from typing import Optional
 
 from noisereg.curvature.regularizers import output_gradient_norm_squared
 from noisereg.errors import SettingError
-from noisereg.probes.base import Measurement, Probe, ProbeContext, ProbeSettings
+from noisereg.probes.base import Measurement, Probe, ProbeContext, ProbeSettings, steps_between
 from noisereg.registry import PROBES
 
 
@@ -28,7 +28,7 @@ class LabelNoiseRegularizerProbe(Probe):
     def __init__(self, context: ProbeContext, every: int | None, unit: str, n_samples: int | None):
         if n_samples is not None and n_samples < 1:
             raise SettingError(f"probes.label_noise_regularizer.n_samples={n_samples} must be >= 1, or null for all")
-        super().__init__(every if every is None or unit == "steps" else every * context.steps_per_epoch)
+        super().__init__(steps_between(every, unit, context))
         self.model = context.model
         self.inputs = context.data.train_inputs[:n_samples]
 

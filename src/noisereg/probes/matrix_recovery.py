@@ -13,21 +13,14 @@ Needs a model with `matrix()` (models/factorized.py) and a dataset with `truth["
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from noisereg.errors import SettingError
-from noisereg.probes.base import Measurement, Probe, ProbeContext, ProbeSettings
+from noisereg.probes.base import Measurement, Probe, ProbeContext, ProbeSettings, steps_between
 from noisereg.registry import PROBES
 
 
-@dataclass
-class MatrixRecoverySettings(ProbeSettings):
-    pass
-
-
-@PROBES.register("matrix_recovery", MatrixRecoverySettings)
+@PROBES.register("matrix_recovery", ProbeSettings)  # every, unit: nothing else
 class MatrixRecoveryProbe(Probe):
     name = "matrix_recovery"
 
@@ -35,7 +28,7 @@ class MatrixRecoveryProbe(Probe):
         if "planted_matrix" not in context.data.truth or not hasattr(context.model, "matrix"):
             raise SettingError("probes.matrix_recovery needs a planted matrix and a matrix model; use "
                                "dataset=matrix_sensing model=factorized_matrix")  # fmt: skip
-        super().__init__(every if every is None or unit == "steps" else every * context.steps_per_epoch)
+        super().__init__(steps_between(every, unit, context))
         self.model = context.model
         self.planted = context.data.truth["planted_matrix"].double()
         self.planted_norm = float(self.planted.pow(2).sum())

@@ -18,12 +18,10 @@ training point.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from noisereg.errors import SettingError
-from noisereg.probes.base import Measurement, Probe, ProbeContext, ProbeSettings
+from noisereg.probes.base import Measurement, Probe, ProbeContext, ProbeSettings, steps_between
 from noisereg.registry import PROBES
 
 ACTIVE = 1e-3  # relative to the largest |oᵢ|
@@ -38,12 +36,7 @@ def stationary_activation(outputs: torch.Tensor, x_norm_squared: float, activati
     return torch.sqrt(scaled / (scaled + 1))
 
 
-@dataclass
-class UnitOutputsSettings(ProbeSettings):
-    pass
-
-
-@PROBES.register("unit_outputs", UnitOutputsSettings)
+@PROBES.register("unit_outputs", ProbeSettings)  # every, unit: nothing else
 class UnitOutputsProbe(Probe):
     name = "unit_outputs"
 
@@ -51,7 +44,7 @@ class UnitOutputsProbe(Probe):
         if not hasattr(context.model, "unit_outputs"):
             raise SettingError("probes.unit_outputs needs a two-layer network with unit outputs; use "
                                "model=smooth_two_layer")  # fmt: skip
-        super().__init__(every if every is None or unit == "steps" else every * context.steps_per_epoch)
+        super().__init__(steps_between(every, unit, context))
         self.model = context.model
         self.point = context.data.train_inputs[:1]
         self.x_norm_squared = float(self.point.double().pow(2).sum())

@@ -98,7 +98,8 @@ class StepBlocks:
         (group,) = state.optimizer.param_groups  # build_optimizer makes one group
         if group.get("dampening", 0) or group.get("maximize", False):
             raise SettingError("trainer.steps_per_call > 1 writes out plain SGD steps (no dampening, not maximize)")
-        self.parameters: list[nn.Parameter] = list(group["params"])
+        # What torch.optim.SGD updates: the group's parameters that get gradients.
+        self.parameters: list[nn.Parameter] = [parameter for parameter in group["params"] if parameter.requires_grad]
         names = {id(parameter): name for name, parameter in state.model.named_parameters()}
         self.names = [names[id(parameter)] for parameter in self.parameters]
         self.momentum, self.nesterov, self.weight_decay = group["momentum"], group["nesterov"], group["weight_decay"]
@@ -142,6 +143,11 @@ class StepBlocks:
     def _scan(self, parameters, buffers, inputs, targets, rates):
         return scan(self.step, (parameters, buffers), (inputs, targets, rates))
 
+    def _call_compiled(self, parameters, buffers, inputs, targets, rates):
+        for tensor in (inputs, targets, rates):  # one compilation for every block length
+            torch._dynamo.mark_dynamic(tensor, 0)
+        return self.compiled(parameters, buffers, inputs, targets, rates)
+
     def _loop(self, parameters, buffers, inputs, targets, rates):
         carry, losses = (parameters, buffers), []
         for index in range(inputs.shape[0]):
@@ -175,14 +181,12 @@ class StepBlocks:
         parameters, buffers = tuple(p.detach() for p in self.parameters), self._buffers()
         with torch.no_grad():
             if self.compiled is not None and length > 1:  # (a length-1 block would need its own compilation)
-                for tensor in (inputs, targets, rates):
-                    torch._dynamo.mark_dynamic(tensor, 0)
                 if not self.warmed_up:
                     # torch runs a compiled function's first call through a Python check of every op (its custom-op
                     # aliasing analysis): ~1 ms per step. Make that first call two steps long, and discard it.
-                    self.compiled(parameters, buffers, inputs[:2], targets[:2], rates[:2])
+                    self._call_compiled(parameters, buffers, inputs[:2], targets[:2], rates[:2])
                     self.warmed_up = True
-                (parameters, buffers), losses = self.compiled(parameters, buffers, inputs, targets, rates)
+                (parameters, buffers), losses = self._call_compiled(parameters, buffers, inputs, targets, rates)
             else:
                 (parameters, buffers), losses = self._loop(parameters, buffers, inputs, targets, rates)
             for parameter, value in zip(self.parameters, parameters):
