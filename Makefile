@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: install test test-paper run bench fmnist reproduce-cpu clean
+.PHONY: install test test-paper run bench fmnist reproduce-cpu clean slurm-up slurm-down
 
 install: fmnist
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,13 @@ fmnist:
 
 test:
 	$(BIN)/python -m pytest
+
+# A single-node SLURM on this machine to try hydra/launcher=slurm (scripts/slurm.sh; exit 3 = cannot here, said why).
+slurm-up:
+	@scripts/slurm.sh up || test $$? -eq 3
+
+slurm-down:
+	@scripts/slurm.sh down
 
 test-paper:
 	$(BIN)/python -m pytest --paper-scale -m paper_scale

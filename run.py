@@ -124,8 +124,10 @@ def preflight(arguments) -> dict[str, Any] | None:
 
 
 def _shown(summary: dict[str, Any]) -> str:
+    """The final metrics, without per-group breakdowns (`reg/ggn_trace/<group>`: 62 of them for a ResNet18)."""
     final = summary.get("final_metrics", {})
-    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in final.items() if "/" in k)
+    shown = {k: v for k, v in final.items() if k.count("/") == 1}
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
 
 
 def report_finished_before(summary: dict[str, Any], directory: str) -> None:
@@ -191,7 +193,7 @@ def cli(argv: list[str]) -> int:
             return 0
     main()
     if sweep.LAST is not None and not sweep.LAST.ok:
-        return 1
+        return 2 if sweep.LAST.bad_settings else 1
     return 0
 
 

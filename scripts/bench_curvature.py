@@ -2,16 +2,20 @@
 
 Part 1, one process, one trained model: MLP 784-500-500-500-10 (ReLU, cross-entropy) trained by full-batch GD on
 1024 Fashion-MNIST training images, then the trace by PyHessian's `trace()` with its defaults, PyHessian with a
-fixed number of probes, our Hutchinson, our Hutch++ and our exact method. Part 2: the exact method on a CIFAR
-ResNet18 (3×3 stem, no max-pool) with random images and labels. Prints Markdown tables.
+fixed number of probes, our Hutchinson, our Hutch++ and our exact method. Part 2: our exact method against
+BackPACK's `DiagGGNExact` (the exact Gauss–Newton diagonal; its sum is the same trace for these ReLU networks) on
+that MLP and on the CIFAR-10 models (toy CNN, wide CNN, ResNet18 in eval mode) with random images and labels,
+each timed in the same process on the same inputs. Prints Markdown tables.
 
-    python scripts/bench_curvature.py [--device cuda] [--resnet-images 1000 | --skip-resnet]
+    python scripts/bench_curvature.py [--device cuda] [--resnet-images 5000 | --skip-resnet]
 
-Targets: exact ≥ 15× faster than PyHessian's default `trace()`; our Hutchinson no slower per probe than PyHessian's.
+Targets: exact ≥ 15× faster than PyHessian's default `trace()`; our Hutchinson no slower per probe than PyHessian's;
+ours faster than BackPACK on every model.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 
 import noisereg  # noqa: F401  (before torch: the OpenMP wait policy run.py uses, see noisereg/__init__.py)
@@ -31,9 +35,12 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--probes", type=int, default=100, help="probes for the fixed-budget Monte-Carlo rows")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-root", default=None, help="root for noisereg.data.fmnist (default: its own)")
+    parser.add_argument("--toy-images", type=int, default=512)
+    parser.add_argument("--wide-images", type=int, default=256)
     parser.add_argument("--resnet-images", type=int, default=1000)
     parser.add_argument("--resnet-chunk", type=int, default=None, help="chunk_size for the ResNet18 exact trace")
     parser.add_argument("--skip-resnet", action="store_true")
+    parser.add_argument("--skip-backpack", action="store_true", help="only our exact method in part 2")
     return parser.parse_args()
 
 
@@ -59,15 +66,6 @@ def train_full_batch(model, loss_fn, inputs, targets, steps: int, lr: float) -> 
         return loss_fn(model(inputs), targets).item()
 
 
-def cifar_resnet18() -> nn.Module:
-    import torchvision
-
-    model = torchvision.models.resnet18(num_classes=10)
-    model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
-    model.maxpool = nn.Identity()
-    return model.eval()
-
-
 # ------------------------------------------------------------------------------------------------ measuring
 
 
@@ -83,7 +81,7 @@ def timed(device: torch.device, compute) -> TraceEstimate:
     return estimate
 
 
-def mlp_rows(args, device) -> list[tuple[str, TraceEstimate]]:
+def mlp_rows(args, device) -> tuple[list[tuple[str, TraceEstimate]], tuple]:
     generator = torch.Generator().manual_seed(args.seed)
     images, labels, _, _ = fashion_mnist_tensors(args.data_root)
     subset = torch.randperm(images.shape[0], generator=generator)[: args.images]
@@ -96,12 +94,14 @@ def mlp_rows(args, device) -> list[tuple[str, TraceEstimate]]:
           f"{args.images} FMNIST images: training loss {loss:.4f}; device {device}, "
           f"{torch.get_num_threads()} CPU threads\n")  # fmt: skip
 
+    problem = ("MLP 784-500³-10, trained, FMNIST", model, inputs, targets, {})
+
     def trace(method, **options):
         return timed(device, lambda: hessian_trace(model, loss_fn, inputs, targets, method=method, **options))
 
     trace("hutchinson", probes=2)  # warm-up: first-call costs of autograd and the BLAS are not the methods'
     trace("exact")
-    return [
+    return problem, [
         ("PyHessian trace() defaults (maxIter=100, tol=1e-3)", trace("pyhessian", seed=args.seed)),
         (f"PyHessian, {args.probes} probes (tol=-1: no early stop)",
          trace("pyhessian", probes=args.probes, tol=-1.0, seed=args.seed)),
@@ -139,31 +139,70 @@ def print_mlp_table(rows: list[tuple[str, TraceEstimate]]) -> None:
     print()
 
 
-def resnet_row(args, device) -> None:
-    torch.manual_seed(args.seed)
-    model = cifar_resnet18().to(device)
-    inputs = torch.randn(args.resnet_images, 3, 32, 32, device=device)
-    targets = torch.randint(0, 10, (args.resnet_images,), device=device)
-    loss_fn = nn.CrossEntropyLoss()
-    options = {"chunk_size": args.resnet_chunk} if args.resnet_chunk else {}
-    hessian_trace(model, loss_fn, inputs[:2], targets[:2], method="exact")  # warm-up
-    estimate = timed(device, lambda: hessian_trace(model, loss_fn, inputs, targets, method="exact", **options))
-    parameters = sum(p.numel() for p in model.parameters())
-    print("| model | images | parameters | trace (exact) | seconds | images / s | backward passes |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    print(
-        f"| CIFAR ResNet18, eval mode, random images and labels ({device}) | {args.resnet_images} | "
-        f"{parameters:,} | {estimate.value:.2f} | {estimate.seconds:.1f} | "
-        f"{args.resnet_images / estimate.seconds:.1f} | {estimate.matvecs} |"
-    )
+def cifar_problems(args, device) -> list[tuple]:
+    """(name, model in eval mode, inputs, targets, exact options) for the CIFAR-10 models, random data."""
+    from noisereg.models import build_model
+
+    problems = []
+    sizes = [("toy_cnn", args.toy_images), ("wide_cnn", args.wide_images)]
+    if not args.skip_resnet:
+        sizes.append(("resnet18", args.resnet_images))
+    for name, images in sizes:
+        generator = torch.Generator().manual_seed(args.seed)
+        model = build_model(name, (3, 32, 32), 10, generator).to(device).eval()
+        inputs = torch.randn(images, 3, 32, 32, generator=generator).to(device)
+        targets = torch.randint(0, 10, (images,), generator=generator).to(device)
+        options = {"chunk_size": args.resnet_chunk} if name == "resnet18" and args.resnet_chunk else {}
+        problems.append((f"{name}, random images", model, inputs, targets, options))
+    return problems
+
+
+def backpack_trace(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> float:
+    """Σ of BackPACK's exact Gauss–Newton diagonal (`DiagGGNExact`) of the mean cross-entropy, in eval mode.
+    Its converter rewrites residual sums into modules BackPACK knows (needed for the ResNet)."""
+    from backpack import backpack, extend
+    from backpack.extensions import DiagGGNExact
+
+    extended = extend(copy.deepcopy(model).eval(), use_converter=not isinstance(model, nn.Sequential))
+    loss = extend(nn.CrossEntropyLoss())(extended(inputs), targets)
+    with backpack(DiagGGNExact()):
+        loss.backward()
+    return float(sum(p.diag_ggn_exact.double().sum() for p in extended.parameters()))
+
+
+def print_ggn_table(problems: list[tuple], device: torch.device, with_backpack: bool) -> None:
+    print("| model | images | parameters | trace (ours, exact) | ours s | BackPACK DiagGGNExact | BackPACK s | "
+          "BackPACK / ours time |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, model, inputs, targets, options in problems:
+        loss_fn = nn.CrossEntropyLoss()
+        hessian_trace(model, loss_fn, inputs[:2], targets[:2], method="exact")  # warm-up
+        ours = timed(device, lambda: hessian_trace(model, loss_fn, inputs, targets, method="exact", **options))
+        row = f"| {name} ({device}) | {inputs.shape[0]} | {sum(p.numel() for p in model.parameters()):,} | " \
+              f"{ours.value:.4f} | {ours.seconds:.3f} |"  # fmt: skip
+        if with_backpack:
+            backpack_trace(model, inputs[:2], targets[:2])  # warm-up
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            value = backpack_trace(model, inputs, targets)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            seconds = time.perf_counter() - start
+            row += f" {value:.4f} | {seconds:.3f} | {seconds / ours.seconds:.2f}× |"
+        else:
+            row += " – | – | – |"
+        print(row, flush=True)
+    print("\nBoth compute the exact Gauss–Newton trace, which equals the Hessian trace for these piecewise-linear "
+          "networks (BatchNorm in eval mode): the two columns agree to float32 rounding.")  # fmt: skip
 
 
 def main() -> None:
     args = parse_arguments()
     device = torch.device(args.device)
-    print_mlp_table(mlp_rows(args, device))
-    if not args.skip_resnet:
-        resnet_row(args, device)
+    mlp_problem, rows = mlp_rows(args, device)
+    print_mlp_table(rows)
+    print_ggn_table([mlp_problem, *cifar_problems(args, device)], device, with_backpack=not args.skip_backpack)
 
 
 if __name__ == "__main__":

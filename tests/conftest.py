@@ -12,6 +12,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "conf"
 FMNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
+SLURM_SCRIPT = ROOT / "scripts" / "slurm.sh"
 
 
 def pytest_addoption(parser):
@@ -32,6 +33,12 @@ def pytest_report_header(config):
         lines.append("noisereg: no GPU here, so the CUDA paths are not tested in this run (tests marked `gpu` are skipped)")
     if not FMNIST_SYSTEM_DIR.is_dir():
         lines.append(f"noisereg: {FMNIST_SYSTEM_DIR} missing: real Fashion-MNIST tests are skipped (make install gets it)")
+    slurm = subprocess.run([str(SLURM_SCRIPT), "check"], capture_output=True, text=True)
+    if slurm.returncode != 0:
+        why = slurm.stdout.strip() or slurm.stderr.strip()
+        lines.append(f"noisereg: the SLURM tests (tests/test_slurm.py) are skipped: {why}")
+    lines.append("noisereg: CIFAR-10 tests and smoke runs read a small fixture in the real cifar-10-batches-py layout "
+                 "(tests/cifar_fixture.py), not the real data (no download in tests)")
     return lines
 
 
@@ -58,6 +65,15 @@ def compose(*overrides: str, return_hydra_config: bool = False):
     register_with_hydra()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=return_hydra_config)
+
+
+@pytest.fixture(scope="session")
+def cifar10_root(tmp_path_factory) -> Path:
+    """A small CIFAR-10 (200 training, 100 test images) in the real cifar-10-batches-py layout, for
+    `dataset.root=...` (tests/cifar_fixture.py): real CIFAR-10 cannot be downloaded here."""
+    from cifar_fixture import write_cifar10
+
+    return write_cifar10(tmp_path_factory.mktemp("cifar10"), per_batch=40, n_test=100)
 
 
 @pytest.fixture

@@ -89,6 +89,45 @@ def test_a_signal_stops_the_run_after_its_step_and_the_same_command_resumes(tmp_
     assert read_summary(tmp_path / "D")["status"] == "completed"
 
 
+# The job process as submitit's SLURM launcher makes it: a SIGUSR2 handler (submitit's checkpoints its own state,
+# runs `scontrol requeue` and exits) installed before the job runs. Here the handler notes what it found and exits.
+LAUNCHER_WITH_A_SIGUSR2_HANDLER = """
+import json, os, runpy, signal, sys
+
+def requeue(signum, frame):
+    found = {"summary": json.load(open("D/summary.json")), "checkpoint": os.path.exists("D/checkpoint.pt"),
+             "sigterm_ignored": signal.getsignal(signal.SIGTERM) == signal.SIG_IGN}
+    json.dump(found, open("handed_on.json", "w"))
+    sys.exit(-1)
+
+signal.signal(signal.SIGUSR2, requeue)
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_sigusr2_for_a_launcher_stops_after_the_step_then_goes_to_its_handler(tmp_path, reference):
+    command = ["hydra.run.dir=D", *RUN, "logger.mode=disabled"]
+    process = subprocess.Popen([sys.executable, "-c", LAUNCHER_WITH_A_SIGUSR2_HANDLER, str(ROOT / "run.py"), *command],
+                               cwd=tmp_path, env=dict(os.environ, WANDB_SILENT="true"), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    wait_for_step(tmp_path / "D", 500, process)
+    process.send_signal(signal.SIGUSR2)
+    process.send_signal(signal.SIGUSR2)  # SLURM's warning comes twice (to the task and through srun): one stop
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 255, stderr  # the handler's own exit, after the records were written
+    assert "noisereg: SIGUSR2 received: stopping after this step and writing a checkpoint" in stdout
+    assert "noisereg: SIGUSR2 at step" in stdout and "handing the signal to the launcher" in stdout
+    found = json.loads((tmp_path / "handed_on.json").read_text())
+    assert found["checkpoint"] and found["sigterm_ignored"], found
+    summary = found["summary"]
+    assert summary["status"] == "interrupted" and summary["signal"] == "SIGUSR2" and 500 <= summary["steps"] < 4000
+    result = run_cli(*command, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"from its checkpoint at step {summary['steps']}" in result.stdout
+    assert (tmp_path / "D" / "metrics.jsonl").read_bytes() == (reference / "metrics.jsonl").read_bytes()
+
+
 def test_a_sweep_launched_again_skips_finished_jobs_and_completes_the_rest(tmp_path):
     command = ["-m", "+experiment=fig2_synthetic", "scale=smoke", "model.widths=[50]", "noise=gd,layerwise",
                "seed=0,1", "trainer.checkpoint_every=8", "logger.mode=disabled", "hydra.sweep.dir=sweep"]

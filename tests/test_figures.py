@@ -19,32 +19,35 @@ from noisereg.figures.claims import final, greater
 from noisereg.records import load_runs
 
 ORVIETO_FMNIST = ("fig3_fmnist_sigma", "fig4_deep_mlp", "fig7_mlp1", "fig8_mlp2", "fig9_mlp3", "fig10_mlp4")
-# Each experiment's own declared sweep, narrowed to keep the suite fast (the values stay the experiment's own).
-NARROWED = {"seed": "0,1", "noise.sigma": "0.0,0.05,0.1", "model.widths": "[10],[1000]"}
+ORVIETO_CIFAR = ("fig5_cnn", "fig6_resnet", "fig11_toy_cnn", "fig12_wide_cnn")
+# Each experiment's own declared sweep, narrowed to these of its values (or its first two) to keep the suite fast.
+NARROWED = {"seed": {"0", "1"}, "noise.sigma": {"0", "0.0", "0.05", "0.1"}, "model.widths": {"[10]", "[1000]"}}
 
 
 def declared_sweep(experiment: str, narrow: bool = True) -> list[list[str]]:
-    """The jobs of `python run.py -m +experiment=...` with the narrowed values (or all of them): the experiment's
+    """The jobs of `python run.py -m +experiment=...`, narrowed (or, narrow=False, all of them): the experiment's own
     sweep params."""
     params = compose(f"+experiment={experiment}", return_hydra_config=True).hydra.sweeper.params
     axes = []
     for key, values in params.items():
-        if narrow and (key != "model.widths" or experiment == "fig1_variance"):
-            values = NARROWED.get(key, values)
-        choices = [v for v in str(values).replace("],[", "]|[").split("|" if "[" in str(values) else ",")]
+        text = str(values)
+        choices = text.replace("],[", "]|[").split("|") if "[" in text else text.split(",")
+        if narrow and key in NARROWED:
+            choices = [c for c in choices if c in NARROWED[key]] or choices[:2]
         axes.append([f"{key}={choice}" for choice in choices])
     return [list(job) for job in itertools.product(*axes)]
 
 
 @pytest.fixture(scope="module")
-def smoke_records(tmp_path_factory, request) -> Path:
+def smoke_records(tmp_path_factory, cifar10_root) -> Path:
     root = tmp_path_factory.mktemp("records")
-    experiments = ["fig1_variance", "fig2_synthetic"]
+    experiments = ["fig1_variance", "fig2_synthetic", *ORVIETO_CIFAR]
     if Path("/usr/share/datasets/fashion-mnist").is_dir():
         experiments += list(ORVIETO_FMNIST)
     for experiment in experiments:
+        data = [f"dataset.root={cifar10_root}"] if experiment in ORVIETO_CIFAR else []
         for number, job in enumerate(declared_sweep(experiment)):
-            cfg = compose(f"+experiment={experiment}", "scale=smoke", "logger.mode=disabled", *job)
+            cfg = compose(f"+experiment={experiment}", "scale=smoke", "logger.mode=disabled", *data, *job)
             run(cfg, root / experiment / str(number))
     # A run that diverges: all-parameter noise with a learning rate far too large.
     run(compose("+experiment=fig2_synthetic", "scale=smoke", "logger.mode=disabled", "noise=gd_noise", "seed=2",
@@ -88,7 +91,7 @@ def check_series_against_records(series: dict, panel: dict, records: dict[str, d
         assert n == len(values) and mean == pytest.approx(statistics.fmean(values), rel=1e-12), (y, x)
 
 
-@pytest.mark.parametrize("experiment", ["fig1_variance", "fig2_synthetic", *ORVIETO_FMNIST])
+@pytest.mark.parametrize("experiment", ["fig1_variance", "fig2_synthetic", *ORVIETO_FMNIST, *ORVIETO_CIFAR])
 def test_each_figure_is_drawn_from_a_smoke_sweep_and_its_json_is_the_records(smoke_records, experiment, tmp_path):
     folder = smoke_records / experiment
     if not folder.exists():
@@ -106,7 +109,32 @@ def test_each_figure_is_drawn_from_a_smoke_sweep_and_its_json_is_the_records(smo
             if panel["x"] == "step":
                 check_series_against_records(series, panel, records)
                 checked += 1
-    assert checked or experiment == "fig1_variance"
+    assert checked or experiment in ("fig1_variance", "fig6_resnet")  # points against σ: checked below
+
+
+def test_fig6_draws_sgd_at_the_baseline_sigma_from_one_mode_and_each_noisy_point_from_its_runs(smoke_records, tmp_path):
+    """Fig. 6: σ = 0 of a mode is SGD; one mode's σ = 0 runs are the SGD point at σ = 1e-3 (no seed counted twice)."""
+    _, data = plot_experiment("fig6_resnet", [smoke_records / "fig6_resnet"], tmp_path)
+    panel = json.loads(data.read_text())["panels"][0]
+    records = metrics_by_run(smoke_records / "fig6_resnet")
+    finals = {}
+    for record in records.values():
+        noise = record["summary"]["config"]["noise"]
+        finals.setdefault((noise["name"], noise["sigma"]), []).append(record["summary"]["final_metrics"]["test/acc"])
+    seeds = len(finals[("layerwise", 0.0)])
+    assert seeds >= 2 and len(finals[("gd_noise", 0.0)]) == seeds
+    by_label = {series["label"]: series for series in panel["series"]}
+    sgd = next(series for label, series in by_label.items() if "SGD" in label and "noise" not in label)
+    assert sgd["x"] == [pytest.approx(1e-3)] and sgd["n"] == [seeds]
+    assert sgd["mean"][0] == pytest.approx(statistics.fmean(finals[("gd_noise", 0.0)]), rel=1e-12)
+    noisy = [(name, sigma) for name, sigma in finals if sigma > 0]
+    assert noisy and sum(len(series["x"]) for series in panel["series"]) == 1 + len(noisy)
+    for series in panel["series"]:
+        for x, mean in zip(series["x"], series["mean"]):
+            if series is not sgd:
+                name = next(name for name, sigma in noisy if sigma == pytest.approx(x) and
+                            statistics.fmean(finals[(name, sigma)]) == pytest.approx(mean, rel=1e-12))
+                assert name in ("gd_noise", "layerwise")
 
 
 def test_fig1_points_are_the_final_monte_carlo_values(smoke_records, tmp_path):
@@ -188,6 +216,23 @@ def test_the_report_lists_every_claim_with_a_verdict_or_not_run(smoke_records, t
     assert all(any(f"**{v}**" in line for v in ("holds", "fails", "inconclusive")) for line in fig2)
     assert "[Fig. 2](fig2_synthetic/fig2_synthetic.png)" in fig2[0] and (tmp_path / "fig2_synthetic").is_dir()
     assert all("**not run**" in line for line in table if "(fig6_resnet)" in line)
+    # The runs table: one line per group (mode × width), its seeds' statuses and final train loss from the records.
+    records = metrics_by_run(smoke_records / "fig2_synthetic")
+    runs = [line for line in report.read_text().splitlines() if line.startswith("| fig2_synthetic | smoke |")]
+    groups = {(r["summary"]["config"]["noise"]["name"], tuple(r["summary"]["config"]["model"]["widths"]))
+              for r in records.values()}  # fmt: skip
+    assert len(runs) == len(groups)
+    for line in runs:
+        mode = line.split("noise.name=")[1].split(",")[0].split(" ")[0]
+        width = line.split("model.widths=(")[1].split(",")[0]
+        finals = [r["rows"][-1]["train/loss"] for r in records.values()
+                  if r["summary"]["config"]["noise"]["name"] == mode and r["summary"]["config"]["model"]["widths"][0]
+                  == int(width) and r["summary"]["status"] == "completed"]  # fmt: skip
+        statuses = [r["summary"]["status"] for r in records.values()
+                    if r["summary"]["config"]["noise"]["name"] == mode
+                    and r["summary"]["config"]["model"]["widths"][0] == int(width)]  # fmt: skip
+        assert f"{len(finals)} completed" in line and f"| {statistics.fmean(finals):.4g} ± " in line
+        assert len(statuses) == len(finals) + ("diverged" in line)
 
 
 def test_every_figure_has_a_claim_and_a_registered_experiment():

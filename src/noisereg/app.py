@@ -26,7 +26,7 @@ from noisereg.registry import DATASETS, MODELS, NOISE_MODES, PROBES
 from noisereg.tracking.job import run_job
 from noisereg.train.evaluation import loss_targets
 from noisereg.train.loop import TrainResult, run_loop, training_state
-from noisereg.train.settings import TrainerSettings, resolve_device, steps_per_epoch
+from noisereg.train.settings import TrainerSettings, resolve_device, steps_per_epoch, uses_channels_last
 from noisereg.train.state import TrainingState
 
 # Distinct random streams per job, so e.g. GD and layer-wise runs with one seed share init and batch order.
@@ -71,8 +71,9 @@ def build(cfg: DictConfig) -> Experiment:
     model too large for memory, a noise layer the model lacks, a loss the data cannot take); writes nothing."""
     device = resolve_device(cfg.trainer.device)
     torch.manual_seed(cfg.seed)  # anything not given its own generator below
-    data = DATASETS.build(_options(cfg.dataset)).to(device)
     settings: TrainerSettings = OmegaConf.to_object(cfg.trainer)
+    channels_last = uses_channels_last(settings, device)
+    data = DATASETS.build(_options(cfg.dataset)).to(device, channels_last=channels_last)
     if data.task == "regression" and settings.loss == "cross_entropy":
         raise SettingError(f"trainer.loss=cross_entropy needs class labels but dataset={cfg.dataset.name} is a "
                            "regression; use trainer.loss=half_mse or mse")  # fmt: skip
@@ -83,7 +84,8 @@ def build(cfg: DictConfig) -> Experiment:
 
     with torch.device("meta"):  # count the parameters without allocating them
         check_fits(make_model(None), cfg, device)
-    model = make_model(torch.Generator().manual_seed(stream_seed(cfg.seed, INIT_STREAM))).to(device)
+    model = make_model(torch.Generator().manual_seed(stream_seed(cfg.seed, INIT_STREAM)))
+    model = model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)
 
     def make_noise(stream: int) -> NoiseMode:
         return NOISE_MODES.build(_options(cfg.noise), seed=stream_seed(cfg.seed, stream))

@@ -51,6 +51,7 @@ class ScaleSettings:
     max_steps: Optional[int] = None
     max_epochs: Optional[int] = None
     compile: Optional[bool] = None  # set trainer.compile (smoke: false, compiling costs more than a few steps)
+    max_curvature_samples: Optional[int] = None  # the subset curvature is measured on (exact traces of a ResNet)
 
 
 REGISTERED_GROUPS: dict[str, Registry] = {"dataset": DATASETS, "model": MODELS, "noise": NOISE_MODES}
@@ -151,6 +152,7 @@ def apply_scale(cfg: DictConfig) -> DictConfig:
             cfg.trainer.steps = _cap(cfg.trainer.steps, scale.max_steps)
         if cfg.trainer.epochs is not None:
             cfg.trainer.epochs = _cap(cfg.trainer.epochs, scale.max_epochs)
+        cfg.curvature.n_samples = _cap(cfg.curvature.n_samples, scale.max_curvature_samples)
         if scale.compile is not None:
             cfg.trainer.compile = scale.compile
     return cfg

@@ -23,7 +23,19 @@ ConfigStore.instance().store(group="hydra/sweeper", name="noisereg", node=Noiser
 
 class NoiseregSweeper(BasicSweeper):
     def sweep(self, arguments: List[str]) -> Any:
-        returns = super().sweep(arguments)
+        if type(self.launcher).__name__ == "SlurmLauncher":  # submitit's; job states without sacct where need be
+            from noisereg.tracking.slurm_states import use_squeue_where_no_accounting
+
+            use_squeue_where_no_accounting()
+        try:
+            returns = super().sweep(arguments)
+        except Exception as error:  # submitit's: the cluster refused the jobs, or one of them ended without a result
+            if type(error).__module__.split(".")[0] != "submitit":
+                raise
+            from noisereg.tracking.sweep import report_launcher_error
+
+            report_launcher_error(error, str(self.config.hydra.sweep.dir))
+            return []
         from noisereg.tracking.sweep import report
 
         report([job for batch in returns for job in batch], str(self.config.hydra.sweep.dir))

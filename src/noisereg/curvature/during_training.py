@@ -84,7 +84,7 @@ class CurvatureProbe(Probe):
         data = context.data
         subset = torch.randperm(data.n_train, generator=torch.Generator().manual_seed(settings.seed))
         subset = subset[: settings.n_samples].to(data.train_inputs.device)
-        self.inputs = data.train_inputs[subset]
+        self.inputs = data.model_inputs(data.train_inputs[subset])  # as the model takes them, never augmented
         self.targets = context.loss_targets(data.train_targets[subset])  # clean targets, in the form the loss takes
         self.half_mse = isinstance(self.loss_fn, HalfMSELoss)  # the closed forms assume L = 1/(2n)‖y − f‖²
         self.parameter_noise = isinstance(self.noise, ParameterNoise)  # it perturbs the weights: Orvieto's setting

@@ -288,7 +288,11 @@ class _WeightTimesInputNorms:
 
     The per-sample weight gradient is Gᵢ Uᵢᵀ with Gᵢ (d_out, P) the output gradient and Uᵢ (D, P) the input
     (unfolded for convolutions), P positions. Two ways to its squared norm summed over the K columns:
-    direct, K·d_out·D·P flops; or Gram, ⟨Σ_c Gᵀ G, Uᵀ U⟩, P²·(D + K·d_out) flops. We take the cheaper."""
+    direct, K·d_out·D·P flops; or Gram, ⟨Σ_c Gᵀ G, Uᵀ U⟩, P²·(D + K·d_out) flops. We take the cheaper. The direct
+    way stacks the output gradients of several columns (up to `DIRECT_STACK_ELEMENTS`) into one batched product:
+    small per-column products (a 6-channel convolution) run several times slower per flop."""
+
+    DIRECT_STACK_ELEMENTS = 2**24
 
     def __init__(self, module: nn.Module, layer_input: torch.Tensor, columns: int):
         self.module = module
@@ -301,6 +305,7 @@ class _WeightTimesInputNorms:
         self.weight_total = torch.zeros((), dtype=torch.float64, device=layer_input.device)
         self.bias_total = torch.zeros((), dtype=torch.float64, device=layer_input.device)
         self.output_gram = None
+        self.pending: list[torch.Tensor] = []  # output gradients of columns not yet multiplied (direct way)
         if positions == 1:  # a plain Linear layer: ‖g uᵀ‖² = ‖g‖² ‖u‖², one pass over g per column
             self.input_squared_norms = torch.linalg.vector_norm(self.unfolded.reshape(n, width), dim=1).square()
 
@@ -317,9 +322,17 @@ class _WeightTimesInputNorms:
             gram = torch.bmm(g.transpose(1, 2), g)
             self.output_gram = gram if self.output_gram is None else self.output_gram + gram
         else:
-            self.weight_total += _sum_squared_products(g, self.unfolded)
+            self.pending.append(g)
+            if len(self.pending) * g.numel() >= self.DIRECT_STACK_ELEMENTS:
+                self._multiply_pending()
+
+    def _multiply_pending(self) -> None:
+        if self.pending:
+            self.weight_total += _sum_squared_products(torch.cat(self.pending, dim=1), self.unfolded)
+            self.pending = []
 
     def result(self) -> dict[str, float]:
+        self._multiply_pending()
         if self.use_gram and self.output_gram is not None:
             input_gram = torch.bmm(self.unfolded.transpose(1, 2), self.unfolded)
             self.weight_total += (self.output_gram * input_gram).sum().double()

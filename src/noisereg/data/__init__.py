@@ -1,11 +1,13 @@
 """Datasets, registered in `DATASETS`, returned as tensors (`TensorDataset`) ready to move to the training device;
-`BatchIterator` cuts them into batches there."""
+`BatchIterator` cuts them into batches there, through the dataset's `ImagePipeline` for stored images."""
 from __future__ import annotations
 
 from typing import Any
 
 from noisereg.data.batches import Batch, BatchIterator
+from noisereg.data.cifar10 import cifar10, cifar10_tensors
 from noisereg.data.fmnist import DatasetNotFoundError, fashion_mnist_tensors, fmnist_subset
+from noisereg.data.images import ImagePipeline
 from noisereg.data.matrix_sensing import matrix_sensing
 from noisereg.data.points import points_1d, single_point
 from noisereg.data.synthetic import synthetic_sparse
@@ -22,8 +24,11 @@ __all__ = [
     "Batch",
     "BatchIterator",
     "DatasetNotFoundError",
+    "ImagePipeline",
     "TensorDataset",
     "build_dataset",
+    "cifar10",
+    "cifar10_tensors",
     "fashion_mnist_tensors",
     "fmnist_subset",
     "matrix_sensing",

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from noisereg.errors import SettingError
-from noisereg.figures.base import FIGURES, SCALES, plot_experiment, runs_of
+from noisereg.figures.base import FIGURES, SCALES, group_keys, plot_experiment, runs_of
 from noisereg.records import load_runs
 
 MARGIN = 2.0  # standard errors a difference must exceed
@@ -241,6 +241,37 @@ def evaluate_claims(folders: Sequence[str | os.PathLike], out: Path, draw: bool 
     return rows
 
 
+# What the runs table shows of each group's final values, where the runs logged it: whether they trained.
+RUN_METRICS = ("train/acc", "test/acc", "train/loss", "test/loss")
+
+
+def runs_table(folders: Sequence[str | os.PathLike], runs: pd.DataFrame | None = None) -> list[str]:
+    """One line per group of runs (config minus seed) of every experiment found: statuses and final train and test
+    metrics of the completed runs, mean ± std over seeds, so a reader sees whether the runs reached the paper's regime."""
+    runs = load_runs(folders) if runs is None else runs
+    lines = ["| experiment | scale | group | runs | " + " | ".join(f"final {m}" for m in RUN_METRICS) + " |",
+             "|---|---|---|---|" + "---|" * len(RUN_METRICS)]  # fmt: skip
+    if runs.empty:
+        return []
+    for (experiment, scale), present in runs.groupby(["experiment", "scale"], sort=True):
+        keys = group_keys(present)
+        groups = present.groupby(keys, sort=True, dropna=False) if keys else [((), present)]
+        for values, group in groups:
+            values = values if isinstance(values, tuple) else (values,)
+            shown = [(k, v) for k, v in zip(keys, values) if not (isinstance(v, float) and math.isnan(v))]
+            label = ", ".join(f"{k}={v}" for k, v in shown) or "all"
+            ordered = group.sort_values(["run", "step"])
+            statuses = ordered.groupby("run")["status"].last().value_counts()
+            completed = ordered[ordered["status"] == "completed"]
+            cells = []
+            for metric in RUN_METRICS:
+                last = completed.groupby("run")[metric].last().dropna() if metric in ordered else pd.Series(dtype=float)
+                cells.append(f"{last.mean():.4g} ± {last.std(ddof=1) if len(last) > 1 else 0:.2g}" if len(last) else "")
+            status = ", ".join(f"{n} {name}" for name, n in statuses.items())
+            lines.append(f"| {experiment} | {scale} | {_cell(label)} | {status} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -272,6 +303,10 @@ def write_report(folders: Sequence[str | os.PathLike], out: str | os.PathLike = 
             f"| {row.claim.paper} | {figure} ({row.claim.experiment}) | “{_cell(row.claim.quote)}” | "
             f"{_cell(row.numbers)} | {row.scale} | **{row.verdict}** | {_cell(row.rule)} |"
         )
+    table = runs_table(folders)
+    if table:
+        lines += ["", "## Runs", "", "Every group of runs found (config minus seed): how many ended in each status, "
+                  "and the final logged metrics of the completed ones, mean ± std over seeds.", "", *table]  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
     return out

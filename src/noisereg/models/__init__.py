@@ -1,4 +1,5 @@
-"""Models, registered in `MODELS` (each one short file with its config schema beside it)."""
+"""Models, registered in `MODELS` (each one short file with its config schema beside it): MLPs, the diagonal
+network, Orvieto et al.'s CIFAR-10 toy and wide CNNs, and the CIFAR ResNet18."""
 from __future__ import annotations
 
 from typing import Any
@@ -10,8 +11,11 @@ from noisereg.models.diagonal import DiagonalNetwork
 from noisereg.models.factorized import FactorizedMatrix
 from noisereg.models.mlp import MLP
 from noisereg.models.relu_1d import Relu1dNetwork
+from noisereg.models.resnet import ResNet
 from noisereg.models.sites import hidden_activation_modules, preactivation_modules
 from noisereg.models.smooth_two_layer import SmoothTwoLayerNetwork
+from noisereg.models.toy_cnn import ToyCNN
+from noisereg.models.wide_cnn import WideCNN
 from noisereg.registry import MODELS
 
 
@@ -28,7 +32,10 @@ __all__ = [
     "FactorizedMatrix",
     "MLP",
     "Relu1dNetwork",
+    "ResNet",
     "SmoothTwoLayerNetwork",
+    "ToyCNN",
+    "WideCNN",
     "build_model",
     "hidden_activation_modules",
     "preactivation_modules",

@@ -1,7 +1,8 @@
 """Where activation-level noise and regularizers attach to a model.
 
-A model may say so itself with `hidden_activation_modules()` / `preactivation_modules()`; otherwise we take
-its activation modules and its Linear/Conv layers in registration order.
+A model may say so itself with `hidden_activation_modules()` / `preactivation_modules()` (the CNNs and the ResNet
+do, in forward order: one activation module per site, never a shared functional ReLU); otherwise we take its
+activation modules and its Linear/Conv layers in registration order.
 """
 from __future__ import annotations
 
@@ -23,3 +24,11 @@ def preactivation_modules(model: nn.Module) -> list[nn.Module]:
     if hasattr(model, "preactivation_modules"):
         return list(model.preactivation_modules())
     return [m for m in model.modules() if isinstance(m, LAYER_TYPES)]
+
+
+def output_width(module: nn.Module) -> int:
+    """Features (Linear) or channels (Conv, BatchNorm) of a module's output: the size of a per-unit weight there."""
+    for attribute in ("out_features", "out_channels", "num_features"):
+        if hasattr(module, attribute):
+            return int(getattr(module, attribute))
+    raise ValueError(f"cannot tell how many units a {type(module).__name__} outputs")

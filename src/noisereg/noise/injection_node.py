@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from noisereg.errors import SettingError
-from noisereg.models.sites import preactivation_modules
+from noisereg.models.sites import output_width, preactivation_modules
 from noisereg.noise.base import NoiseMode, NoiseSettings, check_sigma
 from noisereg.noise.random_streams import RandomStreams
 from noisereg.registry import NOISE_MODES
@@ -84,7 +84,7 @@ class NoiseInjectionNode(NoiseMode):
                 f"noise.layer={self.layer} is out of range: the model has {len(sites)} layers (0..{len(sites) - 1})"
             )
         site = sites[self.layer]
-        width = site.out_features if hasattr(site, "out_features") else site.out_channels
+        width = output_width(site)
         device = next(model.parameters()).device
         self.node = NoiseInjectionWeights(width, self.init_std, self.generator).to(device)
         model.add_module("noise_injection_node", self.node)
@@ -99,7 +99,10 @@ class NoiseInjectionNode(NoiseMode):
                 raise RuntimeError("NIN with resample=fixed needs the batch's sample indices (begin_step)")
             return self.fixed_epsilon[self.batch_indices.to(self.fixed_epsilon.device)].to(device)
         # Host generator keeps draws identical on CPU and GPU for a given seed.
-        return (torch.randn(batch_size, generator=self.generator) * self.sigma).to(device)
+        epsilon = torch.randn(batch_size, generator=self.generator) * self.sigma
+        if device.type == "cuda":  # pinned and asynchronous: the copy does not wait for the GPU every step
+            return epsilon.pin_memory().to(device, non_blocking=True)
+        return epsilon.to(device)
 
     def _inject(self, module: nn.Module, inputs, output: torch.Tensor) -> torch.Tensor | None:
         if not (self._model.training and self.active):

@@ -36,7 +36,7 @@ class PredictionsProbe(Probe):
         data = context.data
         inputs, targets = (data.train_inputs, data.train_targets) if split == "train" else (data.test_inputs, data.test_targets)
         self.model = context.model
-        self.inputs, self.targets = inputs[:n_samples], targets[:n_samples]
+        self.inputs, self.targets = data.model_inputs(inputs[:n_samples]), targets[:n_samples]
 
     @torch.no_grad()
     def measure(self, step: int) -> Measurement:

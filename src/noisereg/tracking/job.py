@@ -16,7 +16,9 @@ Run-directory rules (`trainer.resume`):
   `diverged`) is left alone and reported. Records of other settings stop the job with a one-line error;
 - `never`: a directory that holds records is refused; `restart`: its records are discarded first.
 SIGINT/SIGTERM stop the job at the end of the current step: checkpoint, records and an `interrupted` summary are
-written, and the caller exits with 130/143 (`summary["signal"]`).
+written, and the caller exits with 130/143 (`summary["signal"]`). SIGUSR2, where a launcher handles it (submitit:
+SLURM's warning before a time limit), stops the job the same way and is then handed to that handler, which
+requeues the job.
 """
 from __future__ import annotations
 
@@ -46,7 +48,7 @@ from noisereg.tracking.wandb_logger import WandbLogger, check_wandb
 
 # Settings that may change between the segments of one run: they change how it is watched, not what it computes.
 NOT_PART_OF_THE_RUN = ("trainer.resume", "trainer.progress_bar", "trainer.checkpoint_every", "trainer.checkpoint_unit",
-                       "trainer.keep_checkpoint", "logger", "dataset.root")  # fmt: skip
+                       "trainer.keep_checkpoint", "logger", "dataset.root", "dataset.download")  # fmt: skip
 
 
 def _flatten(config: Any, prefix: str = "") -> dict[str, Any]:
@@ -107,29 +109,58 @@ def plan_run_directory(directory: Path, config: dict[str, Any]) -> Plan:
 
 class StopOnSignals:
     """SIGINT/SIGTERM set a flag the training loop checks after each step; a second signal acts as usual
-    (Ctrl-C twice stops at once). Only the main thread can install handlers; elsewhere this does nothing."""
+    (Ctrl-C twice stops at once). Only the main thread can install handlers; elsewhere this does nothing.
+
+    SIGUSR2 is taken over only where a handler is installed for it: submitit's, on the warning SLURM sends before a
+    job's time limit, checkpoints its own state, requeues the job and exits, mid-step if left alone. Here it stops
+    the job after the step like SIGTERM, and `hand_on()` then calls that handler, once the records are written.
+    A repeated SIGUSR2 is absorbed: SLURM's warning was seen to arrive twice within 0.1 s."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    HANDED_ON = (signal.SIGUSR2,)
 
     def __init__(self) -> None:
         self.received: int | None = None
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
+        if signum in self.HANDED_ON and self.received == signum:
+            return
         self.received = signum
-        signal.signal(signum, self._previous[signum])
-        print(f"noisereg: {signal.Signals(signum).name} received: stopping after this step and writing a checkpoint "
-              "(send it again to stop at once)", flush=True)  # fmt: skip
+        if signum not in self.HANDED_ON:
+            signal.signal(signum, self._previous[signum])
+        again = "" if signum in self.HANDED_ON else " (send it again to stop at once)"
+        print(f"noisereg: {signal.Signals(signum).name} received: stopping after this step and writing a checkpoint"
+              f"{again}", flush=True)  # fmt: skip
 
     def __enter__(self) -> StopOnSignals:
         if threading.current_thread() is threading.main_thread():
             for signum in self.SIGNALS:
                 self._previous[signum] = signal.signal(signum, self._handle)
+            for signum in self.HANDED_ON:
+                if callable(signal.getsignal(signum)):
+                    self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
+
+    def hand_on(self, step: int) -> None:
+        """Call the launcher's handler of a signal this stopped the job for (submitit's requeue: it exits).
+        SIGTERM is ignored meanwhile: the requeue makes SLURM send SIGTERM to every process of the job, the
+        `scontrol requeue` that the handler runs included, which would die before it confirms (a child inherits
+        an ignored signal, not a Python handler)."""
+        handler = self._previous.get(self.received) if self.received in self.HANDED_ON else None
+        if handler is None:
+            return
+        print(f"noisereg: {signal.Signals(self.received).name} at step {step}, checkpoint written: handing the signal "
+              "to the launcher", flush=True)  # fmt: skip
+        previous_sigterm = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            handler(self.received, None)
+        finally:
+            signal.signal(signal.SIGTERM, previous_sigterm)
 
 
 def prepare_job(cfg: DictConfig, prepare: Callable[[DictConfig], DictConfig], output_dir: Path) -> tuple[DictConfig, Plan]:
@@ -217,6 +248,11 @@ def run_job(
                            final_metrics=experiment.state.last_row,
                            reason="SIGINT twice: stopped mid-step; run the same command to resume from the last "
                                   "checkpoint")  # fmt: skip
+        except SystemExit:  # a launcher's handler exiting mid-step (submitit's, on a second SIGUSR2): the same
+            summary.update(status="interrupted", steps=experiment.state.step, final_metrics=experiment.state.last_row,
+                           reason="exited mid-step; run the same command to resume from the last "
+                                  "checkpoint")  # fmt: skip
+            raise
         except BaseException as error:
             summary["reason"] = _reason(error)
             if not (in_sweep and isinstance(error, Exception)):
@@ -231,6 +267,8 @@ def run_job(
                 logger.finish(exit_code=0 if summary["status"] in FINISHED else 1)
             if summary["status"] in FINISHED and not cfg.trainer.keep_checkpoint:
                 checkpoint_path.unlink(missing_ok=True)
+    if summary["status"] == "interrupted":
+        stop.hand_on(summary["steps"])  # submitit's requeue after SIGUSR2: it exits
     return summary
 
 

@@ -6,6 +6,7 @@ failed) plus `refused` (the job did not touch a directory that holds another run
 `skipped` (a finished run found in its directory and left alone, as when a sweep is launched again)."""
 from __future__ import annotations
 
+import re
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ OK = ("completed", "diverged", "skipped")
 class SweepOutcome:
     counts: Counter = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)  # where to read why, one per failed or refused job
+    bad_settings: bool = False  # the cluster refused the jobs: exit status 2
 
     @property
     def ok(self) -> bool:
@@ -49,3 +51,25 @@ def report(job_returns: Iterable[Any], sweep_dir: str) -> SweepOutcome:
     print(line, file=sys.stderr if not outcome.ok else sys.stdout, flush=True)
     LAST = outcome
     return outcome
+
+
+def report_launcher_error(error: Exception, sweep_dir: str) -> SweepOutcome:
+    """The cluster launcher gave up on the sweep: sbatch refused its jobs (its message says why), or a job ended on
+    the cluster without a result (cancelled, killed, or out of requeues), which ends submitit's wait for all of them."""
+    global LAST
+    first = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+    lost = re.match(r"Job (\S+) \(task: \d+\) with path", first)  # submitit: no result file where the job ended
+    if lost:
+        state = re.search(r"\(state: ([^)]*)\)", str(error))
+        first = (f"job {lost.group(1)} ended on the cluster without a result ({state.group(1) if state else 'ended'}: "
+                 "cancelled or killed there)")  # fmt: skip
+    refused = first.startswith("sbatch:")
+    if refused:
+        line = (f"noisereg: error: the cluster refused the jobs of sweep {sweep_dir}: {first}; check hydra.launcher."
+                "partition, gpus_per_node, cpus_per_task, mem_gb and timeout_min against `sinfo`")  # fmt: skip
+    else:
+        line = (f"noisereg: sweep {sweep_dir}: {first}; its other jobs may still run (squeue); once they are done, "
+                "launch the same command again to finish the sweep")  # fmt: skip
+    print(line, file=sys.stderr, flush=True)
+    LAST = SweepOutcome(Counter({"lost": 1}), [first], bad_settings=refused)
+    return LAST

@@ -1,6 +1,8 @@
 """Noise-free evaluation: loss and accuracy (or MSE) on a split, parameter norms."""
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -16,26 +18,36 @@ def loss_targets(targets: torch.Tensor, loss_name: str, num_outputs: int) -> tor
 @torch.no_grad()
 def evaluate(
     model: nn.Module, loss_fn: nn.Module, loss_name: str, inputs: torch.Tensor, targets: torch.Tensor,
-    num_outputs: int, batch_size: int,
+    num_outputs: int, batch_size: int, prepare: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    autocast_dtype: torch.dtype | None = None,
 ) -> dict[str, float]:
-    """Noise-free loss and accuracy (classification) or MSE (regression), in eval mode, averaged per sample."""
+    """Noise-free loss and accuracy (classification) or MSE (regression), in eval mode, averaged per sample.
+    `prepare` turns stored inputs into model inputs batch by batch (e.g. uint8 images → normalised floats);
+    `autocast_dtype` runs the forward passes under autocast (the trainer's precision)."""
     was_training = model.training
     model.eval()
-    total_loss, correct, squared_error, n = 0.0, 0, 0.0, inputs.shape[0]
+    n = inputs.shape[0]
+    # Sums stay on the device and are read once at the end: one host synchronisation per evaluation.
+    total_loss = torch.zeros((), dtype=torch.float64, device=inputs.device)
+    correct = torch.zeros((), dtype=torch.int64, device=inputs.device)
+    squared_error = torch.zeros((), dtype=torch.float64, device=inputs.device)
     for start in range(0, n, batch_size):
         x, y = inputs[start : start + batch_size], targets[start : start + batch_size]
-        output = model(x)
-        total_loss += float(loss_fn(output, loss_targets(y, loss_name, num_outputs))) * x.shape[0]
+        if prepare is not None:
+            x = prepare(x)
+        with torch.autocast(x.device.type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
+            output = model(x)
+            total_loss += loss_fn(output, loss_targets(y, loss_name, num_outputs)).double() * x.shape[0]
         if y.dtype == torch.int64:
-            correct += int((output.argmax(dim=1) == y).sum())
+            correct += (output.argmax(dim=1) == y).sum()
         else:
-            squared_error += float((output - y).pow(2).sum())
+            squared_error += (output.float() - y).pow(2).sum().double()
     model.train(was_training)
-    metrics = {"loss": total_loss / n}
+    metrics = {"loss": total_loss.item() / n}
     if targets.dtype == torch.int64:
-        metrics["acc"] = correct / n
+        metrics["acc"] = correct.item() / n
     else:
-        metrics["mse"] = squared_error / targets.numel()
+        metrics["mse"] = squared_error.item() / targets.numel()
     return metrics
 
 

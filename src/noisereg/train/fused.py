@@ -1,4 +1,5 @@
-"""Many steps per call (`trainer.steps_per_call`, `trainer.compile`): the trainer's steps in blocks, one call each.
+"""Many steps per call (`trainer.steps_per_call` > 1, compiled with `trainer.compile`): the trainer's steps in blocks,
+one call each.
 
 Millions of SGD steps on a tiny model (Blanc et al.'s 1-D ReLU network, matrix sensing) spend their time in Python
 and in launching kernels, not in arithmetic: 100-300 µs per step of autograd and optimizer. A block of L steps
@@ -42,11 +43,12 @@ except ImportError:  # pragma: no cover - older torch
     scan = None
 
 DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
-ONE_STEP = "use trainer.steps_per_call=1 trainer.compile=false"
+ONE_STEP = "use trainer.steps_per_call=1"
 
 
 def uses_blocks(settings: TrainerSettings) -> bool:
-    return settings.steps_per_call > 1 or settings.compile
+    # (trainer.compile alone compiles the model, one step per call: train/loop.py.)
+    return settings.steps_per_call > 1
 
 
 def check_blocks_apply(model: nn.Module, noise: NoiseMode, batches: BatchIterator, settings: TrainerSettings) -> None:
@@ -64,8 +66,9 @@ def check_blocks_apply(model: nn.Module, noise: NoiseMode, batches: BatchIterato
     if not batches.full_batch and batches.n % batches.batch_size:
         raise SettingError(f"{what} needs batches of one size: trainer.batch_size={batches.batch_size} must divide "
                            f"the {batches.n} training points (or be null for full batch)")  # fmt: skip
-    if batches.augment is not None:
-        raise SettingError(f"{what} cannot augment batches (the augmentation draws per batch); {ONE_STEP}")
+    if batches.pipeline is not None:
+        raise SettingError(f"{what} cannot take stored images through a pipeline (normalisation, crop and flip per "
+                           f"batch); {ONE_STEP}")  # fmt: skip
     if settings.compile and scan is None:
         raise SettingError(f"trainer.compile=true needs torch's scan (torch >= 2.6; this is {torch.__version__}); use "
                            "trainer.compile=false")  # fmt: skip

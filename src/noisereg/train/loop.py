@@ -25,7 +25,7 @@ from noisereg.train.evaluation import evaluate, loss_targets, parameter_norms
 from noisereg.train.fused import StepBlocks, block_end, block_intervals, check_blocks_apply, uses_blocks
 from noisereg.train.optimizers import build_optimizer, build_schedule
 from noisereg.train.progress import Progress
-from noisereg.train.settings import TrainerSettings, interval_in_steps, total_steps
+from noisereg.train.settings import TrainerSettings, autocast_dtype, interval_in_steps, total_steps
 from noisereg.train.state import TrainingState
 
 Row = dict[str, Any]
@@ -88,7 +88,10 @@ def _run_loop(
 ) -> TrainResult:
     """Train from `state` (fresh or restored) to the end of the run.
 
-    A metrics row is logged at step 0, every `eval_every` steps, whenever a probe is due, and at the last step.
+    A metrics row is logged at step 0, every `eval_every` steps (or epochs), whenever a probe is due, and at the
+    last step. Forward passes run under bf16 autocast where `trainer.precision` says so, through
+    `torch.compile(model)` with `trainer.compile`; the host waits for the device only every
+    `divergence_check_every` steps and at evaluations.
     `checkpoint(state)` is called every `checkpoint_every` steps (or epochs) and when `should_stop()` turns true,
     which ends the run with status `interrupted` at the end of the current step. A NaN or inf loss ends it with
     status `diverged`: a result, not an error. With `steps_per_call` > 1 or `compile`, the steps between those
@@ -98,11 +101,19 @@ def _run_loop(
     per_epoch = state.batches.steps_per_epoch
     checkpoint_interval = interval_in_steps(settings.checkpoint_every, settings.checkpoint_unit, data.n_train,
                                             settings.batch_size)  # fmt: skip
+    eval_interval = interval_in_steps(settings.eval_every, settings.eval_unit, data.n_train, settings.batch_size)
+    device = next(model.parameters()).device
+    precision = autocast_dtype(settings, device)
+    # The compiled module shares the model's parameters and buffers; checkpoints and probes use `model` itself. Runs
+    # in blocks compile their block of steps instead (train/fused.py) and evaluate eagerly.
+    network = torch.compile(model, dynamic=False) if settings.compile and not uses_blocks(settings) else model
 
     def measure(step: int, batch_loss: float | None) -> tuple[Row, Artifacts]:
         row: Row = {"step": step, "epoch": step / per_epoch}
         for split, x, y in (("train", data.train_inputs, data.train_targets), ("test", data.test_inputs, data.test_targets)):
-            for key, value in evaluate(model, loss_fn, settings.loss, x, y, data.num_outputs, settings.eval_batch_size).items():
+            metrics = evaluate(network, loss_fn, settings.loss, x, y, data.num_outputs, settings.eval_batch_size,
+                               prepare=data.model_inputs, autocast_dtype=precision)  # fmt: skip
+            for key, value in metrics.items():
                 row[f"{split}/{key}"] = value
         row.update(parameter_norms(model))
         row["lr"] = optimizer.param_groups[0]["lr"]
@@ -147,7 +158,8 @@ def _run_loop(
                 targets = loss_targets(noise.targets(batch.inputs, batch.targets), settings.loss, data.num_outputs)
                 optimizer.zero_grad(set_to_none=True)
                 with noise.perturbed():
-                    loss = loss_fn(model(batch.inputs), targets)
+                    with torch.autocast(device.type, dtype=precision or torch.bfloat16, enabled=precision is not None):
+                        loss = loss_fn(network(batch.inputs), targets)
                     loss.backward()
                 optimizer.step()
                 schedule.step()
@@ -163,7 +175,7 @@ def _run_loop(
                     row = {"step": step, "epoch": step / per_epoch, "train/batch_loss": losses[-1]}
                     record(row, {})
                     return TrainResult("diverged", step, row, f"non-finite training loss at step {step}")
-            if step % settings.eval_every == 0 or step == n_steps or any(p.due(step, n_steps) for p in state.probes):
+            if step % eval_interval == 0 or step == n_steps or any(p.due(step, n_steps) for p in state.probes):
                 row, artifacts = measure(step, float(loss.detach()))
                 record(row, artifacts)
                 if _diverged(row):
@@ -190,7 +202,7 @@ def training_state(
     `steps_per_call`/`compile` ask for blocks this run cannot take (train/fused.py)."""
     optimizer = build_optimizer(model, settings.optimizer)
     schedule = build_schedule(optimizer, settings.schedule, total_steps(settings, data.n_train))
-    batches = BatchIterator(data.train_inputs, data.train_targets, settings.batch_size, seed)
+    batches = BatchIterator(data.train_inputs, data.train_targets, settings.batch_size, seed, data.pipeline)
     check_blocks_apply(model, noise, batches, settings)
     return TrainingState(model, optimizer, schedule, batches, noise, list(probes))
 

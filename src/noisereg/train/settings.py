@@ -13,6 +13,7 @@ from noisereg.errors import SettingError
 SCHEDULES = ("constant", "cosine")
 RESUME_POLICIES = ("auto", "never", "restart")
 UNITS = ("steps", "epochs")
+PRECISIONS = ("auto", "float32", "bfloat16")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -33,19 +34,24 @@ class TrainerSettings:
     epochs: Optional[int] = None
     optimizer: OptimizerSettings = field(default_factory=OptimizerSettings)
     schedule: str = "constant"
-    eval_every: int = 50  # steps
+    eval_every: int = 50  # in eval_unit
+    eval_unit: str = "steps"  # steps | epochs
     eval_batch_size: int = 4096
     divergence_check_every: int = 1  # steps; >1 avoids a host sync per step on GPUs
     # Many steps per call (train/fused.py): the steps between two evaluations run in blocks of up to this many,
-    # one call each, with batches and noise drawn for the whole block; `compile` compiles that call (a loop in
-    # generated code: tiny models then run ~100x faster). 1 and false: one Python step at a time.
+    # one call each, with batches and noise drawn for the whole block; `compile` then compiles that call (a loop in
+    # generated code: tiny models then run ~100x faster). 1: one Python step at a time.
     steps_per_call: int = 1
-    compile: bool = False
     # Intra-op CPU threads while training (torch.set_num_threads); None: torch's default. Tiny models want 1: each
     # step's ops are too small to share, and waking a second thread costs more than the step (far more when the
     # other core is busy).
     threads: Optional[int] = None
     progress_bar: bool = True
+    # GPU speed (train/loop.py): bf16 autocast of forward passes, channels-last image layout, torch.compile.
+    precision: str = "auto"  # auto: bfloat16 autocast on CUDA, float32 elsewhere | float32 | bfloat16
+    channels_last: Optional[bool] = None  # None: on CUDA only
+    # torch.compile: the model for training and evaluation steps, or with steps_per_call > 1 the block of steps.
+    compile: bool = False
     # Resume (train/state.py, tracking/job.py): auto continues an unfinished run directory from its checkpoint and
     # leaves a finished one alone; never refuses a directory that holds records; restart discards them.
     resume: str = "auto"
@@ -84,8 +90,11 @@ class TrainerSettings:
             raise SettingError(f"trainer.resume={self.resume!r} is unknown; choose one of {list(RESUME_POLICIES)}")
         if self.checkpoint_every is not None and self.checkpoint_every < 1:
             raise SettingError(f"trainer.checkpoint_every={self.checkpoint_every} must be >= 1, or null")
-        if self.checkpoint_unit not in UNITS:
-            raise SettingError(f"trainer.checkpoint_unit={self.checkpoint_unit!r} is unknown; choose steps or epochs")
+        for key in ("checkpoint_unit", "eval_unit"):
+            if getattr(self, key) not in UNITS:
+                raise SettingError(f"trainer.{key}={getattr(self, key)!r} is unknown; choose steps or epochs")
+        if self.precision not in PRECISIONS:
+            raise SettingError(f"trainer.precision={self.precision!r} is unknown; choose one of {list(PRECISIONS)}")
         resolve_device(self.device)
 
 
@@ -103,6 +112,17 @@ def resolve_device(device: str) -> torch.device:
     if device == "mps" and not torch.backends.mps.is_available():
         raise SettingError("trainer.device='mps' but MPS is not available here; use trainer.device=auto or cpu")
     return torch.device(device)
+
+
+def autocast_dtype(settings: TrainerSettings, device: torch.device) -> torch.dtype | None:
+    """The dtype forward passes autocast to (None: float32 throughout). Curvature is always float32."""
+    if settings.precision == "bfloat16" or (settings.precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
+
+
+def uses_channels_last(settings: TrainerSettings, device: torch.device) -> bool:
+    return device.type == "cuda" if settings.channels_last is None else settings.channels_last
 
 
 def steps_per_epoch(n_train: int, batch_size: int | None) -> int:
