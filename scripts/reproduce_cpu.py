@@ -33,10 +33,10 @@ PLAN = [
     ("orvieto", "fig3_fmnist_sigma", "cpu"),
     # Blanc et al.: tiny models, millions of steps in compiled blocks (one core each); the sizes of their experiment
     # files (README, "Blanc et al.": Fig. 1 at d = 20).
-    ("blanc", "blanc_thm3_single_point", "paper"),
-    ("blanc", "blanc_fig1_matrix_sensing", "paper"),
-    ("blanc", "blanc_fig1_lr_sweep", "paper"),
     ("blanc", "blanc_fig3_curve_length", "paper"),
+    ("blanc", "blanc_fig1_matrix_sensing", "paper"),
+    ("blanc", "blanc_thm3_single_point", "paper"),
+    ("blanc", "blanc_fig1_lr_sweep", "paper"),
     ("blanc", "blanc_fig2_relu_interpolation", "paper"),
 ]
 NEEDS_DATA = {"fig5_cnn", "fig6_resnet", "fig11_toy_cnn", "fig12_wide_cnn"}  # CIFAR-10: no offline copy here
