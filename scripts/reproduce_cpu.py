@@ -32,7 +32,8 @@ PLAN = [
     ("orvieto", "fig4_deep_mlp", "cpu"),
     ("orvieto", "fig3_fmnist_sigma", "cpu"),
     # Blanc et al.: tiny models, millions of steps in compiled blocks (one core each); the sizes of their experiment
-    # files (README, "Blanc et al.": Fig. 1 at d = 20).
+    # files (README, "Blanc et al.": Fig. 1 at d = 20). Measured on 2 shared cores (load average 4-6): 43 min in all;
+    # a 1e7-step ReLU run ~95 s (~1e5 steps/s), Fig. 2 17 min, Fig. 3 5 min (14 beside a test run), Fig. 1 4 + 5 min.
     ("blanc", "blanc_fig3_curve_length", "paper"),
     ("blanc", "blanc_fig1_matrix_sensing", "paper"),
     ("blanc", "blanc_thm3_single_point", "paper"),
