@@ -23,9 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
 # (paper, experiment, scale, *overrides). Orvieto Figs 1, 2 and MLP 1 (Fig. 7) run at the paper's scale; the wider
-# MLPs at scale=cpu (conf/scale/cpu.yaml), Figs 10, 4 and 3 also with 2 seeds and 1000 steps (README, "results/"). Camuto's experiments at scale=cpu with their budgets (conf/cpu_budget/):
-# about 15 minutes on an idle 2-core machine (README, "Camuto et al."). Levi's linear toy model runs at the paper's
-# scale, its MLPs at a quarter of the width with the shorter lengths and sweeps below (README, "Levi et al.").
+# MLPs at scale=cpu (conf/scale/cpu.yaml), Figs 4, 3 and 10 also with 2 seeds and 1000 steps (README, "results/").
+# Camuto's experiments at scale=cpu with their budgets (conf/cpu_budget/): about 15 minutes on an idle 2-core machine
+# (README, "Camuto et al."). Levi's linear toy model runs at the paper's scale, its MLPs at a quarter of the width
+# with the shorter lengths and sweeps below (README, "Levi et al."). Blanc's experiments at their own files' sizes.
 PLAN = [
     ("orvieto", "fig1_variance", "paper"),
     ("orvieto", "fig2_synthetic", "paper"),
@@ -45,6 +46,14 @@ PLAN = [
     ("levi", "levi_fig2_mlp_mse", "cpu_quarter", "trainer.epochs=15", "seed=0"),
     ("levi", "levi_fig1_decay_times", "cpu_quarter", "trainer.epochs=15", "dataset.n_train=8400", "dataset.n_test=5000",
      "noise.strength=0,1e-4,1e-2,0.03,0.1,1,10", "seed=0,1"),
+    # Blanc et al.: tiny models, millions of steps in compiled blocks (one core each); the sizes of their experiment
+    # files (README, "Blanc et al.": Fig. 1 at d = 20). Measured on 2 shared cores (load average 4-6): 43 min in all;
+    # a 1e7-step ReLU run ~95 s (~1e5 steps/s), Fig. 2 17 min, Fig. 3 5 min (14 beside a test run), Fig. 1 4 + 5 min.
+    ("blanc", "blanc_fig3_curve_length", "paper"),
+    ("blanc", "blanc_fig1_matrix_sensing", "paper"),
+    ("blanc", "blanc_thm3_single_point", "paper"),
+    ("blanc", "blanc_fig1_lr_sweep", "paper"),
+    ("blanc", "blanc_fig2_relu_interpolation", "paper"),
 ]
 NEEDS_DATA = {"fig5_cnn", "fig6_resnet", "fig11_toy_cnn", "fig12_wide_cnn"}  # CIFAR-10: no offline copy here
 

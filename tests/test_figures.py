@@ -24,14 +24,15 @@ ORVIETO_CIFAR = ("fig5_cnn", "fig6_resnet", "fig11_toy_cnn", "fig12_wide_cnn")
 NARROWED = {"seed": {"0", "1"}, "noise.sigma": {"0", "0.0", "0.05", "0.1"}, "model.widths": {"[10]", "[1000]"}}
 
 
-def declared_sweep(experiment: str) -> list[list[str]]:
-    """The jobs of `python run.py -m +experiment=...`, narrowed: the experiment's own sweep params."""
+def declared_sweep(experiment: str, narrow: bool = True) -> list[list[str]]:
+    """The jobs of `python run.py -m +experiment=...`, narrowed (or, narrow=False, all of them): the experiment's own
+    sweep params."""
     params = compose(f"+experiment={experiment}", return_hydra_config=True).hydra.sweeper.params
     axes = []
     for key, values in params.items():
         text = str(values)
         choices = text.replace("],[", "]|[").split("|") if "[" in text else text.split(",")
-        if key in NARROWED:
+        if narrow and key in NARROWED:
             choices = [c for c in choices if c in NARROWED[key]] or choices[:2]
         axes.append([f"{key}={choice}" for choice in choices])
     return [list(job) for job in itertools.product(*axes)]

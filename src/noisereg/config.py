@@ -50,6 +50,7 @@ class ScaleSettings:
     max_test: Optional[int] = None
     max_steps: Optional[int] = None
     max_epochs: Optional[int] = None
+    compile: Optional[bool] = None  # set trainer.compile (smoke: false, compiling costs more than a few steps)
     max_curvature_samples: Optional[int] = None  # the subset curvature is measured on (exact traces of a ResNet)
 
 
@@ -95,6 +96,18 @@ def _merge(group: str, schema: type, node: Any) -> DictConfig:
     return merged
 
 
+def _resolved(node: Any) -> Any:
+    """A group's settings with interpolations resolved where they stand (`dataset.seed: ${seed}` names the job's
+    seed), before they are merged into the group's schema, whose root is the group alone."""
+    if isinstance(node, DictConfig):
+        try:
+            return OmegaConf.to_container(node, resolve=True)
+        except OmegaConfBaseException as error:
+            key = getattr(error, "full_key", None) or "interpolation"
+            raise SettingError(f"invalid setting {key}: {str(error).splitlines()[0]}") from None
+    return node
+
+
 def validate(cfg: DictConfig) -> DictConfig:
     """Return a copy of `cfg` with every group checked against its schema and defaults filled in."""
     load_all()
@@ -110,13 +123,14 @@ def validate(cfg: DictConfig) -> DictConfig:
         job = _merge("job", JobSettings, {k: cfg[k] for k in ("name", "seed") if k in cfg})
         cfg.name, cfg.seed = job.name, job.seed
         for group, registry in REGISTERED_GROUPS.items():
-            node = cfg.get(group)
-            name = node.get("name") if isinstance(node, DictConfig) else None
+            node = _resolved(cfg.get(group))
+            name = node.get("name") if isinstance(node, dict) else None
             cfg[group] = _merge(group, registry.entry(name).schema, node)
         for group, schema in FIXED_GROUPS.items():
-            cfg[group] = _merge(group, schema, cfg.get(group, {}))
+            cfg[group] = _merge(group, schema, _resolved(cfg.get(group, {})))
         probes = cfg.get("probes") or {}
-        cfg.probes = {name: _merge(f"probes.{name}", PROBES.entry(name).schema, node) for name, node in probes.items()}
+        cfg.probes = {name: _merge(f"probes.{name}", PROBES.entry(name).schema, _resolved(node))
+                      for name, node in probes.items()}  # fmt: skip
     return cfg
 
 
@@ -143,4 +157,6 @@ def apply_scale(cfg: DictConfig) -> DictConfig:
         if cfg.trainer.epochs is not None:
             cfg.trainer.epochs = _cap(cfg.trainer.epochs, scale.max_epochs)
         cfg.curvature.n_samples = _cap(cfg.curvature.n_samples, scale.max_curvature_samples)
+        if scale.compile is not None:
+            cfg.trainer.compile = scale.compile
     return cfg

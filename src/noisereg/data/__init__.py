@@ -8,6 +8,8 @@ from noisereg.data.batches import Batch, BatchIterator
 from noisereg.data.cifar10 import cifar10, cifar10_tensors
 from noisereg.data.fmnist import DatasetNotFoundError, fashion_mnist_tensors, fmnist_full, fmnist_subset
 from noisereg.data.images import ImagePipeline
+from noisereg.data.matrix_sensing import matrix_sensing
+from noisereg.data.points import points_1d, single_point
 from noisereg.data.sines import sum_of_sines
 from noisereg.data.synthetic import scalar_regression, synthetic_sparse
 from noisereg.data.tabular import diabetes
@@ -33,7 +35,10 @@ __all__ = [
     "fashion_mnist_tensors",
     "fmnist_full",
     "fmnist_subset",
-    "sum_of_sines",
+    "matrix_sensing",
+    "points_1d",
     "scalar_regression",
+    "single_point",
+    "sum_of_sines",
     "synthetic_sparse",
 ]

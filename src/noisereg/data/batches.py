@@ -82,6 +82,28 @@ class BatchIterator:
             self.epoch, self.position, self.order, self.augmentation = self.epoch + 1, 0, None, None
         return Batch(inputs, targets, indices, epoch)
 
+    def take(self, steps: int) -> tuple[torch.Tensor, int]:
+        """The rows of the next `steps` batches at once, as a (steps, batch size) tensor, and the epoch of the
+        first: the same rows, in the same order, and the same iterator state afterwards as `steps` calls of
+        `next()` (train/fused.py runs that many steps in one call). Needs batches of equal size."""
+        if not self.full_batch and self.n % self.batch_size:
+            raise ValueError(f"take() needs a batch size that divides the {self.n} rows (got {self.batch_size})")
+        first_epoch = self.epoch
+        if self.full_batch:
+            self.epoch += steps
+            return torch.arange(self.n, device=self.inputs.device).expand(steps, self.n), first_epoch
+        pieces, wanted = [], steps * self.batch_size
+        while wanted:
+            if self.order is None:
+                self.order = torch.randperm(self.n, generator=self.generator).to(self.inputs.device)
+            piece = self.order[self.position : self.position + wanted]
+            pieces.append(piece)
+            wanted -= piece.numel()
+            self.position += piece.numel()
+            if self.position >= self.n:
+                self.epoch, self.position, self.order = self.epoch + 1, 0, None
+        return torch.cat(pieces).view(steps, self.batch_size), first_epoch
+
     def state_dict(self) -> dict[str, Any]:
         order = None if self.order is None or self.full_batch else self.order.cpu()
         augmentation = None if self.augmentation is None else self.augmentation.cpu()

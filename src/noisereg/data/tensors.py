@@ -1,7 +1,7 @@
 """A dataset as tensors on the training device (airbench style: no DataLoader, no per-sample transforms)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -19,6 +19,8 @@ class TensorDataset:
     # Stored uint8 images become model inputs through this (normalisation; crop and flip for training batches);
     # None: the stored inputs are the model's inputs.
     pipeline: ImagePipeline | None = None
+    # What the data were generated from, for measurements against the truth (a planted matrix, ...).
+    truth: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -43,4 +45,5 @@ class TensorDataset:
 
         pipeline = None if self.pipeline is None else self.pipeline.to(device, channels_last=channels_last)
         return TensorDataset(inputs(self.train_inputs), self.train_targets.to(device), inputs(self.test_inputs),
-                             self.test_targets.to(device), self.task, self.num_outputs, pipeline)  # fmt: skip
+                             self.test_targets.to(device), self.task, self.num_outputs, pipeline,
+                             {name: value.to(device) for name, value in self.truth.items()})  # fmt: skip

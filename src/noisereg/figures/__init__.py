@@ -4,7 +4,7 @@ per paper, one function per figure.
     python scripts/plot.py fig2_synthetic multirun/fig2          # results/fig2_synthetic/fig2_synthetic.png + .json
     python scripts/report.py multirun/                            # results/REPORT.md
 """
-from noisereg.figures import camuto, levi, orvieto  # noqa: F401  (register their figures and claims)
+from noisereg.figures import blanc, camuto, levi, orvieto  # noqa: F401  (register their figures and claims)
 from noisereg.figures.base import FIGURES, plot_experiment
 from noisereg.figures.claims import CLAIMS, write_report
 

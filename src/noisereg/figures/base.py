@@ -363,6 +363,61 @@ class Canvas:
         axis.legend(fontsize=6)
         return drawn
 
+    def run_curves(
+        self,
+        where: tuple[int, int],
+        runs: pd.DataFrame,
+        artifact: str,
+        xy: Callable[[dict[str, np.ndarray]], tuple[np.ndarray, np.ndarray]],
+        by: Sequence[str] | str = (),
+        label: Callable[[dict[str, Any]], str] | None = None,
+        x: str = "x",
+        y: str = "y",
+        title: str | None = None,
+        log_y: bool = False,
+        points: Callable[[dict[str, np.ndarray]], tuple[np.ndarray, np.ndarray]] | None = None,
+        points_label: str = "data",
+    ) -> list[dict[str, Any]]:
+        """One line per run, drawn from the arrays it saved last under `artifact` (a probe's artifacts, e.g. the
+        learnt function on a grid): `xy(arrays) -> (x, y)`. Runs of one group (`by`) share a colour. `points(arrays)`
+        adds markers from the first run's arrays (e.g. the training points). Each run's curve, its config, seed and
+        step, goes into the JSON; a run that saved no such artifact is counted as failed."""
+        by = [by] if isinstance(by, str) else list(by)
+        axis, panel = self._panel(where, x, y, title, False, log_y)
+        colours = iter(["C0", "C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C9"])
+        drawn, first_arrays = [], None
+        for config, group in self._groups(runs, by):
+            colour, name = next(colours), (label(config) if label else ", ".join(f"{k}={v}" for k, v in config.items()))
+            values = {k: _plain(v) for k, v in config.items()}
+            saved = [(run, arrays_at_last_step(run, artifact)) for run in sorted(group["run"].unique())]
+            found = [(run, step_arrays) for run, step_arrays in saved if step_arrays is not None]
+            failed = len(saved) - len(found)
+            legend = f"{name} (n={len(found)}{f', {failed} failed' if failed else ''})"
+            for index, (run, (step, arrays)) in enumerate(found):
+                first_arrays = first_arrays or arrays
+                xs, ys = (np.asarray(values, dtype=float) for values in xy(arrays))
+                axis.plot(xs, ys, lw=1.0, alpha=0.8, color=colour, label=legend if index == 0 else None)
+                rows = group[group["run"] == run]
+                curve = {"label": name, "config": values, "run": run, "artifact": artifact, "step": int(step),
+                         "seed": _plain(rows["seed"].iloc[0]), "status": rows["status"].iloc[0],
+                         "x": _plain(list(xs)), "y": _plain(list(ys))}  # fmt: skip
+                panel["series"].append(curve)
+                drawn.append(curve)
+            if failed:
+                panel["series"].append({"label": name, "config": values, "failed": failed})
+        if points is not None and first_arrays is not None:
+            xs, ys = (np.asarray(values, dtype=float) for values in points(first_arrays))
+            axis.plot(xs, ys, "k--o", ms=4, lw=0.8, label=points_label, zorder=5)
+            panel["series"].append({"label": points_label, "x": _plain(list(xs)), "y": _plain(list(ys))})
+        axis.legend(fontsize=7)
+        return drawn
+
+    def note(self, where: tuple[int, int], text: str, title: str | None = None) -> None:
+        """A panel with nothing to plot says why, in the figure and in the JSON (`note`)."""
+        axis, panel = self._panel(where, "", "", title, False, False)
+        axis.text(0.5, 0.5, text, ha="center", va="center", fontsize=8, wrap=True, transform=axis.transAxes)
+        panel["note"] = text
+
     def _series(self, config, group, x, y, label, average_diverged: bool = True) -> Series:
         name = label(config) if label else (", ".join(f"{k}={v}" for k, v in config.items()) or y)
         with_values = group[np.isfinite(group[y].astype(float))] if y in group else group.iloc[0:0]
@@ -499,6 +554,12 @@ def phase_counts(
         else:
             spans.append((majority, bounds[index], bounds[index + 1]))
     return counts, spans
+
+
+def arrays_at_last_step(run: str, artifact: str) -> tuple[int, dict[str, np.ndarray]] | None:
+    """The arrays a run saved last under `artifact`, with their step; None if it saved none."""
+    steps = list_artifacts(run).get(artifact)
+    return (steps[-1], read_artifact(run, artifact, steps[-1])) if steps else None
 
 
 def last_values(runs: pd.DataFrame, y: str) -> pd.DataFrame:

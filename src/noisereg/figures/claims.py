@@ -190,6 +190,21 @@ def unanimous(name: str, outcomes: dict[Any, bool], what: str) -> Verdict:
     return Verdict(verdict, f"{name}: {yes} of {n}", f"{what} for every one (≥ 2); fails if for fewer than half")
 
 
+def between(a: Evidence, low: float, high: float, what: str | None = None) -> Verdict:
+    """mean of a inside (low, high) by more than 2 standard errors on both sides; fails when outside by as much."""
+    states = (_decide(a.mean - low, a.sem, a.n), _decide(high - a.mean, a.sem, a.n))
+    verdict = "fails" if "fails" in states else "holds" if states == ("holds", "holds") else "inconclusive"
+    return Verdict(verdict, str(a), f"{low:g} < {what or a.name} < {high:g} by > {MARGIN:g} SE")
+
+
+def share(a: Evidence, condition: Callable[[float], bool], at_least: float, what: str) -> Verdict:
+    """The fraction of runs whose value meets `condition` (`what` says how): holds when it is at least `at_least`,
+    fails otherwise; a count over the runs, so no standard error (inconclusive with fewer than two runs)."""
+    met = sum(1 for value in a.values.values() if condition(value))
+    verdict = "inconclusive" if a.n < 2 else "holds" if met >= at_least * a.n else "fails"
+    return Verdict(verdict, f"{a}; {met} of {a.n} {what}", f"at least {at_least:.0%} of runs {what}")
+
+
 def all_of(*verdicts: Verdict) -> Verdict:
     """Holds if every part holds, fails if any part fails, inconclusive otherwise."""
     states = [v.verdict for v in verdicts]
@@ -221,6 +236,20 @@ def final(runs: pd.DataFrame, metric: str, name: str | None = None, **where: Any
             values[rows["seed"].iloc[0]] = float(finite.sort_values("step")[metric].iloc[-1])
     label = name or ", ".join(f"{k.split('.')[-1]}={v}" for k, v in where.items())
     return Evidence(f"{label} {metric}", values, diverged)
+
+
+def per_run(runs: pd.DataFrame, statistic: Callable[[pd.DataFrame], float], name: str, **where: Any) -> Evidence:
+    """`statistic(rows)` of each selected run's rows (sorted by step), by seed, e.g. the step where a metric first
+    falls below a threshold; diverged runs are counted, not used, and a NaN statistic leaves the run out."""
+    values, diverged = {}, 0
+    for _, rows in select(runs, **where).groupby("run"):
+        if rows["status"].iloc[0] == "diverged":
+            diverged += 1
+            continue
+        value = statistic(rows.sort_values("step"))
+        if math.isfinite(value):
+            values[rows["seed"].iloc[0]] = float(value)
+    return Evidence(name, values, diverged)
 
 
 @dataclass

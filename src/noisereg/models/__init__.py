@@ -8,13 +8,16 @@ import torch
 from torch import nn
 
 from noisereg.models.diagonal import DiagonalNetwork
+from noisereg.models.factorized import FactorizedMatrix
 from noisereg.models.linear_toy import build_linear_toy
 from noisereg.models.mlp import MLP
+from noisereg.models.relu_1d import Relu1dNetwork
 from noisereg.models.resnet import ResNet
 from noisereg.models.sites import hidden_activation_modules, preactivation_modules
+from noisereg.models.smooth_two_layer import SmoothTwoLayerNetwork
+from noisereg.models.strided_cnn import StridedCNN
 from noisereg.models.toy_cnn import ToyCNN
 from noisereg.models.wide_cnn import WideCNN
-from noisereg.models.strided_cnn import StridedCNN
 from noisereg.registry import MODELS
 
 
@@ -26,10 +29,13 @@ def build_model(
 
 
 __all__ = [
-    "MLP",
     "MODELS",
     "DiagonalNetwork",
+    "FactorizedMatrix",
+    "MLP",
+    "Relu1dNetwork",
     "ResNet",
+    "SmoothTwoLayerNetwork",
     "StridedCNN",
     "ToyCNN",
     "WideCNN",

@@ -2,17 +2,24 @@
 from noisereg.probes.base import Measurement, Probe, ProbeContext, ProbeSettings
 from noisereg.probes.calibration import CalibrationProbe
 from noisereg.probes.fourier import FourierProbe
+from noisereg.probes.function_1d import Function1dProbe
+from noisereg.probes.label_noise_regularizer import LabelNoiseRegularizerProbe
 from noisereg.probes.layer_statistics import LayerStatisticsProbe
+from noisereg.probes.matrix_recovery import MatrixRecoveryProbe
 from noisereg.probes.nin_time_scales import NinTimeScalesProbe
 from noisereg.probes.predictions import PredictionsProbe
 from noisereg.probes.remainder import RemainderProbe
+from noisereg.probes.unit_outputs import UnitOutputsProbe
 from noisereg.registry import PROBES
 
 __all__ = [
     "PROBES",
     "CalibrationProbe",
     "FourierProbe",
+    "Function1dProbe",
+    "LabelNoiseRegularizerProbe",
     "LayerStatisticsProbe",
+    "MatrixRecoveryProbe",
     "Measurement",
     "NinTimeScalesProbe",
     "PredictionsProbe",
@@ -20,4 +27,5 @@ __all__ = [
     "ProbeContext",
     "ProbeSettings",
     "RemainderProbe",
+    "UnitOutputsProbe",
 ]

@@ -54,6 +54,11 @@ class ProbeContext:
     make_noise: Callable[[int], NoiseMode]  # a fresh, unattached copy of the run's noise mode on random stream k
 
 
+def steps_between(every: int | None, unit: str, context: ProbeContext) -> int | None:
+    """A probe's `every` (counted in `unit`: steps or epochs) in steps; None stays None (off)."""
+    return every if every is None or unit == "steps" else every * context.steps_per_epoch
+
+
 class Probe:
     name = "probe"
 

@@ -7,9 +7,10 @@ rows it logs, and when to stop early, is the caller's (tracking/job.py).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -21,6 +22,7 @@ from noisereg.losses import build_loss
 from noisereg.noise.base import NoiseMode
 from noisereg.probes.base import Probe
 from noisereg.train.evaluation import evaluate, loss_targets, parameter_norms
+from noisereg.train.fused import StepBlocks, block_end, block_intervals, check_blocks_apply, uses_blocks
 from noisereg.train.optimizers import build_optimizer, build_schedule
 from noisereg.train.progress import Progress
 from noisereg.train.settings import TrainerSettings, autocast_dtype, interval_in_steps, total_steps
@@ -46,6 +48,20 @@ def _diverged(row: Row) -> bool:
     return not is_finite([v for k, v in row.items() if k.endswith("/loss") and isinstance(v, float)])
 
 
+@contextlib.contextmanager
+def intra_op_threads(threads: int | None) -> Iterator[None]:
+    """torch's CPU threads set to `threads` inside, restored after (None: left as they are)."""
+    if threads is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def run_loop(
     state: TrainingState,
     data: TensorDataset,
@@ -55,6 +71,21 @@ def run_loop(
     checkpoint: Callable[[TrainingState], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> TrainResult:
+    """Train from `state` (fresh or restored) to the end of the run, on `settings.threads` CPU threads; see
+    `_run_loop`."""
+    with intra_op_threads(settings.threads):
+        return _run_loop(state, data, loss_fn, settings, log, checkpoint, should_stop)
+
+
+def _run_loop(
+    state: TrainingState,
+    data: TensorDataset,
+    loss_fn: nn.Module,
+    settings: TrainerSettings,
+    log: Callable[[Row, Artifacts], None],
+    checkpoint: Callable[[TrainingState], None] | None,
+    should_stop: Callable[[], bool],
+) -> TrainResult:
     """Train from `state` (fresh or restored) to the end of the run.
 
     A metrics row is logged at step 0, every `eval_every` steps (or epochs), whenever a probe is due, and at the
@@ -63,7 +94,8 @@ def run_loop(
     `divergence_check_every` steps and at evaluations.
     `checkpoint(state)` is called every `checkpoint_every` steps (or epochs) and when `should_stop()` turns true,
     which ends the run with status `interrupted` at the end of the current step. A NaN or inf loss ends it with
-    status `diverged`: a result, not an error."""
+    status `diverged`: a result, not an error. With `steps_per_call` > 1 or `compile`, the steps between those
+    points run in blocks, one call each (train/fused.py)."""
     model, noise, optimizer, schedule = state.model, state.noise, state.optimizer, state.schedule
     n_steps = total_steps(settings, data.n_train)
     per_epoch = state.batches.steps_per_epoch
@@ -72,8 +104,9 @@ def run_loop(
                                             settings.batch_size)  # fmt: skip
     device = next(model.parameters()).device
     precision = autocast_dtype(settings, device)
-    # The compiled module shares the model's parameters and buffers; checkpoints and probes use `model` itself.
-    network = torch.compile(model, dynamic=False) if settings.compile else model
+    # The compiled module shares the model's parameters and buffers; checkpoints and probes use `model` itself. Runs
+    # in blocks compile their block of steps instead (train/fused.py) and evaluate eagerly.
+    network = torch.compile(model, dynamic=False) if settings.compile and not uses_blocks(settings) else model
 
     def measure(step: int, batch_loss: float | None) -> tuple[Row, Artifacts]:
         row: Row = {"step": step, "epoch": step / per_epoch}
@@ -107,6 +140,8 @@ def run_loop(
         state.started = True
         if _diverged(row):
             return TrainResult("diverged", 0, row, "non-finite loss at initialisation")
+    blocks = StepBlocks(state, data, loss_fn, settings) if uses_blocks(settings) else None
+    intervals = block_intervals(settings, state.probes)
     progress = Progress(n_steps, state.step, settings.progress_bar)
     try:
         while state.step < n_steps:
@@ -114,25 +149,30 @@ def run_loop(
                 if checkpoint is not None:
                     checkpoint(state)
                 return TrainResult("interrupted", state.step, state.last_row, f"interrupted at step {state.step}")
-            batch = next(state.batches)
-            noise.begin_step(state.step, batch.epoch, batch.indices)
-            targets = loss_targets(noise.targets(batch.inputs, batch.targets), settings.loss, data.num_outputs)
-            optimizer.zero_grad(set_to_none=True)
-            with noise.perturbed():
-                with torch.autocast(device.type, dtype=precision or torch.bfloat16, enabled=precision is not None):
-                    outputs = network(batch.inputs)
-                    loss = loss_fn(outputs, targets)
-                    penalty = noise.penalty(outputs, targets, loss_fn)  # an explicit regulariser (gni_explicit)
-                    if penalty is not None:
-                        loss = loss + penalty  # the objective minimised; train/batch_loss reports it
-                loss.backward()
-            optimizer.step()
-            schedule.step()
-            state.step += 1
+            before = state.step
+            if blocks is not None:
+                loss = blocks.run(block_end(before, n_steps, settings, intervals, noise, per_epoch))[-1]
+            else:
+                batch = next(state.batches)
+                noise.begin_step(state.step, batch.epoch, batch.indices)
+                targets = loss_targets(noise.targets(batch.inputs, batch.targets), settings.loss, data.num_outputs)
+                optimizer.zero_grad(set_to_none=True)
+                with noise.perturbed():
+                    with torch.autocast(device.type, dtype=precision or torch.bfloat16, enabled=precision is not None):
+                        outputs = network(batch.inputs)
+                        loss = loss_fn(outputs, targets)
+                        penalty = noise.penalty(outputs, targets, loss_fn)  # an explicit regulariser (gni_explicit)
+                        if penalty is not None:
+                            loss = loss + penalty  # the objective minimised; train/batch_loss reports it
+                    loss.backward()
+                optimizer.step()
+                schedule.step()
+                state.step += 1
+                state.pending_losses.append(loss.detach())
             step = state.step
-            state.pending_losses.append(loss.detach())
-            if step % settings.divergence_check_every == 0 or step == n_steps:
-                losses = torch.stack(state.pending_losses).tolist()
+            every = settings.divergence_check_every
+            if step // every > before // every or step == n_steps:
+                losses = torch.cat([pending.reshape(-1) for pending in state.pending_losses]).tolist()
                 state.pending_losses.clear()
                 progress.update(len(losses), losses[-1])
                 if not is_finite(losses):
@@ -144,7 +184,9 @@ def run_loop(
                 record(row, artifacts)
                 if _diverged(row):
                     return TrainResult("diverged", step, row, f"non-finite evaluation loss at step {step}")
-            if checkpoint is not None and checkpoint_interval and step % checkpoint_interval == 0 and step < n_steps:
+            # (A block may run past a multiple of the interval: checkpoint at its end.)
+            crossed = checkpoint_interval and step // checkpoint_interval > before // checkpoint_interval
+            if checkpoint is not None and crossed and step < n_steps:
                 checkpoint(state)
     finally:
         progress.close()
@@ -160,10 +202,12 @@ def training_state(
     probes: Sequence[Probe] = (),
 ) -> TrainingState:
     """A fresh state: the optimizer over the model's parameters (noise already attached: NIN adds W_NI), the
-    learning-rate schedule over the run's length and the batch iterator seeded with `seed`."""
+    learning-rate schedule over the run's length and the batch iterator seeded with `seed`. A `SettingError` when
+    `steps_per_call`/`compile` ask for blocks this run cannot take (train/fused.py)."""
     optimizer = build_optimizer(model, settings.optimizer)
     schedule = build_schedule(optimizer, settings.schedule, total_steps(settings, data.n_train))
     batches = BatchIterator(data.train_inputs, data.train_targets, settings.batch_size, seed, data.pipeline)
+    check_blocks_apply(model, noise, batches, settings)
     return TrainingState(model, optimizer, schedule, batches, noise, list(probes))
 
 

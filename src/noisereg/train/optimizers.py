@@ -32,3 +32,20 @@ def learning_rate_factor(schedule: str, n_steps: int) -> Callable[[int], float]:
 
 def build_schedule(optimizer: torch.optim.Optimizer, schedule: str, n_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
     return torch.optim.lr_scheduler.LambdaLR(optimizer, learning_rate_factor(schedule, n_steps))
+
+
+def block_learning_rates(schedule: torch.optim.lr_scheduler.LambdaLR, steps: int) -> list[float]:
+    """The learning rate of each of the next `steps` steps: what `schedule` would set before each of them."""
+    (base,), (factor,) = schedule.base_lrs, schedule.lr_lambdas
+    start = schedule.last_epoch
+    return [base * factor(step) for step in range(start, start + steps)]
+
+
+def advance_schedule(schedule: torch.optim.lr_scheduler.LambdaLR, steps: int) -> None:
+    """The schedule's state after `steps` calls of `schedule.step()`, without making them one by one."""
+    schedule.last_epoch += steps
+    schedule._step_count += steps  # torch's own counter, kept so the state dict equals a step-by-step one
+    rates = [base * factor(schedule.last_epoch) for base, factor in zip(schedule.base_lrs, schedule.lr_lambdas)]
+    for group, rate in zip(schedule.optimizer.param_groups, rates):
+        group["lr"] = rate
+    schedule._last_lr = rates  # what get_last_lr() reports, as step() would have set it

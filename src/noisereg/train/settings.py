@@ -42,11 +42,20 @@ class TrainerSettings:
     eval_unit: str = "steps"  # steps | epochs (Levi's figures log once per epoch)
     eval_batch_size: int = 4096
     divergence_check_every: int = 1  # steps; >1 avoids a host sync per step on GPUs
+    # Many steps per call (train/fused.py): the steps between two evaluations run in blocks of up to this many,
+    # one call each, with batches and noise drawn for the whole block; `compile` then compiles that call (a loop in
+    # generated code: tiny models then run ~100x faster). 1: one Python step at a time.
+    steps_per_call: int = 1
+    # Intra-op CPU threads while training (torch.set_num_threads); None: torch's default. Tiny models want 1: each
+    # step's ops are too small to share, and waking a second thread costs more than the step (far more when the
+    # other core is busy).
+    threads: Optional[int] = None
     progress_bar: bool = True
     # GPU speed (train/loop.py): bf16 autocast of forward passes, channels-last image layout, torch.compile.
     precision: str = "auto"  # auto: bfloat16 autocast on CUDA, float32 elsewhere | float32 | bfloat16
     channels_last: Optional[bool] = None  # None: on CUDA only
-    compile: bool = False  # torch.compile the model for training and evaluation steps
+    # torch.compile: the model for training and evaluation steps, or with steps_per_call > 1 the block of steps.
+    compile: bool = False
     # Resume (train/state.py, tracking/job.py): auto continues an unfinished run directory from its checkpoint and
     # leaves a finished one alone; never refuses a directory that holds records; restart discards them.
     resume: str = "auto"
@@ -90,6 +99,10 @@ class TrainerSettings:
             raise SettingError("trainer.eval_every, trainer.eval_batch_size and trainer.divergence_check_every must be >= 1")
         if self.eval_unit not in UNITS:
             raise SettingError(f"trainer.eval_unit={self.eval_unit!r} is unknown; choose steps or epochs")
+        if self.threads is not None and self.threads < 1:
+            raise SettingError(f"trainer.threads={self.threads} must be >= 1, or null for torch's default")
+        if self.steps_per_call < 1:
+            raise SettingError(f"trainer.steps_per_call={self.steps_per_call} must be >= 1 (1: one step per call)")
         if self.resume not in RESUME_POLICIES:
             raise SettingError(f"trainer.resume={self.resume!r} is unknown; choose one of {list(RESUME_POLICIES)}")
         if self.checkpoint_every is not None and self.checkpoint_every < 1:

@@ -36,11 +36,12 @@ class TrainingState:
         self.batches, self.noise, self.probes = batches, noise, probes
         self.step = 0
         self.started = False  # the step-0 metrics row is logged
-        self.pending_losses: list[torch.Tensor] = []  # batch losses not yet checked for NaN/inf
+        self.pending_losses: list[torch.Tensor] = []  # batch losses not yet checked for NaN/inf (0-d or per block)
         self.last_row: dict[str, Any] = {}
 
     def state_dict(self) -> dict[str, Any]:
-        pending = torch.stack(self.pending_losses).cpu() if self.pending_losses else None
+        # One loss per step: a 0-d tensor per single step, a 1-d tensor per block of steps (train/fused.py).
+        pending = torch.cat([loss.reshape(-1) for loss in self.pending_losses]).cpu() if self.pending_losses else None
         return {
             "format": FORMAT,
             "step": self.step,

@@ -1,0 +1,341 @@
+"""Blanc, Gupta, Valiant, Valiant (COLT 2020): one function per figure, and the paper's claims about each.
+
+Every experiment sweeps the label-noise std δ: δ = 0 is SGD without label noise, δ > 0 SGD with it (Eq. 5). Seeds
+aggregate as mean ± 1 std (the paper shows single runs, or every initialisation, as Fig. 2's panels do here too).
+The paper states its claims in words; the thresholds that decide them (e.g. within 0.02 of the interpolant, a
+time-scale slope in (−2.5, −1.5)) are ours, written in each claim's rule.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from noisereg.figures.base import Canvas, arrays_at_last_step, figure
+from noisereg.figures.claims import (
+    Evidence,
+    Verdict,
+    above,
+    all_of,
+    below,
+    between,
+    claim,
+    final,
+    less,
+    per_run,
+    select,
+    share,
+)
+
+PAPER = "Blanc et al. 2020"
+NO_NOISE = {"noise.delta": 0.0}
+
+
+def by_noise(config: dict) -> str:
+    delta = config.get("noise.delta")
+    return "SGD" if delta == 0 else f"SGD + label noise (δ = {delta:g})"
+
+
+def noise_levels(runs: pd.DataFrame) -> list[float]:
+    return sorted(float(d) for d in runs["noise.delta"].unique())
+
+
+def with_noise(runs: pd.DataFrame) -> dict:
+    """The selection of the runs with label noise (the largest δ of the sweep)."""
+    return {"noise.delta": noise_levels(runs)[-1]}
+
+
+def first_step_below(metric: str, threshold: float):
+    """The first logged step at which `metric` is below `threshold` (NaN if never): a statistic for `per_run`."""
+
+    def statistic(rows: pd.DataFrame) -> float:
+        hits = rows[rows[metric].astype(float) < threshold] if metric in rows else rows.iloc[0:0]
+        return float(hits["step"].iloc[0]) if len(hits) else math.nan
+
+    return statistic
+
+
+def value_at(metric: str, fraction: float):
+    """`metric` at the first logged step at or after `fraction` of the run's length."""
+
+    def statistic(rows: pd.DataFrame) -> float:
+        rows = rows[np.isfinite(rows[metric].astype(float))]
+        later = rows[rows["step"] >= fraction * rows["step"].max()]
+        return float(later[metric].iloc[0]) if len(later) else math.nan
+
+    return statistic
+
+
+# -- Fig. 1: matrix sensing ------------------------------------------------------------------------------------------
+
+
+@figure("blanc_fig1_matrix_sensing", PAPER, "Fig. 1: matrix sensing, h(A, U) = ⟨A, UUᵀ⟩, U₀ = I, with and without "
+        "label noise", panels=(2, 2))  # fmt: skip
+def blanc_fig1_matrix_sensing(runs: pd.DataFrame, canvas: Canvas) -> None:
+    canvas.lines((0, 0), runs, "train/mse", by="noise.delta", label=by_noise, title="train error", log_y=True)
+    canvas.lines((0, 1), runs, "matrix/test_error", by="noise.delta", label=by_noise,
+                 title="test error ‖UUᵀ − X*‖²_F", log_y=True)  # fmt: skip
+    canvas.lines((1, 0), runs, "matrix/nuclear_norm", by="noise.delta", label=by_noise,
+                 title="‖U‖²_F = ‖UUᵀ‖_* (‖X*‖_* = rank)", log_y=True)  # fmt: skip
+    canvas.lines((1, 1), runs, "reg/blanc", by="noise.delta", label=by_noise, title="implicit regularizer (Eq. 1)",
+                 log_y=True)  # fmt: skip
+
+
+def ratio(runs: pd.DataFrame, name: str, numerator, denominator, **where) -> Evidence:
+    return per_run(runs, lambda rows: numerator(rows) / denominator(rows), name, **where)
+
+
+def initial(metric: str):
+    return lambda rows: float(rows[metric].astype(float).iloc[0])
+
+
+def last(metric: str):
+    return value_at(metric, 1.0)
+
+
+@claim("blanc_fig1_matrix_sensing", "Fig. 1", PAPER, "For both training dynamics, the training error quickly converges "
+       "to zero")
+def both_train_errors_vanish(runs: pd.DataFrame) -> Verdict:
+    parts = []
+    for where, name in ((NO_NOISE, "SGD"), (with_noise(runs), "label noise")):
+        fallen = ratio(runs, f"{name} final / initial train error", last("train/mse"), initial("train/mse"), **where)
+        parts.append(below(fallen, 0.01))
+    return all_of(*parts)
+
+
+@claim("blanc_fig1_matrix_sensing", "Fig. 1", PAPER, "The test error without label noise plateaus with large error, "
+       "whereas the test error with label noise converges to zero")
+def test_error_plateaus_without_noise_and_vanishes_with_it(runs: pd.DataFrame) -> Verdict:
+    plateau = ratio(runs, "SGD test error at T / at T/2", last("matrix/test_error"),
+                    value_at("matrix/test_error", 0.5), **NO_NOISE)  # fmt: skip
+    high = final(runs, "matrix/relative_test_error", "SGD", **NO_NOISE)  # in units of ‖X*‖²_F
+    vanished = final(runs, "matrix/relative_test_error", "label noise", **with_noise(runs))
+    return all_of(above(plateau, 0.9), above(high, 0.5), below(vanished, 0.05), less(vanished, high))
+
+
+@claim("blanc_fig1_matrix_sensing", "Fig. 1", PAPER, "the squared Frobenius norm of U equals the nuclear norm of X ... "
+       "the implicit regularizer will tend to find the minimum of Equation 2 subject to the constraints, and hence the "
+       "minimum rank solution")
+def label_noise_reaches_the_planted_nuclear_norm(runs: pd.DataFrame) -> Verdict:
+    excess = ratio(runs, "label noise ‖U‖²_F / ‖X*‖_*", last("matrix/nuclear_norm"),
+                   last("matrix/planted_nuclear_norm"), **with_noise(runs))  # fmt: skip
+    return between(excess, 0.9, 1.1)
+
+
+# -- Fig. 1's time scale: the learning-rate sweep --------------------------------------------------------------------
+
+THRESHOLD = 0.1  # relative test error the time scale is read at
+
+
+def time_to_threshold(runs: pd.DataFrame) -> pd.DataFrame:
+    """Each run's first step with ‖UUᵀ − X*‖²_F < 0.1‖X*‖²_F, as a column (constant within a run)."""
+    times = {run: first_step_below("matrix/relative_test_error", THRESHOLD)(rows.sort_values("step"))
+             for run, rows in runs.groupby("run")}  # fmt: skip
+    return runs.assign(**{"steps to 0.1‖X*‖²": runs["run"].map(times)})
+
+
+@figure("blanc_fig1_lr_sweep", PAPER, "Fig. 1's time scale: matrix sensing with label noise at three learning rates",
+        panels=(1, 3))  # fmt: skip
+def blanc_fig1_lr_sweep(runs: pd.DataFrame, canvas: Canvas) -> None:
+    label = lambda config: f"η = {config['trainer.optimizer.lr']:g}"  # noqa: E731
+    lr = "trainer.optimizer.lr"
+    runs = time_to_threshold(runs.assign(**{"η² · step": runs[lr].astype(float) ** 2 * runs["step"]}))
+    canvas.lines((0, 0), runs, "matrix/relative_test_error", by=lr, label=label, title="test error / ‖X*‖²_F",
+                 log_y=True)  # fmt: skip
+    canvas.lines((0, 1), runs, "matrix/relative_test_error", by=lr, label=label, x="η² · step",
+                 title="against η² · step: one curve if the time scale is 1/η²", log_y=True)  # fmt: skip
+    title = "steps until test error < 0.1‖X*‖²_F (slope −2: 1/η²)"
+    if runs["steps to 0.1‖X*‖²"].notna().any():
+        canvas.points((0, 2), runs, lr, "steps to 0.1‖X*‖²", label=lambda config: "label noise", log_x=True,
+                      log_y=True, title=title)  # fmt: skip
+    else:
+        canvas.note((0, 2), "no run reached a test error below 0.1‖X*‖²_F", title=title)
+
+
+def time_scale_slope(runs: pd.DataFrame) -> Evidence:
+    """Per seed, the least-squares slope of log(steps to 0.1‖X*‖²_F) against log η."""
+    runs = time_to_threshold(runs)
+    values = {}
+    for seed, rows in runs.groupby("seed"):
+        per_lr = rows.groupby("trainer.optimizer.lr")["steps to 0.1‖X*‖²"].first().dropna()
+        if len(per_lr) >= 2:
+            values[seed] = float(np.polyfit(np.log(per_lr.index.astype(float)), np.log(per_lr.to_numpy()), 1)[0])
+    return Evidence("slope of log(steps to 0.1‖X*‖²_F) against log η", values)
+
+
+@claim("blanc_fig1_lr_sweep", "Fig. 1", PAPER, "the test error with label noise converges to zero, at a longer "
+       "timescale, inversely proportional to the square of the learning rate")
+def time_scale_goes_as_one_over_lr_squared(runs: pd.DataFrame) -> Verdict:
+    return between(time_scale_slope(runs), -2.5, -1.5)
+
+
+# -- Figs 2 and 3: two-layer ReLU network on 1-D points --------------------------------------------------------------
+
+
+def function_on_grid(arrays: dict) -> tuple[np.ndarray, np.ndarray]:
+    return arrays["grid"], arrays["outputs"]
+
+
+def training_points(arrays: dict) -> tuple[np.ndarray, np.ndarray]:
+    return arrays["inputs"], arrays["targets"]
+
+
+@figure("blanc_fig2_relu_interpolation", PAPER, "Fig. 2: final functions of a two-layer ReLU network on 12 points, "
+        "every initialisation", panels=(1, 2))  # fmt: skip
+def blanc_fig2_relu_interpolation(runs: pd.DataFrame, canvas: Canvas) -> None:
+    for column, delta in enumerate(noise_levels(runs)):
+        chosen = select(runs, **{"noise.delta": delta})
+        canvas.run_curves((0, column), chosen, "function_1d", function_on_grid, by="noise.delta", label=by_noise,
+                      x="x", y="f(x)", title=by_noise({"noise.delta": delta}), points=training_points,
+                      points_label="data (dashed: piecewise-linear interpolant)")  # fmt: skip
+
+
+def last_functions(runs: pd.DataFrame, delta: float) -> list[dict]:
+    """The function_1d arrays every run with this δ saved last."""
+    chosen = select(runs, **{"noise.delta": delta})
+    saved = [arrays_at_last_step(run, "function_1d") for run in sorted(chosen["run"].unique())]
+    return [arrays for _, arrays in filter(None, saved)]
+
+
+def spread_across_initialisations(runs: pd.DataFrame, delta: float) -> float:
+    """The mean over the grid of the std of f(x) across initialisations."""
+    functions = np.array([arrays["outputs"] for arrays in last_functions(runs, delta)])
+    return float(functions.std(axis=0, ddof=1).mean()) if len(functions) > 1 else math.nan
+
+
+@claim("blanc_fig2_relu_interpolation", "Fig. 2", PAPER, "In all cases, the training error is 0, and the models have "
+       "converged")
+def every_model_fits_the_points(runs: pd.DataFrame) -> Verdict:
+    return all_of(*(below(final(runs, "train/mse", by_noise({"noise.delta": d}), **{"noise.delta": d}), 1e-4)
+                    for d in noise_levels(runs)))  # fmt: skip
+
+
+@claim("blanc_fig2_relu_interpolation", "Fig. 2", PAPER, "for any three co-linear points, the interpolation should be "
+       "linear. This behavior is supported by the experiments depicted in Figure 2")
+def label_noise_gives_the_piecewise_linear_interpolant(runs: pd.DataFrame) -> Verdict:
+    noisy = final(runs, "function/max_deviation", "label noise", **with_noise(runs))
+    intervals = [arrays["interval_deviation"] for arrays in last_functions(runs, noise_levels(runs)[-1])]
+    largest = np.max(intervals, axis=0) if intervals else []
+    worst = ", ".join(f"[x{j + 1}, x{j + 2}] {value:.3g}" for j, value in enumerate(largest))
+    within_tolerance = share(noisy, lambda value: value < 0.02, 0.8, "within 0.02 of the interpolant everywhere")
+    return Verdict(within_tolerance.verdict, f"{within_tolerance.numbers}; largest |f − PL| per interval over the "
+                   f"runs: {worst}", within_tolerance.rule)  # fmt: skip
+
+
+@claim("blanc_fig2_relu_interpolation", "Fig. 2", PAPER, "training without label noise produces models that are not "
+       "simple, and that vary significantly depending on the network initialization")
+def without_label_noise_the_function_depends_on_the_initialisation(runs: pd.DataFrame) -> Verdict:
+    noisy = final(runs, "function/max_deviation", "label noise", **with_noise(runs))
+    plain = final(runs, "function/max_deviation", "SGD", **NO_NOISE)
+    spread_noisy, spread_plain = (spread_across_initialisations(runs, d) for d in (noise_levels(runs)[-1], 0.0))
+    spread = Verdict("holds" if spread_noisy < spread_plain / 4 else "fails",
+                     f"spread of f across initialisations {spread_noisy:.4g} with label noise, {spread_plain:.4g} "
+                     "without", "spread with label noise < ¼ of the spread without")  # fmt: skip
+    if not (math.isfinite(spread_noisy) and math.isfinite(spread_plain)):
+        spread = Verdict("inconclusive", spread.numbers, spread.rule)
+    return all_of(less(noisy, plain), spread)
+
+
+@figure("blanc_fig3_curve_length", PAPER, "Fig. 3: training loss, curve length and reg over iterations, two-layer "
+        "ReLU network on 12 points", panels=(3, 2))  # fmt: skip
+def blanc_fig3_curve_length(runs: pd.DataFrame, canvas: Canvas) -> None:
+    """One column per run kind, as the paper's two panels (without label noise, 4e5 steps; with it, 1e7), linear in
+    the iterations: the loss falls at the very start, the length and reg much later."""
+    for column, delta in enumerate(noise_levels(runs)):
+        chosen, name = select(runs, **{"noise.delta": delta}), by_noise({"noise.delta": delta})
+        canvas.lines((0, column), chosen, "train/mse", by="noise.delta", label=by_noise,
+                     title=f"{name}: training loss (clean labels)", log_y=True)  # fmt: skip
+        title = f"{name}: curve length ∫√(1 + f′²) dx"
+        canvas.lines((1, column), chosen, "function/curve_length", by="noise.delta", label=by_noise, title=title)
+        canvas.lines((1, column), chosen.assign(**{"noise.delta": "interpolant"}), "function/interpolant_curve_length",
+                     by="noise.delta", label=lambda config: "piecewise-linear interpolant", title=title)  # fmt: skip
+        canvas.lines((2, column), chosen, "reg/blanc", by="noise.delta", label=by_noise,
+                     title=f"{name}: implicit regularizer (Eq. 1)", log_y=delta > 0)  # fmt: skip
+
+
+def length(runs: pd.DataFrame, name: str, **where) -> Evidence:
+    return final(runs, "function/curve_length", name, **where)
+
+
+@claim("blanc_fig3_curve_length", "Fig. 3", PAPER, "SGD with independent label noise ... moves within the zero "
+       "training error manifold to a “simpler” model with significantly smaller curve length")
+def label_noise_shortens_the_curve(runs: pd.DataFrame) -> Verdict:
+    noisy = length(runs, "label noise", **with_noise(runs))
+    excess = ratio(runs, "label noise: length / interpolant's", last("function/curve_length"),
+                   last("function/interpolant_curve_length"), **with_noise(runs))  # fmt: skip
+    return all_of(less(noisy, length(runs, "SGD", **NO_NOISE)), below(excess, 1.01))
+
+
+@claim("blanc_fig3_curve_length", "Fig. 3", PAPER, "training first finds a model with close to zero training error, "
+       "and then—at a much longer timescale—moves within the zero training error manifold")
+def regularizer_falls_on_a_longer_time_scale(runs: pd.DataFrame) -> Verdict:
+    noisy = with_noise(runs)
+    fell = ratio(runs, "label noise: initial reg / final reg", initial("reg/blanc"), last("reg/blanc"), **noisy)
+    still = per_run(runs, lambda rows: abs(last("reg/blanc")(rows) / reg_after_fitting(rows) - 1),
+                    "SGD: |final reg / reg once fitted − 1|", **NO_NOISE)  # fmt: skip
+    separation = per_run(runs, lambda rows: steps_until_reg_settles(rows) / first_step_below("train/mse", 1e-3)(rows),
+                         "label noise: steps until reg within 10 % of final / steps until loss < 1e-3",
+                         **noisy)  # fmt: skip
+    return all_of(above(fell, 5.0), below(still, 0.05), above(separation, 10.0))
+
+
+def reg_after_fitting(rows: pd.DataFrame) -> float:
+    """reg/blanc at the first measurement after the training loss fell below 1e-3."""
+    fitted = first_step_below("train/mse", 1e-3)(rows)
+    measured = rows[np.isfinite(rows["reg/blanc"].astype(float)) & (rows["step"] >= fitted)]
+    return float(measured["reg/blanc"].iloc[0]) if len(measured) else math.nan
+
+
+def steps_until_reg_settles(rows: pd.DataFrame) -> float:
+    """The first step from which reg/blanc stays within 10 % of its final value."""
+    measured = rows[np.isfinite(rows["reg/blanc"].astype(float))]
+    values, steps = measured["reg/blanc"].to_numpy(float), measured["step"].to_numpy(float)
+    outside = np.nonzero(np.abs(values / values[-1] - 1) > 0.1)[0]
+    return float(steps[outside[-1] + 1]) if len(outside) else float(steps[0])
+
+
+# -- Theorem 3: one point, tanh and logistic units -------------------------------------------------------------------
+
+
+def sorted_unit_outputs(arrays: dict) -> tuple[np.ndarray, np.ndarray]:
+    outputs = np.sort(arrays["outputs"])
+    return np.arange(len(outputs)), outputs
+
+
+ACTIVATIONS = {"tanh": "tanh", "sigmoid": "logistic"}
+
+
+@figure("blanc_thm3_single_point", PAPER, "Theorem 3: unit outputs oᵢ = cᵢσ(wᵢᵀx) of a two-layer net trained on one "
+        "point", panels=(2, 3))  # fmt: skip
+def blanc_thm3_single_point(runs: pd.DataFrame, canvas: Canvas) -> None:
+    for row, activation in enumerate(sorted(runs["model.activation"].unique())):
+        chosen, name = select(runs, **{"model.activation": activation}), ACTIVATIONS.get(activation, activation)
+        canvas.lines((row, 0), chosen, "units/output_cv", by="noise.delta", label=by_noise,
+                     title=f"{name}: spread of the active units' outputs (std / |mean|)")  # fmt: skip
+        canvas.lines((row, 1), chosen, "units/active", by="noise.delta", label=by_noise,
+                     title=f"{name}: active units (|oᵢ| > 1e-3 max |o|)")  # fmt: skip
+        canvas.run_curves((row, 2), chosen, "unit_outputs", sorted_unit_outputs, by="noise.delta", label=by_noise,
+                      x="unit (sorted by output)", y="oᵢ", title=f"{name}: final unit outputs")  # fmt: skip
+
+
+@claim("blanc_thm3_single_point", "Thm. 3", PAPER, "(tanh) for each hidden unit i, either c_i = α and σ(w_iᵀx) = β or "
+       "c_i = −α and σ(w_iᵀx) = −β, or c_i = σ(w_iᵀx) = 0")
+def tanh_units_share_one_output(runs: pd.DataFrame) -> Verdict:
+    tanh = {"model.activation": "tanh"}
+    noisy = final(runs, "units/output_cv", "tanh, label noise", **tanh, **with_noise(runs))
+    plain = final(runs, "units/output_cv", "tanh, SGD", **tanh, **NO_NOISE)
+    residual = final(runs, "units/stationarity_residual", "tanh, label noise", **tanh, **with_noise(runs))
+    return all_of(below(noisy, 0.05), below(residual, 0.05), above(plain, 0.3))
+
+
+@claim("blanc_thm3_single_point", "Thm. 3", PAPER, "(logistic) there exists α₁, α₂ and β₁, β₂ such that for each "
+       "hidden unit i, either c_i = α₁ and σ(w_iᵀx) = β₁, or c_i = α₂ and σ(w_iᵀx) = β₂")
+def logistic_units_take_at_most_two_outputs(runs: pd.DataFrame) -> Verdict:
+    logistic = {"model.activation": "sigmoid"}
+    clusters = final(runs, "units/clusters", "logistic, label noise: clusters of outputs", **logistic,
+                     **with_noise(runs))  # fmt: skip
+    residual = final(runs, "units/stationarity_residual", "logistic, label noise", **logistic, **with_noise(runs))
+    plain = final(runs, "units/output_cv", "logistic, SGD", **logistic, **NO_NOISE)
+    return all_of(share(clusters, lambda value: value <= 2, 1.0, "with at most two clusters"), below(residual, 0.05),
+                  above(plain, 0.3))  # fmt: skip

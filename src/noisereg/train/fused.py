@@ -1,0 +1,202 @@
+"""Many steps per call (`trainer.steps_per_call` > 1, compiled with `trainer.compile`): the trainer's steps in blocks,
+one call each.
+
+Millions of SGD steps on a tiny model (Blanc et al.'s 1-D ReLU network, matrix sensing) spend their time in Python
+and in launching kernels, not in arithmetic: 100-300 µs per step of autograd and optimizer. A block of L steps
+draws everything random up front — the batch rows of all L steps from the batch iterator (the rows, order and
+iterator state of L single steps), the noise mode's targets for all of them in one `targets` call — and then runs
+the L updates in one call: a loop over a functional step (torch.func) in eager mode, or with `trainer.compile=true`
+one `scan` over the steps compiled into generated code (a C++ loop), a few µs per step of the 1-D ReLU net.
+
+Blocks end wherever the one-step loop measures between steps: evaluations, probes, the steps where the noise
+switches off (`stop_step`, `stop_epoch`) and the end; a checkpoint due inside a block is written at its end, and a
+stop signal is answered there. Where a block ends depends on the step and the run's settings alone (not on
+checkpoints, which may change between segments of a run), so a resumed run cuts its blocks, and draws its noise,
+exactly as an uninterrupted one does. A block draws its noise in one call, so its draws (and the
+records) differ from a one-step-at-a-time run with the same seed; compiled arithmetic differs from eager in the
+last bits.
+
+What can run in blocks: a model whose forward is a deterministic function of its parameters (no buffers, dropout
+or forward hooks), batches of one size, and a noise mode that acts through the targets alone (GD, label noise).
+The update is torch.optim.SGD's (momentum, Nesterov, weight decay), written out functionally.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.func import functional_call, grad_and_value
+
+from noisereg.data.batches import BatchIterator
+from noisereg.data.tensors import TensorDataset
+from noisereg.errors import SettingError
+from noisereg.noise.base import NoiseMode
+from noisereg.probes.base import Probe
+from noisereg.train.evaluation import loss_targets
+from noisereg.train.optimizers import advance_schedule, block_learning_rates
+from noisereg.train.settings import TrainerSettings
+
+try:  # a loop the compiler keeps as a loop (torch >= 2.6)
+    from torch._higher_order_ops import scan
+except ImportError:  # pragma: no cover - older torch
+    scan = None
+
+DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
+ONE_STEP = "use trainer.steps_per_call=1"
+
+
+def uses_blocks(settings: TrainerSettings) -> bool:
+    # (trainer.compile alone compiles the model, one step per call: train/loop.py.)
+    return settings.steps_per_call > 1
+
+
+def check_blocks_apply(model: nn.Module, noise: NoiseMode, batches: BatchIterator, settings: TrainerSettings) -> None:
+    """A `SettingError` naming the setting when this run cannot train in blocks; nothing when it can (or does not)."""
+    if not uses_blocks(settings):
+        return
+    what = f"trainer.steps_per_call={settings.steps_per_call}" + (" and trainer.compile=true" * settings.compile)
+    hooked = any(module._forward_hooks or module._forward_pre_hooks for module in model.modules())
+    if type(noise).perturbed is not NoiseMode.perturbed or type(noise).penalty is not NoiseMode.penalty or hooked:
+        raise SettingError(f"{what} runs many steps in one call, which noise={noise.name} cannot take part in (it "
+                           f"acts inside each step's forward or backward pass, not on the targets alone); {ONE_STEP}")
+    if any(True for _ in model.buffers()) or any(isinstance(module, DROPOUT) for module in model.modules()):
+        raise SettingError(f"{what} needs a model whose forward depends on its parameters alone (no buffers such as "
+                           f"BatchNorm statistics, no dropout); {ONE_STEP}")  # fmt: skip
+    if not batches.full_batch and batches.n % batches.batch_size:
+        raise SettingError(f"{what} needs batches of one size: trainer.batch_size={batches.batch_size} must divide "
+                           f"the {batches.n} training points (or be null for full batch)")  # fmt: skip
+    if batches.pipeline is not None:
+        raise SettingError(f"{what} cannot take stored images through a pipeline (normalisation, crop and flip per "
+                           f"batch); {ONE_STEP}")  # fmt: skip
+    if settings.compile and scan is None:
+        raise SettingError(f"trainer.compile=true needs torch's scan (torch >= 2.6; this is {torch.__version__}); use "
+                           "trainer.compile=false")  # fmt: skip
+
+
+def block_end(
+    step: int, n_steps: int, settings: TrainerSettings, intervals: Sequence[int | None], noise: NoiseMode,
+    steps_per_epoch: int,
+) -> int:
+    """Where the block starting at `step` ends: the first step after it at which the one-step loop evaluates or
+    probes (multiples of `intervals`), the noise switches off, or the run ends; at most `steps_per_call` steps
+    on. A function of the step and the settings alone, so resumed runs cut the same blocks."""
+    ends = [n_steps, step + settings.steps_per_call]
+    ends += [(step // interval + 1) * interval for interval in intervals if interval]
+    switches = (noise.stop_step, None if noise.stop_epoch is None else noise.stop_epoch * steps_per_epoch)
+    ends += [switch for switch in switches if switch is not None and switch > step]
+    return min(ends)
+
+
+def block_intervals(settings: TrainerSettings, probes: Sequence[Probe]) -> list[int | None]:
+    """The steps measured at: evaluations and probes."""
+    return [settings.eval_every, *(probe.interval for probe in probes)]
+
+
+class StepBlocks:
+    """Runs a training state's steps from `state.step` to a block end in one call (see the module docstring)."""
+
+    def __init__(self, state, data: TensorDataset, loss_fn: nn.Module, settings: TrainerSettings):
+        self.state, self.data, self.loss_fn, self.settings = state, data, loss_fn, settings
+        (group,) = state.optimizer.param_groups  # build_optimizer makes one group
+        if group.get("dampening", 0) or group.get("maximize", False):
+            raise SettingError("trainer.steps_per_call > 1 writes out plain SGD steps (no dampening, not maximize)")
+        # What torch.optim.SGD updates: the group's parameters that get gradients.
+        self.parameters: list[nn.Parameter] = [parameter for parameter in group["params"] if parameter.requires_grad]
+        names = {id(parameter): name for name, parameter in state.model.named_parameters()}
+        self.names = [names[id(parameter)] for parameter in self.parameters]
+        self.momentum, self.nesterov, self.weight_decay = group["momentum"], group["nesterov"], group["weight_decay"]
+        self.step = self._one_step()
+        self.compiled, self.warmed_up = None, False
+        if settings.compile:
+            # The compiled block guards on this run's model; a fresh cache keeps earlier runs' entries (same
+            # process, e.g. a sweep) from filling dynamo's recompile limit.
+            torch.compiler.reset()
+            options = {"cpp_wrapper": True}  # the loop and its kernel calls in C++, not Python
+            self.compiled = torch.compile(self._scan, fullgraph=True, options=options)
+
+    def _one_step(self):
+        """One SGD step as a pure function (carry, (inputs, targets, lr)) -> (carry, loss), as torch.optim.SGD
+        applies it: g += wd·p; b = μ·b + g (b starts at 0, i.e. at g); g = g + μ·b (Nesterov) or b; p -= lr·g."""
+        model, loss_fn, names = self.state.model, self.loss_fn, self.names
+        momentum, nesterov, weight_decay = self.momentum, self.nesterov, self.weight_decay
+
+        def loss_of(parameters, inputs, targets):
+            return loss_fn(functional_call(model, dict(zip(names, parameters)), (inputs,)), targets)
+
+        gradient_and_loss = grad_and_value(loss_of)
+
+        def step(carry, block_slice):
+            parameters, buffers = carry
+            inputs, targets, lr = block_slice
+            gradients, loss = gradient_and_loss(parameters, inputs, targets)
+            updated, buffers_after = [], []
+            for index, (parameter, gradient) in enumerate(zip(parameters, gradients)):
+                if weight_decay:
+                    gradient = gradient + weight_decay * parameter
+                if momentum:
+                    buffer = buffers[index] * momentum + gradient
+                    buffers_after.append(buffer)
+                    gradient = gradient + momentum * buffer if nesterov else buffer
+                updated.append(parameter - lr * gradient)
+            return (tuple(updated), tuple(buffers_after)), loss
+
+        return step
+
+    def _scan(self, parameters, buffers, inputs, targets, rates):
+        return scan(self.step, (parameters, buffers), (inputs, targets, rates))
+
+    def _call_compiled(self, parameters, buffers, inputs, targets, rates):
+        for tensor in (inputs, targets, rates):  # one compilation for every block length
+            torch._dynamo.mark_dynamic(tensor, 0)
+        return self.compiled(parameters, buffers, inputs, targets, rates)
+
+    def _loop(self, parameters, buffers, inputs, targets, rates):
+        carry, losses = (parameters, buffers), []
+        for index in range(inputs.shape[0]):
+            carry, loss = self.step(carry, (inputs[index], targets[index], rates[index]))
+            losses.append(loss)
+        return carry, torch.stack(losses)
+
+    def _buffers(self) -> tuple[torch.Tensor, ...]:
+        if not self.momentum:
+            return ()
+        state = self.state.optimizer.state
+        return tuple(
+            state[p]["momentum_buffer"].detach() if state[p].get("momentum_buffer") is not None else torch.zeros_like(p)
+            for p in self.parameters
+        )
+
+    def run(self, end: int) -> torch.Tensor:
+        """Train from `state.step` to `end` in one call; returns the batch loss of every step."""
+        state, data, settings = self.state, self.data, self.settings
+        start, length = state.step, end - state.step
+        rows, epoch = state.batches.take(length)
+        if state.batches.full_batch:  # every step sees the whole set: a view, not `length` copies
+            inputs = data.train_inputs.expand(length, *data.train_inputs.shape)
+            targets = data.train_targets.expand(length, *data.train_targets.shape)
+        else:
+            inputs, targets = data.train_inputs[rows], data.train_targets[rows]
+        state.noise.begin_step(start, epoch, rows)  # a block never crosses the step where the noise switches
+        targets = loss_targets(state.noise.targets(inputs, targets), settings.loss, data.num_outputs)
+        like = self.parameters[0]
+        rates = torch.tensor(block_learning_rates(state.schedule, length), dtype=like.dtype, device=like.device)
+        parameters, buffers = tuple(p.detach() for p in self.parameters), self._buffers()
+        with torch.no_grad():
+            if self.compiled is not None and length > 1:  # (a length-1 block would need its own compilation)
+                if not self.warmed_up:
+                    # torch runs a compiled function's first call through a Python check of every op (its custom-op
+                    # aliasing analysis): ~1 ms per step. Make that first call two steps long, and discard it.
+                    self._call_compiled(parameters, buffers, inputs[:2], targets[:2], rates[:2])
+                    self.warmed_up = True
+                (parameters, buffers), losses = self._call_compiled(parameters, buffers, inputs, targets, rates)
+            else:
+                (parameters, buffers), losses = self._loop(parameters, buffers, inputs, targets, rates)
+            for parameter, value in zip(self.parameters, parameters):
+                parameter.copy_(value)
+            for parameter, buffer in zip(self.parameters, buffers):
+                state.optimizer.state[parameter]["momentum_buffer"] = buffer
+        advance_schedule(state.schedule, length)
+        state.step = end
+        state.pending_losses.append(losses.detach())
+        return losses
