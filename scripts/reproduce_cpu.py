@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
 # (paper, experiment, scale, *overrides). Orvieto Figs 1, 2 and MLP 1 (Fig. 7) run at the paper's scale; the wider
 # MLPs at scale=cpu (conf/scale/cpu.yaml), Figs 4, 3 and 10 also with 2 seeds and 1000 steps (README, "results/").
-# Camuto's experiments at scale=cpu with their budgets (conf/cpu_budget/): about 15 minutes on an idle 2-core machine
-# (README, "Camuto et al."). Levi's linear toy model runs at the paper's scale, its MLPs at a quarter of the width
-# with the shorter lengths and sweeps below (README, "Levi et al."). Blanc's experiments at their own files' sizes.
+# Camuto's experiments at scale=cpu with their budgets (conf/cpu_budget/; README, "Camuto et al."). Levi's linear toy
+# model at the paper's scale, its MLPs at a quarter of the width with the shorter lengths and sweeps below (README,
+# "Levi et al."). Blanc's experiments at their own files' sizes.
 PLAN = [
     ("orvieto", "fig1_variance", "paper"),
     ("orvieto", "fig2_synthetic", "paper"),
