@@ -283,11 +283,14 @@ class ReportRow:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def evaluate_claims(folders: Sequence[str | os.PathLike], out: Path, draw: bool = True) -> list[ReportRow]:
-    """Every registered claim against the runs under `folders`; figures drawn into `out/<experiment>/`."""
+def evaluate_claims(
+    folders: Sequence[str | os.PathLike], out: Path, draw: bool = True, runs: pd.DataFrame | None = None
+) -> list[ReportRow]:
+    """Every registered claim against the runs under `folders` (`runs`: already loaded from them); figures drawn into
+    `out/<experiment>/`."""
     import noisereg.figures  # noqa: F401  (registers every paper's figures and claims)
 
-    runs = load_runs(folders)
+    runs = load_runs(folders) if runs is None else runs
     rows: list[ReportRow] = []
     drawn: dict[tuple[str, str], str] = {}
     for item in CLAIMS:
@@ -317,14 +320,14 @@ def evaluate_claims(folders: Sequence[str | os.PathLike], out: Path, draw: bool 
 RUN_METRICS = ("train/acc", "test/acc", "train/loss", "test/loss")
 
 
-def runs_table(folders: Sequence[str | os.PathLike], runs: pd.DataFrame | None = None) -> list[str]:
-    """One line per group of runs (config minus seed) of every experiment found: statuses and final train and test
-    metrics of the completed runs, mean ± std over seeds, so a reader sees whether the runs reached the paper's regime."""
-    runs = load_runs(folders) if runs is None else runs
-    lines = ["| experiment | scale | group | runs | " + " | ".join(f"final {m}" for m in RUN_METRICS) + " |",
-             "|---|---|---|---|" + "---|" * len(RUN_METRICS)]  # fmt: skip
+def runs_table(runs: pd.DataFrame) -> list[str]:
+    """One line per group of runs (config minus seed) of every experiment in `runs`: statuses and final train and
+    test metrics of the completed runs, mean ± std over seeds, so a reader sees whether the runs reached the paper's
+    regime."""
     if runs.empty:
         return []
+    lines = ["| experiment | scale | group | runs | " + " | ".join(f"final {m}" for m in RUN_METRICS) + " |",
+             "|---|---|---|---|" + "---|" * len(RUN_METRICS)]  # fmt: skip
     for (experiment, scale), present in runs.groupby(["experiment", "scale"], sort=True):
         keys = group_keys(present)
         groups = present.groupby(keys, sort=True, dropna=False) if keys else [((), present)]
@@ -350,7 +353,8 @@ def _cell(text: str) -> str:
 
 def write_report(folders: Sequence[str | os.PathLike], out: str | os.PathLike = "results/REPORT.md") -> Path:
     out = Path(out)
-    rows = evaluate_claims(folders, out.parent)
+    runs = load_runs(folders)
+    rows = evaluate_claims(folders, out.parent, runs=runs)
     counts = {v: sum(1 for r in rows if r.verdict == v) for v in ("holds", "fails", "inconclusive", "not run")}
     lines = [
         "# Claims report",
@@ -375,7 +379,7 @@ def write_report(folders: Sequence[str | os.PathLike], out: str | os.PathLike = 
             f"| {row.claim.paper} | {figure} ({row.claim.experiment}) | “{_cell(row.claim.quote)}” | "
             f"{_cell(row.numbers)} | {row.scale} | **{row.verdict}** | {_cell(row.rule)} |"
         )
-    table = runs_table(folders)
+    table = runs_table(runs)
     if table:
         lines += ["", "## Runs", "", "Every group of runs found (config minus seed): how many ended in each status, "
                   "and the final logged metrics of the completed ones, mean ± std over seeds.", "", *table]  # fmt: skip
