@@ -412,9 +412,10 @@ class Canvas:
         axis.legend(fontsize=7)
         return drawn
 
-    def note(self, where: tuple[int, int], text: str, title: str | None = None) -> None:
-        """A panel with nothing to plot says why, in the figure and in the JSON (`note`)."""
-        axis, panel = self._panel(where, "", "", title, False, False)
+    def note(self, where: tuple[int, int], text: str, title: str | None = None, x: str = "", y: str = "") -> None:
+        """A panel with nothing to plot (e.g. no fit resolved at smoke scale) says why, in the figure and in the JSON
+        (`note`); `x` and `y` name the axes it would have had."""
+        axis, panel = self._panel(where, x, y, title, False, False)
         axis.text(0.5, 0.5, text, ha="center", va="center", fontsize=8, wrap=True, transform=axis.transAxes)
         panel["note"] = text
 
@@ -492,12 +493,6 @@ class Canvas:
         self.panels.setdefault(where, {"row": where[0], "column": where[1], "title": None, "x": x, "y": None,
                                        "log_x": log_x, "log_y": False, "series": []})  # fmt: skip
         self.panels[where]["spans"] = [{"phase": phase, "from": low, "to": high} for phase, low, high in spans]
-
-    def empty(self, where: tuple[int, int], x: str, y: str, title: str | None, note: str) -> None:
-        """A panel with nothing to plot (e.g. no fit resolved at smoke scale), saying why."""
-        axis, panel = self._panel(where, x, y, title, False, False)
-        axis.text(0.5, 0.5, note, ha="center", va="center", fontsize=8, transform=axis.transAxes, wrap=True)
-        panel["note"] = note
 
     @staticmethod
     def _legend(series: Series) -> str:

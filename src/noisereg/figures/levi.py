@@ -135,7 +135,7 @@ def time_scale_points(canvas: Canvas, where: tuple[int, int], table: pd.DataFram
                       log_y=True)  # fmt: skip
         drawn = True
     if not drawn:
-        canvas.empty(where, SIGMA2, f"time scale ({unit})", title, "no decay time scale resolved by the fits")
+        canvas.note(where, "no decay time scale resolved by the fits", title, x=SIGMA2, y=f"time scale ({unit})")
     canvas.axes[where].set_xlabel("σ²", fontsize=8)
     canvas.axes[where].set_ylabel(f"time scale ({unit})", fontsize=8)
     canvas.shade(where, table, SIGMA2, PHASES, COLORS)
@@ -158,7 +158,7 @@ def levi_fig2_linear_toy(runs: pd.DataFrame, canvas: Canvas) -> None:
     for column, phase in enumerate(PHASES):
         where = (1, column)
         if phase not in chosen:
-            canvas.empty(where, "step", "value", f"{phase}: no σ in this phase", "no run in this phase")
+            canvas.note(where, "no run in this phase", f"{phase}: no σ in this phase", x="step", y="value")
             continue
         sigma = chosen[phase]
         chosen_runs = runs[runs["run"].isin(table.loc[np.isclose(table["noise.sigma"], sigma), "run"])]
@@ -254,7 +254,7 @@ def levi_fig1_decay_times(runs: pd.DataFrame, canvas: Canvas) -> None:
     canvas.axes[0, 0].set_xlabel("σ²", fontsize=8)
     chosen = representatives(table[table[SIGMA2] > 0], SIGMA2).get("decay")
     if chosen is None:
-        canvas.empty((1, 0), "epoch", "value", "decay phase: example", "no σ² in the decay phase")
+        canvas.note((1, 0), "no σ² in the decay phase", "decay phase: example", x="epoch", y="value")
     else:
         example = runs[runs["run"].isin(table.loc[np.isclose(table[SIGMA2], chosen), "run"])]
         for metric, name in ((NIW, "‖W_NI‖"), ("test/loss", "test loss"), ("train/loss", "train loss")):
@@ -265,7 +265,8 @@ def levi_fig1_decay_times(runs: pd.DataFrame, canvas: Canvas) -> None:
     for column, mode in ((1, "epoch"), (2, "fixed")):
         chosen_table = table[table["noise.resample"] == mode]
         if chosen_table.empty:
-            canvas.empty((1, column), SIGMA2, "time scale (epochs)", MODES[mode], f"no runs with noise.resample={mode}")
+            canvas.note((1, column), f"no runs with noise.resample={mode}", MODES[mode], x=SIGMA2,
+                        y="time scale (epochs)")
             continue
         time_scale_points(canvas, (1, column), chosen_table, f"{MODES[mode]}: decay times", [
             ("fit/tau_niw", "τ_NIW"), ("fit/tau_test", "τ test loss"), ("fit/tau_train", "τ train loss")],
