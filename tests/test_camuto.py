@@ -343,15 +343,16 @@ def test_every_cpu_budget_of_the_reproduction_plan_composes():
             assert list(cpu.model.widths) == list(paper.model.widths), budget
 
 
-def test_the_claims_helpers_keep_the_two_standard_error_rule():
+def test_the_claims_helpers_use_one_sided_tests():
     assert below(Evidence("r", {0: 0.2, 1: 0.3, 2: 0.25}), 1.0).verdict == "holds"
     assert below(Evidence("r", {0: 1.5, 1: 1.6, 2: 1.55}), 1.0).verdict == "fails"
     assert below(Evidence("r", {0: 0.5, 1: 1.5}), 1.0).verdict == "inconclusive"
     assert exceeds(1.0, 0.5, 0.1, "R").verdict == "holds" and exceeds(1.0, 0.9, 0.1, "R").verdict == "inconclusive"
     assert exceeds(1.0, 1.5, 0.1, "R").verdict == "fails"
     checks = [exceeds(1.0, 0.5, 0.1, "R")] * 99 + [exceeds(1.0, 1.5, 0.1, "R")]
-    assert tally(checks, "x", at_least=0.99).verdict == "holds" and tally(checks, "x").verdict == "fails"
-    assert tally(checks[:-1] + [exceeds(1.0, 0.9, 0.1, "R")], "x").verdict == "inconclusive"
+    assert tally(checks, "x", "100 seeds", at_least=0.99).verdict == "holds" and tally(checks, "x", "100").verdict == "fails"
+    assert tally(checks[:-1] + [exceeds(1.0, 0.9, 0.1, "R")], "x", "100").verdict == "inconclusive"
+    assert "independent: 100 seeds" in tally(checks, "x", "100 seeds").numbers
     assert rank_correlation([1, 2, 3, 4], [9, 7, 5, 1]) == pytest.approx(-1.0)
     assert rank_correlation([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8)
 

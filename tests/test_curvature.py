@@ -19,6 +19,7 @@ from noisereg.curvature import (
     hessian_trace,
     one_hidden_layer_all_parameter_noise,
     one_hidden_layer_layerwise_noise,
+    one_hidden_layer_regularized_minimum,
     orvieto_regularizer,
     output_gradient_norm_squared,
 )
@@ -611,6 +612,34 @@ def test_one_hidden_layer_layerwise_noise_matches_monte_carlo(linear_problem):
     mean, stderr = monte_carlo(increase, 200_000)
     assert closed["variance_term"].item() == 0.0
     assert abs(mean - closed["total"].item()) <= 4 * stderr
+
+
+@pytest.mark.parametrize("sigma", [0.07, 0.3, 3.0])  # the minimiser shrunk, the same, and shrunk to zero
+def test_the_regularised_minimum_is_what_minimising_the_explicit_regulariser_reaches(sigma):
+    """Orvieto Fig. 2: min over (W₁, W₂) of L + σ²/(2n)[‖W₂‖²‖X‖² + ‖W₁Xᵀ‖²] (d₂ = 1) in closed form equals what
+    L-BFGS on the explicit regulariser reaches from a random start, in float64, for labels off the column space."""
+    generator = torch.Generator().manual_seed(5)
+    X = torch.randn(40, 10, generator=generator, dtype=torch.float64)
+    y = 2 * X[:, 0] - X[:, 1] + 0.3 * torch.randn(40, generator=generator, dtype=torch.float64)
+    W1 = (0.1 * torch.randn(50, 10, generator=generator, dtype=torch.float64)).requires_grad_()
+    W2 = (0.1 * torch.randn(1, 50, generator=generator, dtype=torch.float64)).requires_grad_()
+    optimizer = torch.optim.LBFGS([W1, W2], max_iter=5000, tolerance_grad=1e-14, tolerance_change=1e-16,
+                                  history_size=50, line_search_fn="strong_wolfe")  # fmt: skip
+
+    def regularised() -> torch.Tensor:
+        loss = half_mse(W2 @ W1 @ X.T, y.unsqueeze(0))
+        return loss + one_hidden_layer_layerwise_noise(W1, W2, X, sigma)["second_order"]
+
+    def closure():
+        optimizer.zero_grad()
+        value = regularised()
+        value.backward()
+        return value
+
+    for _ in range(5):
+        optimizer.step(closure)
+    reached = regularised().item()
+    assert one_hidden_layer_regularized_minimum(X, y, sigma).item() == pytest.approx(reached, rel=1e-7, abs=1e-12)
 
 
 def test_deep_linear_layerwise_noise_matches_monte_carlo_and_gauss_newton_trace(linear_problem):

@@ -288,7 +288,8 @@ def test_the_claims_helpers_reach_each_verdict():
     assert within(Evidence("wide", {0: 0.0, 1: 0.02}), 0.0, 0.01).verdict == "inconclusive"
     assert below(Evidence("slope", {0: -1.0, 1: -1.1, 2: -0.9}), 0.0).verdict == "holds"
     assert below(Evidence("slope", {0: 1.0, 1: 1.1, 2: 0.9}), 0.0).verdict == "fails"
-    assert unanimous("x", {0: True, 1: True}, "ok").verdict == "holds"
+    assert unanimous("x", {0: True, 1: True, 2: True}, "ok").verdict == "holds"
+    assert unanimous("x", {0: True, 1: True}, "ok").verdict == "inconclusive"  # fewer than 3 decide nothing
     assert unanimous("x", {0: True, 1: False, 2: False}, "ok").verdict == "fails"
     assert unanimous("x", {0: True, 1: False}, "ok").verdict == "inconclusive"
     assert unanimous("x", {0: True}, "ok").verdict == "inconclusive"

@@ -9,6 +9,7 @@ from noisereg.curvature.linear_closed_forms import (
     diagonal_network_regularizer,
     one_hidden_layer_all_parameter_noise,
     one_hidden_layer_layerwise_noise,
+    one_hidden_layer_regularized_minimum,
 )
 from noisereg.curvature.regularizers import (
     activation_gauss_newton_trace,
@@ -32,6 +33,7 @@ __all__ = [
     "hessian_trace",
     "one_hidden_layer_all_parameter_noise",
     "one_hidden_layer_layerwise_noise",
+    "one_hidden_layer_regularized_minimum",
     "orvieto_regularizer",
     "output_gradient_norm_squared",
 ]

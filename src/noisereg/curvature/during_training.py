@@ -161,7 +161,7 @@ class CurvatureProbe(Probe):
 
     def _closed_forms(self, loss: float) -> dict[str, float]:
         """The model's exact expressions; `theory/R_sigma_closed_form` is E L(w + noise) for this noise mode."""
-        forms = self.model.closed_forms(self.inputs, self.noise.per_parameter_sigma, loss)
+        forms = self.model.closed_forms(self.inputs, self.noise.per_parameter_sigma, loss, targets=self.targets)
         if forms is None:
             return {}
         metrics, expected_loss = forms

@@ -75,6 +75,28 @@ def deep_linear_layerwise_noise(weights: Sequence[torch.Tensor], X: torch.Tensor
     return sigma**2 / (2 * n) * total
 
 
+def one_hidden_layer_regularized_minimum(X: torch.Tensor, y: torch.Tensor, sigma: float) -> torch.Tensor:
+    """min over (W₁, W₂) of the regularised loss L + σ²/(2n)[‖W₂‖²_F ‖X‖²_F + d₂‖W₁Xᵀ‖²_F] (Eq. 11 for one hidden
+    layer at per-parameter std σ, the loss GD with noise is claimed to minimise; Fig. 2), for d₂ = 1 and any d₁ ≥ 1.
+
+    For a fixed end-to-end map β = W₁ᵀW₂ᵀ the penalty is least for W₁ = W₂ᵀβᵀ/‖W₂‖² (rank one), where it is
+    a²‖X‖²_F + ‖Xβ‖²/a² with a = ‖W₂‖, least at a² = ‖Xβ‖/‖X‖_F: 2‖X‖_F ‖Xβ‖ (the AM-GM step of Eq. 10). With
+    u = Xβ and c = σ²‖X‖_F the problem becomes min_u 1/(2n)‖y − u‖² + (c/n)‖u‖ over the column space of X, solved
+    by shrinking the projection Py of y: u = (1 − c/‖Py‖)₊ Py. So
+
+        min = 1/(2n) ‖y − Py‖² + (c²/(2n) + c(‖Py‖ − c)/n  if ‖Py‖ > c,  else ‖Py‖²/(2n)).
+
+    Checked against GD on the explicit regulariser in tests/test_curvature.py."""
+    X, y = X.double(), y.double().reshape(-1)
+    n = X.shape[0]
+    projected = X @ torch.linalg.lstsq(X, y.unsqueeze(1)).solution.squeeze(1)
+    residual = _squared_norm(y - projected) / (2 * n)
+    c = sigma**2 * torch.linalg.norm(X)
+    length = torch.linalg.norm(projected)
+    shrunk = c**2 / (2 * n) + c * (length - c) / n if length > c else length**2 / (2 * n)
+    return residual + shrunk
+
+
 def diagonal_network_regularizer(
     w1: torch.Tensor, w2: torch.Tensor, X: torch.Tensor, sigma: float
 ) -> dict[str, torch.Tensor]:
@@ -98,4 +120,5 @@ __all__ = [
     "diagonal_network_regularizer",
     "one_hidden_layer_all_parameter_noise",
     "one_hidden_layer_layerwise_noise",
+    "one_hidden_layer_regularized_minimum",
 ]

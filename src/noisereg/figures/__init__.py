@@ -1,4 +1,5 @@
-"""From run records to the papers' figures and a verdict on each of their claims (base.py, claims.py); one module
+"""From run records to the papers' figures and a verdict on each of their claims (base.py, claims.py,
+report.py); one module
 per paper, one function per figure.
 
     python scripts/plot.py fig2_synthetic multirun/fig2          # results/fig2_synthetic/fig2_synthetic.png + .json
@@ -6,6 +7,7 @@ per paper, one function per figure.
 """
 from noisereg.figures import blanc, camuto, levi, orvieto  # noqa: F401  (register their figures and claims)
 from noisereg.figures.base import FIGURES, plot_experiment
-from noisereg.figures.claims import CLAIMS, write_report
+from noisereg.figures.claims import CLAIMS
+from noisereg.figures.report import write_report
 
 __all__ = ["CLAIMS", "FIGURES", "plot_experiment", "write_report"]

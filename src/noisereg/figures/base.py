@@ -26,12 +26,10 @@ import numpy as np
 import pandas as pd
 
 from noisereg.errors import SettingError
+from noisereg.figures.claims import condition_keys
 from noisereg.records import config_columns, load_runs
 from noisereg.tracking.records import list_artifacts, read_artifact
 
-# Config keys that say how a run was watched or where it ran, not what it computed: never a reason to split groups.
-NOT_A_GROUP = ("seed", "logger.", "trainer.device", "trainer.progress_bar", "trainer.resume", "trainer.checkpoint",
-               "trainer.keep_checkpoint", "dataset.root", "curvature.chunk_size")  # fmt: skip
 SCALES = ("smoke", "cpu", "cpu_quarter", "paper")  # from smallest to largest
 # Which setting makes a run log a metric, for the error that names it.
 METRIC_SETTINGS = {
@@ -66,14 +64,10 @@ def figure(experiment: str, paper: str, title: str, spread: str = "std", panels:
 
 
 def group_keys(runs: pd.DataFrame) -> list[str]:
-    """The config keys whose values differ between the runs: what tells their groups apart (the seed never)."""
-    keys = []
-    for column in config_columns(runs):
-        if any(column == key or column.startswith(key) for key in NOT_A_GROUP):
-            continue
-        if runs[column].map(repr).nunique() > 1:
-            keys.append(column)
-    return keys
+    """The config keys whose values differ between the runs: what tells their conditions apart (a seed-like key
+    never)."""
+    firsts = runs.groupby("run").head(1) if "run" in runs else runs
+    return [column for column in condition_keys(firsts) if firsts[column].map(repr).nunique() > 1]
 
 
 def _plain(value: Any) -> Any:
@@ -154,13 +148,26 @@ class Canvas:
         axis.tick_params(labelsize=7)
         return axis, panel
 
-    def _groups(self, runs: pd.DataFrame, by: Sequence[str]) -> Iterable[tuple[dict[str, Any], pd.DataFrame]]:
-        if not by:
-            yield {}, runs
-            return
-        for values, group in runs.groupby(list(by), sort=True, dropna=False):
+    def _groups(self, runs: pd.DataFrame, by: Sequence[str], pooled: Sequence[str] = ()
+                ) -> Iterable[tuple[dict[str, Any], pd.DataFrame, str]]:  # fmt: skip
+        """The runs by the `by` keys, each group split further by any other condition key that varies inside it
+        (runs of two folders that differ in σ never pool into one series; `pooled`: keys a panel spreads along its
+        x axis); yields (config, group, suffix naming the extra keys' values for the label)."""
+        by = list(by)
+        extra = [k for k in self.varying if k not in by and k not in pooled and k in runs]
+        for values, group in (runs.groupby(by, sort=True, dropna=False) if by else [((), runs)]):
             values = values if isinstance(values, tuple) else (values,)
-            yield dict(zip(by, values)), group
+            config = dict(zip(by, values))
+            inside = [k for k in extra if group[k].map(repr).nunique() > 1]
+            if not inside:
+                yield config, group, ""
+                continue
+            for more, part in group.groupby(group[inside].apply(lambda row: "\x1f".join(map(repr, row)), axis=1)):
+                split = {k: part[k].iloc[0] for k in inside}
+                yield {**config, **split}, part, " (" + ", ".join(f"{k}={v}" for k, v in split.items()) + ")"
+
+    def _name(self, label, config: dict[str, Any], suffix: str, fallback: str) -> str:
+        return (label(config) if label else (", ".join(f"{k}={v}" for k, v in config.items()) or fallback)) + suffix
 
     def lines(
         self,
@@ -179,8 +186,8 @@ class Canvas:
         require_metric(runs, y)
         axis, panel = self._panel(where, x, y, title, False, log_y)
         drawn = []
-        for config, group in self._groups(runs, by):
-            series = self._series(config, group, x, y, label)
+        for config, group, suffix in self._groups(runs, by):
+            series = self._series(config, group, x, y, label, suffix=suffix)
             xs, means, spread = np.array(series.x, float), np.array(series.mean), np.array(getattr(series, self.spec.spread))
             (line,) = axis.plot(xs, means, lw=1.3, label=self._legend(series))
             lower = np.maximum(means - spread, means / 10) if log_y else means - spread  # a log axis has no 0
@@ -212,9 +219,9 @@ class Canvas:
         final = last_values(runs, y)
         final = final.assign(**{x: final[x].map(x_value) if x_value else final[x]})
         drawn = []
-        for config, group in self._groups(final, by):
+        for config, group, suffix in self._groups(final, by, pooled=[x]):
             # A diverged run's last value is not a final one: it is marked at the bottom, not averaged.
-            series = self._series(config, group, x, y, label, average_diverged=False)
+            series = self._series(config, group, x, y, label, average_diverged=False, suffix=suffix)
             (line, *_) = axis.errorbar(series.x, series.mean, yerr=getattr(series, self.spec.spread), marker="o", ms=4,
                                        capsize=3, lw=1.2, label=self._legend(series))  # fmt: skip
             for stop in series.diverged:
@@ -251,8 +258,8 @@ class Canvas:
         rows = runs[np.isfinite(runs[y].astype(float)) & np.isfinite(runs[x].astype(float))]
         rows = rows[rows["step"] == step] if step is not None else rows.sort_values("step").groupby("run").tail(1)
         drawn = []
-        for config, group in self._groups(rows, by):
-            name = label(config) if label else (", ".join(f"{k}={v}" for k, v in config.items()) or y)
+        for config, group, suffix in self._groups(rows, by):
+            name = self._name(label, config, suffix, y)
             points = [{"run": r["run"], "seed": _plain(r["seed"]), "step": _plain(r["step"]), "x": _plain(r[x]),
                        "y": _plain(r[y]), **({"y_error": _plain(r[y_error])} if y_error and y_error in r else {})}
                       for _, r in group.iterrows()]  # fmt: skip
@@ -332,8 +339,8 @@ class Canvas:
         by = [by] if isinstance(by, str) else list(by)
         axis, panel = self._panel(where, x, y, title, False, False)
         drawn = []
-        for config, group in self._groups(runs, by):
-            name = label(config) if label else (", ".join(f"{k}={v}" for k, v in config.items()) or y)
+        for config, group, suffix in self._groups(runs, by):
+            name = self._name(label, config, suffix, y)
             frames = []
             for run in group["run"].unique():
                 saved = list_artifacts(run).get(artifact, [])
@@ -386,8 +393,8 @@ class Canvas:
         axis, panel = self._panel(where, x, y, title, False, log_y)
         colours = iter(["C0", "C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C9"])
         drawn, first_arrays = [], None
-        for config, group in self._groups(runs, by):
-            colour, name = next(colours), (label(config) if label else ", ".join(f"{k}={v}" for k, v in config.items()))
+        for config, group, suffix in self._groups(runs, by):
+            colour, name = next(colours), self._name(label, config, suffix, "")
             values = {k: _plain(v) for k, v in config.items()}
             saved = [(run, arrays_at_last_step(run, artifact)) for run in sorted(group["run"].unique())]
             found = [(run, step_arrays) for run, step_arrays in saved if step_arrays is not None]
@@ -419,8 +426,8 @@ class Canvas:
         axis.text(0.5, 0.5, text, ha="center", va="center", fontsize=8, wrap=True, transform=axis.transAxes)
         panel["note"] = text
 
-    def _series(self, config, group, x, y, label, average_diverged: bool = True) -> Series:
-        name = label(config) if label else (", ".join(f"{k}={v}" for k, v in config.items()) or y)
+    def _series(self, config, group, x, y, label, average_diverged: bool = True, suffix: str = "") -> Series:
+        name = self._name(label, config, suffix, y)
         with_values = group[np.isfinite(group[y].astype(float))] if y in group else group.iloc[0:0]
         runs = group["run"].unique()
         # The group's config: every key that varies across the experiment and is single-valued here (the panel's
@@ -590,7 +597,8 @@ def runs_of(experiment: str, folders: Sequence[str | os.PathLike], runs: pd.Data
     shown = ", ".join(str(f) for f in folders)
     if runs.empty:
         raise SettingError(f"no run records (summary.json or run.json) under {shown}")
-    selected = runs[runs["experiment"] == experiment]
+    # Only the columns this experiment's runs logged: nothing loaded beside it can change its figure.
+    selected = runs[runs["experiment"] == experiment].dropna(axis=1, how="all")
     if selected.empty:
         found = runs.groupby("experiment")["run"].nunique()
         listing = ", ".join(f"{name} ({count} runs)" for name, count in found.items())

@@ -15,6 +15,7 @@ import pandas as pd
 from noisereg.figures.base import Canvas, arrays_at_last_step, figure
 from noisereg.figures.claims import (
     Evidence,
+    Precondition,
     Verdict,
     above,
     all_of,
@@ -22,8 +23,10 @@ from noisereg.figures.claims import (
     between,
     claim,
     final,
+    largest_late_change,
     less,
     per_run,
+    regime,
     select,
     share,
 )
@@ -65,6 +68,25 @@ def value_at(metric: str, fraction: float):
         return float(later[metric].iloc[0]) if len(later) else math.nan
 
     return statistic
+
+
+FLAT = 0.01  # reg/blanc changes by less than this over the last 10 % of the noisy phase: the drift has ended
+
+
+@regime("blanc_fig1_matrix_sensing", "blanc_fig1_lr_sweep", "blanc_fig2_relu_interpolation", "blanc_fig3_curve_length",
+        "blanc_thm3_single_point")  # fmt: skip
+def label_noise_has_finished_its_drift(condition: pd.DataFrame) -> list[Precondition]:
+    """The figures show where label noise's slow drift along the zero-loss manifold ends (Sec. 1: the implicit
+    regularizer is minimised on the longer time scale): its reg/blanc must have stopped falling — over the last
+    10 % of the noisy phase (before `noise.stop_step`, after which the runs settle without noise)."""
+    first = condition.iloc[0]
+    if float(first["noise.delta"]) == 0 or "reg/blanc" not in condition:
+        return []
+    stop = first.get("noise.stop_step")
+    noisy = condition if stop is None or not np.isfinite(float(stop)) else condition[condition["step"] <= float(stop)]
+    return [Precondition("label noise: largest |Δ reg/blanc| / reg over the last 10 % of the noisy phase",
+                         largest_late_change(noisy, "reg/blanc"), FLAT, False,
+                         "longer runs (trainer.steps and noise.stop_step; see trainer.members for many seeds)")]
 
 
 # -- Fig. 1: matrix sensing ------------------------------------------------------------------------------------------
@@ -217,10 +239,14 @@ def label_noise_gives_the_piecewise_linear_interpolant(runs: pd.DataFrame) -> Ve
     noisy = final(runs, "function/max_deviation", "label noise", **with_noise(runs))
     intervals = [arrays["interval_deviation"] for arrays in last_functions(runs, noise_levels(runs)[-1])]
     largest = np.max(intervals, axis=0) if intervals else []
-    worst = ", ".join(f"[x{j + 1}, x{j + 2}] {value:.3g}" for j, value in enumerate(largest))
+    # The two boundary intervals have a neighbour on one side only (a kink there costs less): shown apart.
+    shown = lambda js: ", ".join(f"[x{j + 1}, x{j + 2}] {largest[j]:.3g}" for j in js)  # noqa: E731
+    inner = range(1, len(largest) - 1)
+    worst = (f"interior: {shown(inner)}; boundary: {shown([0, len(largest) - 1])}" if len(largest) > 2
+             else shown(range(len(largest))))  # fmt: skip
     within_tolerance = share(noisy, lambda value: value < 0.02, 0.8, "within 0.02 of the interpolant everywhere")
     return Verdict(within_tolerance.verdict, f"{within_tolerance.numbers}; largest |f − PL| per interval over the "
-                   f"runs: {worst}", within_tolerance.rule)  # fmt: skip
+                   f"runs, {worst}", within_tolerance.rule, small=within_tolerance.small)  # fmt: skip
 
 
 @claim("blanc_fig2_relu_interpolation", "Fig. 2", PAPER, "training without label noise produces models that are not "
@@ -261,10 +287,20 @@ def length(runs: pd.DataFrame, name: str, **where) -> Evidence:
 @claim("blanc_fig3_curve_length", "Fig. 3", PAPER, "SGD with independent label noise ... moves within the zero "
        "training error manifold to a “simpler” model with significantly smaller curve length")
 def label_noise_shortens_the_curve(runs: pd.DataFrame) -> Verdict:
-    noisy = length(runs, "label noise", **with_noise(runs))
-    excess = ratio(runs, "label noise: length / interpolant's", last("function/curve_length"),
-                   last("function/interpolant_curve_length"), **with_noise(runs))  # fmt: skip
-    return all_of(less(noisy, length(runs, "SGD", **NO_NOISE)), below(excess, 1.01))
+    """Shorter than SGD's, paired by seed, and by most of SGD's excess over the piecewise-linear interpolant (the
+    shortest curve through the points; the paper's label-noise curve is ≈ 17 % shorter than SGD's): the share
+    (L_SGD − L_noise) / (L_SGD − L_PL) per seed above one half."""
+    noisy, plain = length(runs, "label noise", **with_noise(runs)), length(runs, "SGD", **NO_NOISE)
+    interpolant = final(runs, "function/interpolant_curve_length", "interpolant", **NO_NOISE)
+    removed = Evidence("share of SGD's excess length over the interpolant that label noise removes", {
+        seed: (plain.values[seed] - noisy.values[seed]) / (plain.values[seed] - interpolant.values[seed])
+        for seed in plain.values.keys() & noisy.values.keys() & interpolant.values.keys()
+        if plain.values[seed] > interpolant.values[seed]})  # fmt: skip
+    excess = ratio(runs, "SGD: length / interpolant's", last("function/curve_length"),
+                   last("function/interpolant_curve_length"), **NO_NOISE)  # fmt: skip
+    verdict = all_of(less(noisy, plain), above(removed, 0.5))
+    verdict.numbers += f" | {excess} (room for the effect: the paper's SGD is ≈ 17 % above the shortest curve)"
+    return verdict
 
 
 @claim("blanc_fig3_curve_length", "Fig. 3", PAPER, "training first finds a model with close to zero training error, "

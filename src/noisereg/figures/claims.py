@@ -1,4 +1,4 @@
-"""The papers' claims, checked on run records, and the report that lists them with a verdict.
+"""The papers' claims, checked on run records: the evidence per seed, the decision rules, the regime gates.
 
 Each figure module registers the claims its paper makes about the figure: the sentence quoted from the paper, and
 a function that computes the statistic from the experiment's runs and returns a `Verdict`:
@@ -9,27 +9,41 @@ a function that computes the statistic from the experiment's runs and returns a 
         ...
         return less(layerwise, all_parameters)
 
-Verdicts compare per-seed values: seeds share the initialisation and the batch order across noise modes
-(app.py's random streams), so a comparison is paired by seed where both sides have the same seeds. A claim
-`holds` when the difference goes the claimed way by more than twice its standard error, `fails` when it goes the
-other way by more than that, and is `inconclusive` otherwise — also with fewer than two seeds on a side.
+and the preconditions under which the paper made the figure (`@regime`, one condition's runs at a time): a claim
+whose experiment misses one is `not in regime`, never `fails` (report.py).
+
+Decisions are one-sided Student-t tests at 95 % on per-seed values. Seeds share the initialisation and the batch
+order across noise modes (app.py's random streams), so a comparison is paired by seed where both sides have the
+same seeds (df = n − 1), else Welch's (Welch–Satterthwaite df). A claim `holds` when the difference goes the
+claimed way with t above the critical value, `fails` when it goes the other way as clearly, and is `inconclusive`
+otherwise; with fewer than 3 seeds it is `inconclusive (n < 3)` whatever the numbers. An inconclusive comparison
+says how many seeds would settle its observed difference at its observed spread.
+
+Only finished runs (completed or diverged) are evidence; a diverged run is counted and left out of the means, an
+unfinished one (interrupted, failed, or records without a summary) is counted apart. Every selection must be one
+condition: runs that differ in any setting but a seed never pool into one Evidence.
 """
 from __future__ import annotations
 
 import math
-import os
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from noisereg.errors import SettingError
-from noisereg.figures.base import FIGURES, SCALES, group_keys, plot_experiment, runs_of
-from noisereg.records import load_runs
+from noisereg.tracking.records import FINISHED
 
-MARGIN = 2.0  # standard errors a difference must exceed
+CONFIDENCE = 0.95  # one-sided
+MIN_SEEDS = 3  # fewer decide nothing
+MOST_SEEDS = 1000  # "what would settle it" looks this far
+
+
+def critical_t(df: float) -> float:
+    """The one-sided 95 % critical value of Student's t with df degrees of freedom (1.645 as df → ∞)."""
+    return float(stats.t.ppf(CONFIDENCE, df)) if math.isfinite(df) else float(stats.norm.ppf(CONFIDENCE))
 
 
 @dataclass
@@ -38,7 +52,8 @@ class Evidence:
 
     name: str
     values: dict[Any, float]  # seed -> value
-    diverged: int = 0  # runs left out because they diverged
+    diverged: int = 0  # finished runs left out because they diverged
+    unfinished: int = 0  # runs left out because they never finished (interrupted, failed, no summary)
 
     @property
     def n(self) -> int:
@@ -49,14 +64,20 @@ class Evidence:
         return float(np.mean(list(self.values.values()))) if self.values else math.nan
 
     @property
+    def std(self) -> float:
+        return float(np.std(list(self.values.values()), ddof=1)) if self.n >= 2 else math.nan
+
+    @property
     def sem(self) -> float:
-        if self.n < 2:
-            return math.nan
-        return float(np.std(list(self.values.values()), ddof=1) / math.sqrt(self.n))
+        return self.std / math.sqrt(self.n) if self.n >= 2 else math.nan
 
     def __str__(self) -> str:
-        note = f", {self.diverged} diverged" if self.diverged else ""
-        return f"{self.name} {_fmt(self.mean)} ± {_fmt(self.sem)} (n={self.n}{note})"
+        notes = [f"n={self.n}"]
+        if self.diverged:
+            notes.append(f"{self.diverged} diverged")
+        if self.unfinished:
+            notes.append(f"{self.unfinished} unfinished left out")
+        return f"{self.name} {_fmt(self.mean)} ± {_fmt(self.sem)} ({', '.join(notes)})"
 
 
 def _fmt(value: float) -> str:
@@ -64,72 +85,137 @@ def _fmt(value: float) -> str:
 
 
 @dataclass
+class Test:
+    """A one-sided test of `estimate` > 0 (the claimed direction): its standard error, degrees of freedom, the
+    number of seeds behind it and how it was paired; `spread(n)` is the standard error it would have with n seeds
+    at the observed spread (for "what would settle it")."""
+
+    estimate: float
+    error: float
+    df: float
+    n: int
+    how: str
+    spread: Callable[[int], float] | None = None
+
+    @property
+    def t(self) -> float:
+        if not math.isfinite(self.estimate) or not math.isfinite(self.error):
+            return math.nan
+        if self.error == 0:
+            return math.copysign(math.inf, self.estimate) if self.estimate else 0.0
+        return self.estimate / self.error
+
+    def decide(self) -> str:
+        if self.n < MIN_SEEDS or not math.isfinite(self.df) and self.how != "Monte Carlo" or math.isnan(self.t):
+            return "inconclusive"
+        critical = critical_t(self.df)
+        return "holds" if self.t > critical else "fails" if self.t < -critical else "inconclusive"
+
+    def describe(self) -> str:
+        df = "∞" if not math.isfinite(self.df) else f"{self.df:.3g}"
+        if self.n < MIN_SEEDS:
+            return f"{self.how}, n={self.n} < {MIN_SEEDS}"
+        return f"{self.how}, n={self.n}, df {df}: t = {_fmt(self.t)} vs ±{critical_t(self.df):.3g}"
+
+    def seeds_to_settle(self) -> str:
+        """The seeds at which the observed difference would be significant at the observed spread."""
+        if self.spread is None or not math.isfinite(self.estimate) or not math.isfinite(self.error):
+            return ""
+        if self.estimate == 0 or self.error == 0:
+            return "no number of seeds: the difference is smaller than its spread" if self.estimate == 0 else ""
+        for n in range(max(self.n, MIN_SEEDS), MOST_SEEDS + 1):
+            if abs(self.estimate) / self.spread(n) > critical_t(n - 1):
+                direction = "holds" if self.estimate > 0 else "fails"
+                return f"{n} seeds would make it {direction} at this spread"
+        return f"no number of seeds up to {MOST_SEEDS}: the difference is smaller than its spread"
+
+
+@dataclass
 class Verdict:
-    verdict: str  # holds | fails | inconclusive
+    verdict: str  # holds | fails | inconclusive | not in regime
     numbers: str
     rule: str
+    settle: str = ""  # for an inconclusive one: what would settle it
+    small: bool = False  # some part had fewer than MIN_SEEDS seeds
+
+    @property
+    def shown(self) -> str:
+        return f"{self.verdict} (n < {MIN_SEEDS})" if self.verdict == "inconclusive" and self.small else self.verdict
 
 
-def _difference(a: Evidence, b: Evidence) -> tuple[float, float, int, str]:
+def _judged(test: Test, numbers: str, rule: str) -> Verdict:
+    verdict = test.decide()
+    return Verdict(verdict, numbers, f"{rule} ({test.describe()})",
+                   settle=test.seeds_to_settle() if verdict == "inconclusive" else "", small=test.n < MIN_SEEDS)
+
+
+def _one_sample(a: Evidence, signed: float) -> Test:
+    """`signed` = the claimed direction's distance of a's mean from a threshold, tested against a's spread."""
+    spread = a.std
+    return Test(signed, a.sem, a.n - 1, a.n, "one sample", (lambda n: spread / math.sqrt(n)) if a.n >= 2 else None)
+
+
+def _difference(a: Evidence, b: Evidence, sign: int) -> Test:
+    """sign · (a − b): paired by seed where both sides have the same seeds, else Welch's."""
     shared = sorted(set(a.values) & set(b.values), key=str)
     if len(shared) >= 2 and len(shared) == a.n == b.n:
-        differences = np.array([a.values[s] - b.values[s] for s in shared])
-        return float(differences.mean()), float(differences.std(ddof=1) / math.sqrt(len(shared))), len(shared), "paired by seed"
+        differences = np.array([a.values[s] - b.values[s] for s in shared]) * sign
+        spread = float(differences.std(ddof=1))
+        return Test(float(differences.mean()), spread / math.sqrt(len(shared)), len(shared) - 1, len(shared),
+                    "paired by seed", lambda n: spread / math.sqrt(n))  # fmt: skip
     n = min(a.n, b.n)
-    return a.mean - b.mean, math.sqrt(a.sem**2 + b.sem**2) if n >= 2 else math.nan, n, "unpaired"
-
-
-def _decide(signed: float, error: float, n: int) -> str:
-    if n < 2 or not math.isfinite(signed):
-        return "inconclusive"
-    if signed > 0 and (error == 0 or signed > MARGIN * error):
-        return "holds"
-    if signed < 0 and (error == 0 or -signed > MARGIN * error):
-        return "fails"
-    return "inconclusive"
+    if n < 2:
+        return Test(sign * (a.mean - b.mean), math.nan, math.nan, n, "unpaired")
+    va, vb = a.std**2 / a.n, b.std**2 / b.n
+    error = math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va**2 / (a.n - 1) + vb**2 / (b.n - 1)) if va + vb > 0 else a.n + b.n - 2
+    spread = lambda count: math.sqrt((a.std**2 + b.std**2) / count)  # noqa: E731  (both sides grown to count)
+    return Test(sign * (a.mean - b.mean), error, df, n, "Welch", spread)
 
 
 def _compare(a: Evidence, b: Evidence, sign: int, symbol: str) -> Verdict:
-    difference, error, n, how = _difference(a, b)
-    numbers = f"{a}; {b}; difference {_fmt(difference)} ± {_fmt(error)}"
-    return Verdict(_decide(sign * difference, error, n), numbers,
-                   f"{a.name} {symbol} {b.name} by > {MARGIN:g} SE of the difference ({how})")  # fmt: skip
+    test = _difference(a, b, sign)
+    numbers = f"{a}; {b}; difference {_fmt(sign * test.estimate)} ± {_fmt(test.error)}"
+    return _judged(test, numbers, f"{a.name} {symbol} {b.name}, one-sided t at {CONFIDENCE:.0%}")
 
 
 def greater(a: Evidence, b: Evidence) -> Verdict:
-    """a > b by more than 2 standard errors of the difference."""
+    """a > b: a one-sided t-test at 95 % on the differences (paired by seed, else Welch)."""
     return _compare(a, b, +1, ">")
 
 
 def less(a: Evidence, b: Evidence) -> Verdict:
-    """a < b by more than 2 standard errors of the difference."""
+    """a < b: a one-sided t-test at 95 % on the differences (paired by seed, else Welch)."""
     return _compare(a, b, -1, "<")
 
 
 def above(a: Evidence, threshold: float, what: str | None = None) -> Verdict:
-    """mean of a above a threshold by more than 2 standard errors."""
-    difference = a.mean - threshold
-    return Verdict(_decide(difference, a.sem, a.n), str(a), f"{what or a.name} > {threshold:g} by > {MARGIN:g} SE")
+    """mean of a above a threshold: a one-sample one-sided t-test at 95 %."""
+    return _judged(_one_sample(a, a.mean - threshold), str(a),
+                   f"{what or a.name} > {threshold:g}, one-sided t at {CONFIDENCE:.0%}")  # fmt: skip
 
 
 def below(a: Evidence, threshold: float, what: str | None = None) -> Verdict:
-    """mean of a below a threshold by more than 2 standard errors."""
-    difference = threshold - a.mean
-    return Verdict(_decide(difference, a.sem, a.n), str(a), f"{what or a.name} < {threshold:g} by > {MARGIN:g} SE")
+    """mean of a below a threshold: a one-sample one-sided t-test at 95 %."""
+    return _judged(_one_sample(a, threshold - a.mean), str(a),
+                   f"{what or a.name} < {threshold:g}, one-sided t at {CONFIDENCE:.0%}")  # fmt: skip
 
 
 def exceeds(value: float, bound: float, error: float, what: str) -> Verdict:
-    """One measured value (e.g. a Monte-Carlo estimate with its standard error) above a bound by more than 2 of its
-    standard errors: holds, below it by as much: fails, otherwise inconclusive."""
-    decided = _decide(value - bound, error, 2) if math.isfinite(error) else "inconclusive"
-    return Verdict(decided, f"{what}: {_fmt(value)} vs {_fmt(bound)} ± {_fmt(error)}",
-                   f"{what} above the bound by > {MARGIN:g} SE")  # fmt: skip
+    """One Monte-Carlo estimate (many draws, its standard error given) above a bound: a one-sided z-test at 95 %
+    (holds above, fails below as clearly, otherwise inconclusive)."""
+    test = Test(value - bound, error, math.inf, MIN_SEEDS, "Monte Carlo") if math.isfinite(error) else \
+        Test(math.nan, math.nan, math.inf, 0, "Monte Carlo")  # fmt: skip
+    verdict = test.decide()
+    return Verdict(verdict, f"{what}: {_fmt(value)} vs {_fmt(bound)} ± {_fmt(error)}",
+                   f"{what} above the bound, one-sided z at {CONFIDENCE:.0%} on the Monte-Carlo error")  # fmt: skip
 
 
-def tally(verdicts: Sequence[Verdict], what: str, at_least: float = 1.0) -> Verdict:
+def tally(verdicts: Sequence[Verdict], what: str, independent: str, at_least: float = 1.0) -> Verdict:
     """One statement checked many times (at every point, every step): holds if at least the share `at_least` of
     the checks holds, fails if more than the share 1 − `at_least` fails, inconclusive otherwise; the numbers count
-    the verdicts and quote the first failing (else inconclusive) check."""
+    the verdicts, say how many of the checks are independent (`independent`, e.g. "20 initialisations: 2 tasks × 10
+    seeds") and quote the first failing (else inconclusive) check."""
     states = [v.verdict for v in verdicts]
     counts = {state: states.count(state) for state in ("holds", "fails", "inconclusive")}
     total = len(states)
@@ -144,11 +230,12 @@ def tally(verdicts: Sequence[Verdict], what: str, at_least: float = 1.0) -> Verd
     worst = next((v for v in verdicts if v.verdict == "fails"), None) or next(
         (v for v in verdicts if v.verdict == "inconclusive"), None)  # fmt: skip
     numbers = (f"{what}: {counts['holds']} of {total} hold, {counts['fails']} fail, "
-               f"{counts['inconclusive']} inconclusive")  # fmt: skip
+               f"{counts['inconclusive']} inconclusive; independent: {independent}")  # fmt: skip
     if worst is not None:
         numbers += f"; e.g. {worst.numbers}"
-    share = "every" if at_least >= 1 else f"≥ {at_least:.0%} of the"
-    return Verdict(verdict, numbers, f"{share} check(s) hold: {verdicts[0].rule}")
+    share_of = "every" if at_least >= 1 else f"≥ {at_least:.0%} of the"
+    return Verdict(verdict, numbers, f"{share_of} check(s) hold: {verdicts[0].rule}",
+                   small=any(v.small for v in verdicts))  # fmt: skip
 
 
 def rank_correlation(xs: Sequence[float], ys: Sequence[float]) -> float:
@@ -161,55 +248,91 @@ def rank_correlation(xs: Sequence[float], ys: Sequence[float]) -> float:
 
 
 def within(a: Evidence, b: Evidence | float, tolerance: float, what: str | None = None) -> Verdict:
-    """a and b agree to within ± tolerance: holds when the difference ± 2 standard errors lies inside the band,
-    fails when it lies outside by more than 2 standard errors, inconclusive otherwise (paired by seed as above)."""
+    """a and b agree to within ± tolerance: two one-sided t-tests at 95 % (holds when the difference lies inside the
+    band by more than its critical margin, fails when outside by as much, inconclusive otherwise)."""
     if isinstance(b, Evidence):
-        difference, error, n, how = _difference(a, b)
-        numbers, name = f"{a}; {b}; difference {_fmt(difference)} ± {_fmt(error)}", f"{a.name} − {b.name}"
+        test = _difference(a, b, +1)
+        numbers, name = f"{a}; {b}; difference {_fmt(test.estimate)} ± {_fmt(test.error)}", f"{a.name} − {b.name}"
     else:
-        difference, error, n, how = a.mean - b, a.sem, a.n, "one sample"
+        test = _one_sample(a, a.mean - b)
         numbers, name = f"{a}; against {b:g}", f"{a.name} − {b:g}"
-    if n < 2 or not math.isfinite(difference) or not math.isfinite(error):
-        verdict = "inconclusive"
-    elif abs(difference) + MARGIN * error < tolerance:
-        verdict = "holds"
-    elif abs(difference) - MARGIN * error > tolerance:
-        verdict = "fails"
-    else:
-        verdict = "inconclusive"
-    rule = f"|{what or name}| < {tolerance:g} with {MARGIN:g} SE to spare ({how})"
-    return Verdict(verdict, numbers, rule)
+    inside = Test(tolerance - abs(test.estimate), test.error, test.df, test.n, test.how, test.spread)
+    verdict = inside.decide()
+    return Verdict(verdict, numbers, f"|{what or name}| < {tolerance:g}, two one-sided t at {CONFIDENCE:.0%} "
+                   f"({inside.describe()})", settle=inside.seeds_to_settle() if verdict == "inconclusive" else "",
+                   small=test.n < MIN_SEEDS)  # fmt: skip
 
 
 def unanimous(name: str, outcomes: dict[Any, bool], what: str) -> Verdict:
-    """A yes/no outcome per seed (or per run): holds when every one of at least two says yes, fails when more than
+    """A yes/no outcome per seed (or per run): holds when every one of at least 3 says yes, fails when more than
     half say no, inconclusive otherwise."""
     yes = sum(bool(v) for v in outcomes.values())
     n = len(outcomes)
-    verdict = "holds" if n >= 2 and yes == n else "fails" if n and yes < n / 2 else "inconclusive"
-    return Verdict(verdict, f"{name}: {yes} of {n}", f"{what} for every one (≥ 2); fails if for fewer than half")
+    verdict = "fails" if n >= MIN_SEEDS and yes < n / 2 else "holds" if n >= MIN_SEEDS and yes == n else "inconclusive"
+    return Verdict(verdict, f"{name}: {yes} of {n}",
+                   f"{what} for every one (≥ {MIN_SEEDS}); fails if for fewer than half", small=n < MIN_SEEDS)
 
 
 def between(a: Evidence, low: float, high: float, what: str | None = None) -> Verdict:
-    """mean of a inside (low, high) by more than 2 standard errors on both sides; fails when outside by as much."""
-    states = (_decide(a.mean - low, a.sem, a.n), _decide(high - a.mean, a.sem, a.n))
-    verdict = "fails" if "fails" in states else "holds" if states == ("holds", "holds") else "inconclusive"
-    return Verdict(verdict, str(a), f"{low:g} < {what or a.name} < {high:g} by > {MARGIN:g} SE")
+    """mean of a inside (low, high): one-sided t-tests at 95 % on both sides; fails when outside by as much."""
+    parts = (above(a, low), below(a, high))
+    states = [part.verdict for part in parts]
+    verdict = "fails" if "fails" in states else "holds" if states == ["holds", "holds"] else "inconclusive"
+    settle = "; ".join(part.settle for part in parts if part.settle)
+    return Verdict(verdict, str(a), f"{low:g} < {what or a.name} < {high:g}, one-sided t at {CONFIDENCE:.0%} on "
+                   f"each side ({_one_sample(a, 0).describe()})", settle=settle, small=a.n < MIN_SEEDS)  # fmt: skip
 
 
 def share(a: Evidence, condition: Callable[[float], bool], at_least: float, what: str) -> Verdict:
     """The fraction of runs whose value meets `condition` (`what` says how): holds when it is at least `at_least`,
-    fails otherwise; a count over the runs, so no standard error (inconclusive with fewer than two runs)."""
+    fails otherwise; a count over the runs (inconclusive with fewer than 3 runs)."""
     met = sum(1 for value in a.values.values() if condition(value))
-    verdict = "inconclusive" if a.n < 2 else "holds" if met >= at_least * a.n else "fails"
-    return Verdict(verdict, f"{a}; {met} of {a.n} {what}", f"at least {at_least:.0%} of runs {what}")
+    verdict = "inconclusive" if a.n < MIN_SEEDS else "holds" if met >= at_least * a.n else "fails"
+    return Verdict(verdict, f"{a}; {met} of {a.n} {what}", f"at least {at_least:.0%} of runs {what}",
+                   small=a.n < MIN_SEEDS)  # fmt: skip
 
 
 def all_of(*verdicts: Verdict) -> Verdict:
-    """Holds if every part holds, fails if any part fails, inconclusive otherwise."""
+    """Holds if every part holds, fails if any part fails, inconclusive otherwise (settled by the most seeds any
+    inconclusive part needs)."""
     states = [v.verdict for v in verdicts]
     verdict = "fails" if "fails" in states else "holds" if all(s == "holds" for s in states) else "inconclusive"
-    return Verdict(verdict, " | ".join(v.numbers for v in verdicts), " and ".join(v.rule for v in verdicts))
+    settles = [v.settle for v in verdicts if v.verdict == "inconclusive" and v.settle]
+    return Verdict(verdict, " | ".join(v.numbers for v in verdicts), " and ".join(v.rule for v in verdicts),
+                   settle=_hardest(settles) if verdict == "inconclusive" else "",
+                   small=verdict == "inconclusive" and any(v.small for v in verdicts if v.verdict == "inconclusive"))
+
+
+def _hardest(settles: Sequence[str]) -> str:
+    """Of several parts' "N seeds would ..." the one needing the most (a "no number of seeds" first)."""
+    if not settles:
+        return ""
+    never = [s for s in settles if s.startswith("no number")]
+    if never:
+        return never[0]
+    return max(settles, key=lambda s: int(s.split(" ", 1)[0]) if s.split(" ", 1)[0].isdigit() else 0)
+
+
+# -- selecting evidence from runs --------------------------------------------------------------------------------
+
+
+def is_seed_like(column: str) -> bool:
+    """A config key named `seed` at any depth (`seed`, `dataset.seed`, `probes.remainder.seed`): it picks a draw, not
+    a condition."""
+    return column == "seed" or column.endswith(".seed")
+
+
+# Config keys that say how a run was watched or where it ran, not what it computed: never a condition.
+NOT_A_CONDITION = ("logger.", "trainer.device", "trainer.progress_bar", "trainer.resume", "trainer.checkpoint",
+                   "trainer.keep_checkpoint", "dataset.root", "curvature.chunk_size", "hydra.")  # fmt: skip
+
+
+def condition_keys(runs: pd.DataFrame) -> list[str]:
+    """The config keys that make a condition: every dotted config column but the seed-like ones and those above."""
+    from noisereg.records import config_columns
+
+    return [c for c in config_columns(runs)
+            if not is_seed_like(c) and not any(c == key or c.startswith(key) for key in NOT_A_CONDITION)]  # fmt: skip
 
 
 def select(runs: pd.DataFrame, **where: Any) -> pd.DataFrame:
@@ -223,33 +346,83 @@ def select(runs: pd.DataFrame, **where: Any) -> pd.DataFrame:
     return runs[mask]
 
 
-def final(runs: pd.DataFrame, metric: str, name: str | None = None, **where: Any) -> Evidence:
-    """Each selected run's last finite value of `metric`, by seed; diverged runs are counted, not used."""
+def one_condition(chosen: pd.DataFrame, label: str) -> None:
+    """Refuse to pool runs of different conditions (say, σ = 0.1 and σ = 1e30 from two folders) into one Evidence."""
+    if chosen.empty:
+        return
+    firsts = chosen.groupby("run").head(1)
+    differing = [key for key in condition_keys(firsts) if firsts[key].map(repr).nunique() > 1]
+    if differing:
+        shown = "; ".join(f"{key} = {', '.join(sorted(set(firsts[key].map(str))))}" for key in differing[:3])
+        raise SettingError(f"{label}: runs of different conditions would pool ({shown}); load one sweep's folder, "
+                           "or records that differ only by seed")  # fmt: skip
+
+
+def _evidence_runs(runs: pd.DataFrame, label: str, where: dict[str, Any]):
+    """The selected runs, one condition; yields (seed, rows sorted by step) of each finished, not diverged run and
+    returns the counts of diverged and unfinished runs through the list it fills."""
     chosen = select(runs, **where)
-    values, diverged = {}, 0
+    one_condition(chosen, label)
+    kept, diverged, unfinished = [], 0, 0
     for _, rows in chosen.groupby("run"):
-        if rows["status"].iloc[0] == "diverged":
+        status = rows["status"].iloc[0]
+        if status not in FINISHED:
+            unfinished += 1
+        elif status == "diverged":
             diverged += 1
-            continue
+        else:
+            kept.append((rows["seed"].iloc[0], rows.sort_values("step")))
+    seeds = [seed for seed, _ in kept]
+    if len(set(map(repr, seeds))) < len(seeds):
+        raise SettingError(f"{label}: two finished runs of one condition have the same seed; load each run once")
+    return kept, diverged, unfinished
+
+
+def final(runs: pd.DataFrame, metric: str, name: str | None = None, **where: Any) -> Evidence:
+    """Each selected run's last finite value of `metric`, by seed; diverged and unfinished runs are counted, not
+    used."""
+    label = name or ", ".join(f"{k.split('.')[-1]}={v}" for k, v in where.items())
+    kept, diverged, unfinished = _evidence_runs(runs, f"{label} {metric}", where)
+    values = {}
+    for seed, rows in kept:
         finite = rows[np.isfinite(rows[metric].astype(float))] if metric in rows else rows.iloc[0:0]
         if len(finite):
-            values[rows["seed"].iloc[0]] = float(finite.sort_values("step")[metric].iloc[-1])
+            values[seed] = float(finite[metric].iloc[-1])
+    return Evidence(f"{label} {metric}", values, diverged, unfinished)
+
+
+def late_mean(runs: pd.DataFrame, metric: str, name: str | None = None, fraction: float = 0.1, **where: Any) -> Evidence:
+    """Each selected run's mean of `metric` over the last `fraction` of its evaluations (at least one), by seed: the
+    statistic for a last iterate that fluctuates under constant lr and noise."""
     label = name or ", ".join(f"{k.split('.')[-1]}={v}" for k, v in where.items())
-    return Evidence(f"{label} {metric}", values, diverged)
+    kept, diverged, unfinished = _evidence_runs(runs, f"{label} {metric}", where)
+    values = {}
+    for seed, rows in kept:
+        finite = rows[np.isfinite(rows[metric].astype(float))][metric].astype(float) if metric in rows else []
+        if len(finite):
+            values[seed] = float(finite.iloc[-max(1, round(fraction * len(finite))):].mean())
+    return Evidence(f"{label} {metric} (mean of the last {fraction:.0%} of evaluations)", values, diverged, unfinished)
 
 
 def per_run(runs: pd.DataFrame, statistic: Callable[[pd.DataFrame], float], name: str, **where: Any) -> Evidence:
     """`statistic(rows)` of each selected run's rows (sorted by step), by seed, e.g. the step where a metric first
-    falls below a threshold; diverged runs are counted, not used, and a NaN statistic leaves the run out."""
-    values, diverged = {}, 0
-    for _, rows in select(runs, **where).groupby("run"):
-        if rows["status"].iloc[0] == "diverged":
-            diverged += 1
-            continue
-        value = statistic(rows.sort_values("step"))
+    falls below a threshold; diverged and unfinished runs are counted, not used, and a NaN statistic leaves the run
+    out."""
+    kept, diverged, unfinished = _evidence_runs(runs, name, where)
+    values = {}
+    for seed, rows in kept:
+        value = statistic(rows)
         if math.isfinite(value):
-            values[rows["seed"].iloc[0]] = float(value)
-    return Evidence(name, values, diverged)
+            values[seed] = float(value)
+    return Evidence(name, values, diverged, unfinished)
+
+
+def finished(runs: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the finished runs (completed or diverged): what a claim computed on all rows at once may use."""
+    return runs[runs["status"].isin(FINISHED)]
+
+
+# -- claims and their regime -------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -273,116 +446,70 @@ def claim(experiment: str, figure: str, paper: str, quote: str):
 
 
 @dataclass
-class ReportRow:
-    claim: Claim
-    scale: str = "-"
-    verdict: str = "not run"
-    numbers: str = ""
-    rule: str = ""
-    figure_link: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+class Precondition:
+    """One measured fact a condition's runs must show for the paper's figure to apply, e.g. GD's final training
+    accuracy ≥ 0.95 on the FMNIST subset."""
+
+    what: str  # e.g. "GD final train/acc (mean over seeds)"
+    measured: float
+    threshold: float
+    at_least: bool  # True: measured ≥ threshold is needed; False: measured < threshold
+    remedy: str  # what would reach it: the paper's scale, more steps, a GPU
+
+    @property
+    def met(self) -> bool:
+        return math.isfinite(self.measured) and (self.measured >= self.threshold if self.at_least
+                                                 else self.measured < self.threshold)  # fmt: skip
+
+    def __str__(self) -> str:
+        needed = f"{'≥' if self.at_least else '<'} {self.threshold:g}"
+        return f"{self.what} {_fmt(self.measured)} (needs {needed})"
 
 
-def evaluate_claims(
-    folders: Sequence[str | os.PathLike], out: Path, draw: bool = True, runs: pd.DataFrame | None = None
-) -> list[ReportRow]:
-    """Every registered claim against the runs under `folders` (`runs`: already loaded from them); figures drawn into
-    `out/<experiment>/`."""
-    import noisereg.figures  # noqa: F401  (registers every paper's figures and claims)
+# experiment -> the preconditions of one condition's runs (an empty list: this condition is not gated)
+REGIMES: dict[str, Callable[[pd.DataFrame], list[Precondition]]] = {}
 
-    runs = load_runs(folders) if runs is None else runs
-    rows: list[ReportRow] = []
-    drawn: dict[tuple[str, str], str] = {}
-    for item in CLAIMS:
-        present = runs[runs["experiment"] == item.experiment] if not runs.empty else runs
-        if present.empty:
-            rows.append(ReportRow(item))
+
+def regime(*experiments: str):
+    """Register the preconditions of the experiments' figures, computed on one condition's runs at a time."""
+
+    def register(gate: Callable[[pd.DataFrame], list[Precondition]]):
+        for experiment in experiments:
+            REGIMES[experiment] = gate
+        return gate
+
+    return register
+
+
+def condition_preconditions(experiment: str, condition: pd.DataFrame) -> list[Precondition]:
+    """The gate's preconditions for one condition's runs (finished runs only); none where the experiment has no
+    gate or the condition has no finished run."""
+    gate = REGIMES.get(experiment)
+    done = finished(condition)
+    return list(gate(done)) if gate is not None and not done.empty else []
+
+
+def mean_final(runs: pd.DataFrame, metric: str) -> float:
+    """The mean over runs of each run's last finite value of `metric` (NaN where no run logged it): for gates."""
+    if metric not in runs:
+        return math.nan
+    finite = runs[np.isfinite(runs[metric].astype(float))]
+    last = finite.sort_values("step").groupby("run")[metric].last()
+    return float(last.astype(float).mean()) if len(last) else math.nan
+
+
+def largest_late_change(runs: pd.DataFrame, metric: str, fraction: float = 0.1) -> float:
+    """The largest over runs of |m(end) − m(start of the last `fraction` of the run)| / |m(end)|: whether a slowly
+    moving quantity (Blanc's regulariser) has stopped moving."""
+    changes = []
+    for _, rows in runs.groupby("run"):
+        rows = rows[np.isfinite(rows[metric].astype(float))].sort_values("step") if metric in rows else rows.iloc[0:0]
+        if len(rows) < 2:
             continue
-        for scale in sorted(present["scale"].unique(), key=lambda s: -SCALES.index(s) if s in SCALES else 1):
-            scaled = present[present["scale"] == scale]
-            row = ReportRow(item, scale=scale)
-            key = (item.experiment, scale)
-            if draw and key not in drawn and item.experiment in FIGURES:
-                name = item.experiment if present["scale"].nunique() == 1 else f"{item.experiment}-{scale}"
-                png, _ = plot_experiment(item.experiment, folders, out / name, runs=scaled)
-                drawn[key] = os.path.relpath(png, out)
-            row.figure_link = drawn.get(key)
-            try:
-                verdict = item.evaluate(scaled)
-                row.verdict, row.numbers, row.rule = verdict.verdict, verdict.numbers, verdict.rule
-            except SettingError as error:  # a metric the runs did not log
-                row.verdict, row.numbers = "inconclusive", str(error)
-            rows.append(row)
-    return rows
+        end_step = rows["step"].iloc[-1]
+        before = rows[rows["step"] <= end_step - fraction * (end_step - rows["step"].iloc[0])]
+        start = float((before if len(before) else rows)[metric].iloc[-1])
+        end = float(rows[metric].iloc[-1])
+        changes.append(abs(end - start) / abs(end) if end else math.inf)
+    return max(changes) if changes else math.nan
 
-
-# What the runs table shows of each group's final values, where the runs logged it: whether they trained.
-RUN_METRICS = ("train/acc", "test/acc", "train/loss", "test/loss")
-
-
-def runs_table(runs: pd.DataFrame) -> list[str]:
-    """One line per group of runs (config minus seed) of every experiment in `runs`: statuses and final train and
-    test metrics of the completed runs, mean ± std over seeds, so a reader sees whether the runs reached the paper's
-    regime."""
-    if runs.empty:
-        return []
-    lines = ["| experiment | scale | group | runs | " + " | ".join(f"final {m}" for m in RUN_METRICS) + " |",
-             "|---|---|---|---|" + "---|" * len(RUN_METRICS)]  # fmt: skip
-    for (experiment, scale), present in runs.groupby(["experiment", "scale"], sort=True):
-        keys = group_keys(present)
-        groups = present.groupby(keys, sort=True, dropna=False) if keys else [((), present)]
-        for values, group in groups:
-            values = values if isinstance(values, tuple) else (values,)
-            shown = [(k, v) for k, v in zip(keys, values) if not (isinstance(v, float) and math.isnan(v))]
-            label = ", ".join(f"{k}={v}" for k, v in shown) or "all"
-            ordered = group.sort_values(["run", "step"])
-            statuses = ordered.groupby("run")["status"].last().value_counts()
-            completed = ordered[ordered["status"] == "completed"]
-            cells = []
-            for metric in RUN_METRICS:
-                last = completed.groupby("run")[metric].last().dropna() if metric in ordered else pd.Series(dtype=float)
-                cells.append(f"{last.mean():.4g} ± {last.std(ddof=1) if len(last) > 1 else 0:.2g}" if len(last) else "")
-            status = ", ".join(f"{n} {name}" for name, n in statuses.items())
-            lines.append(f"| {experiment} | {scale} | {_cell(label)} | {status} | " + " | ".join(cells) + " |")
-    return lines
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def write_report(folders: Sequence[str | os.PathLike], out: str | os.PathLike = "results/REPORT.md") -> Path:
-    out = Path(out)
-    runs = load_runs(folders)
-    rows = evaluate_claims(folders, out.parent, runs=runs)
-    counts = {v: sum(1 for r in rows if r.verdict == v) for v in ("holds", "fails", "inconclusive", "not run")}
-    lines = [
-        "# Claims report",
-        "",
-        f"Built by `python scripts/report.py {' '.join(str(f) for f in folders)}` from the run records under those "
-        "folders. Each claim is quoted from its paper; the numbers are mean ± standard error over seeds of each run's "
-        "final logged value; `holds` / `fails` means the difference goes the claimed / the other way by more than "
-        f"{MARGIN:g} standard errors (paired by seed where both sides have the same seeds), `inconclusive` that it "
-        "does not (or that fewer than two seeds were run), `not run` that no records of the experiment were found. "
-        "The scale column says how the runs were made: paper (the paper's sizes), cpu and cpu_quarter (reduced to "
-        "fit a 2-core machine, see README), smoke (a few steps, for tests only).",
-        "",
-        f"**{counts['holds']} hold, {counts['fails']} fail, {counts['inconclusive']} inconclusive, "
-        f"{counts['not run']} not run.**",
-        "",
-        "| paper | figure | claim | numbers | scale | verdict | rule |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for row in rows:
-        figure = f"[{row.claim.figure}]({row.figure_link})" if row.figure_link else row.claim.figure
-        lines.append(
-            f"| {row.claim.paper} | {figure} ({row.claim.experiment}) | “{_cell(row.claim.quote)}” | "
-            f"{_cell(row.numbers)} | {row.scale} | **{row.verdict}** | {_cell(row.rule)} |"
-        )
-    table = runs_table(runs)
-    if table:
-        lines += ["", "## Runs", "", "Every group of runs found (config minus seed): how many ended in each status, "
-                  "and the final logged metrics of the completed ones, mean ± std over seeds.", "", *table]  # fmt: skip
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
-    return out

@@ -20,7 +20,19 @@ import numpy as np
 import pandas as pd
 
 from noisereg.figures.base import Canvas, figure, phase_counts
-from noisereg.figures.claims import Evidence, Verdict, all_of, below, claim, final, unanimous, within
+from noisereg.figures.claims import (
+    Evidence,
+    Precondition,
+    Verdict,
+    all_of,
+    below,
+    claim,
+    final,
+    mean_final,
+    regime,
+    unanimous,
+    within,
+)
 from noisereg.figures.fits import ExponentialFit, fit_exponential
 from noisereg.records import RUN_COLUMNS, config_columns
 
@@ -54,6 +66,29 @@ def run_phase(rows: pd.DataFrame) -> str:
     if loss[early].max() > RISE * loss[0] or niw[early].max() > RISE * niw[0]:
         return "catapult"
     return "decay" if niw[-1] < DECAYED * niw[0] else "decoupled"
+
+
+WINDOW_EVALUATIONS = 3  # the catapult window must hold this many evaluations after the start to show a rise
+
+
+@regime("levi_fig2_linear_toy", "levi_fig1_decay_times", "levi_fig2_mlp_mse", "levi_fig3_mlp_ce")
+def the_phase_rule_can_see_every_phase(condition: pd.DataFrame) -> list[Precondition]:
+    """`run_phase` looks for the catapult in the first 10 % of the run: a run too short (15 epochs at one evaluation
+    an epoch: only epoch 1) cannot show one, so its phase says nothing. Fig. 1's baseline (no NIN) is trained "to
+    100 % training accuracy" (its caption): the phases are about a network that fits."""
+    counts = []
+    for _, rows in condition.groupby("run"):
+        last = rows["step"].max()
+        counts.append(int(((rows["step"] > 0) & (rows["step"] <= EARLY * last)).sum()))
+    preconditions = [Precondition("evaluations after the start within the first 10 % of the run (fewest over seeds)",
+                                  float(min(counts)), WINDOW_EVALUATIONS, True,
+                                  "longer runs (trainer.epochs ≥ 30 at one evaluation an epoch), as the paper's "
+                                  "200 epochs")]  # fmt: skip
+    first = condition.iloc[0]
+    if first["experiment"] == "levi_fig1_decay_times" and float(first.get("noise.strength", math.nan)) == 0:
+        preconditions.append(Precondition("baseline (no NIN) final train/acc", mean_final(condition, "train/acc"),
+                                          0.99, True, "the paper's width and 100 epochs (a GPU: make reproduce-gpu)"))
+    return preconditions
 
 
 def decay_fit(rows: pd.DataFrame, x: str, y: str, until_minimum: bool = False) -> ExponentialFit:

@@ -6,10 +6,26 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from noisereg.figures.base import Canvas, figure
-from noisereg.figures.claims import Evidence, Verdict, above, all_of, claim, final, greater, less, select
+from noisereg.figures.claims import (
+    Evidence,
+    Precondition,
+    Verdict,
+    above,
+    all_of,
+    below,
+    claim,
+    final,
+    greater,
+    late_mean,
+    less,
+    mean_final,
+    regime,
+    select,
+)
 
 PAPER = "Orvieto et al. 2023"
 MODES = {"gd": "GD", "gd_noise": "GD+noise", "layerwise": "GD+noise (layer)"}
@@ -79,16 +95,18 @@ def all_parameter_variance_explodes_with_width(runs: pd.DataFrame) -> Verdict:
 
 def with_regularized_loss(runs: pd.DataFrame) -> pd.DataFrame:
     """GD runs log no `loss/regularized` (they inject nothing); give them the loss they would be judged by: their
-    loss plus σ_p²/2 · tr(Jᵀ H_L J) (Eq. 11) at the σ of the noise runs, σ_p = σ/√M, M parameter groups. The train
-    set is the curvature subset here (40 points), so train/loss is the loss of Eq. 11."""
+    loss plus σ_p²/2 · tr(Jᵀ H_L J) (Eq. 11) at the σ of the noise runs, σ_p = σ/√M, M the parameter groups of that
+    run (the `reg/ggn_trace/<group>` columns it logged itself, never those of other runs). The train set is the
+    curvature subset here (40 points), so train/loss is the loss of Eq. 11."""
     if "reg/ggn_trace" not in runs:  # curvature was off: nothing to derive it from (the figure says so)
         return runs
     runs = runs.copy()
     if "loss/regularized" not in runs:
         runs["loss/regularized"] = math.nan
-    groups = sum(1 for column in runs.columns if column.startswith("reg/ggn_trace/"))
+    group_columns = [column for column in runs.columns if column.startswith("reg/ggn_trace/")]
+    groups = runs[group_columns].notna().groupby(runs["run"]).transform("any").sum(axis=1) if group_columns else 1
     missing = runs["loss/regularized"].isna() & runs["reg/ggn_trace"].notna() & (runs["noise.name"] == "gd")
-    sigma_p2 = runs["noise.sigma"].astype(float) ** 2 / max(groups, 1)
+    sigma_p2 = runs["noise.sigma"].astype(float) ** 2 / np.maximum(groups, 1)
     runs.loc[missing, "loss/regularized"] = runs["train/loss"] + 0.5 * sigma_p2 * runs["reg/ggn_trace"]
     return runs
 
@@ -103,27 +121,73 @@ def fig2_synthetic(runs: pd.DataFrame, canvas: Canvas) -> None:
                      title=f"{width[0]} hidden neurons: loss", log_y=True)  # fmt: skip
         canvas.lines((1, column), chosen, "loss/regularized", by="noise.name", label=by_mode,
                      title=f"{width[0]} hidden neurons: regularised loss (Eq. 11)", log_y=True)  # fmt: skip
+        if "theory/regularized_minimum" in chosen:
+            canvas.lines((1, column), select(chosen, **{"noise.name": "layerwise"}), "theory/regularized_minimum",
+                         label=lambda c: "its minimum (closed form)", title=f"{width[0]} hidden neurons: "
+                         "regularised loss (Eq. 11)", log_y=True)  # fmt: skip
 
 
-def regularized(runs: pd.DataFrame, width: tuple, mode: str) -> Evidence:
-    return final(with_regularized_loss(runs), "loss/regularized", MODES[mode],
-                 **{"model.widths": list(width), "noise.name": mode})  # fmt: skip
+@regime("fig2_synthetic")
+def gd_interpolates(condition: pd.DataFrame) -> list[Precondition]:
+    """Fig. 2's GD reaches zero training loss (the overparametrised linear net interpolates): the noisy runs are
+    judged by how much of GD's excess regularised loss they remove."""
+    if condition.iloc[0]["noise.name"] != "gd":
+        return []
+    shares = []
+    for _, rows in condition.groupby("run"):
+        losses = rows.sort_values("step")["train/loss"].astype(float).dropna()
+        shares.append(losses.iloc[-1] / losses.iloc[0] if len(losses) >= 2 and losses.iloc[0] > 0 else math.nan)
+    return [Precondition("GD final / initial train/loss (largest over seeds)", max(shares), 1e-6, False,
+                         "more steps (trainer.steps)")]  # fmt: skip
+
+
+# The last iterate under constant lr and noise fluctuates by about an order of magnitude between evaluations (the
+# figure): each run is judged by its mean over the last 10 % of its evaluations.
+LATE = 0.1
+
+
+def regularized_minimum(runs: pd.DataFrame, width: tuple) -> dict:
+    """Per seed, the closed-form minimum of the regularised loss (the same data for every mode of a seed: logged
+    by its noisy runs, `theory/regularized_minimum`)."""
+    chosen = select(runs, **{"model.widths": list(width)})
+    minima = {}
+    for mode in ("layerwise", "gd_noise"):
+        minima.update({s: v for s, v in final(chosen, "theory/regularized_minimum", MODES[mode],
+                                              **{"noise.name": mode}).values.items() if s not in minima})  # fmt: skip
+    return minima
+
+
+def distance_to_minimum(runs: pd.DataFrame, width: tuple, mode: str) -> Evidence:
+    """Per seed, (R_mode − min R) / (R_GD − min R): how much of GD's excess of the regularised loss over its
+    minimum the noise mode is left with (0: at the minimiser; 1: no nearer than plain GD), R the late mean."""
+    runs = with_regularized_loss(runs)
+    where = {"model.widths": list(width)}
+    mode_r = late_mean(runs, "loss/regularized", MODES[mode], LATE, **where, **{"noise.name": mode})
+    gd_r = late_mean(runs, "loss/regularized", MODES["gd"], LATE, **where, **{"noise.name": "gd"})
+    minimum = regularized_minimum(runs, width)
+    values = {seed: (mode_r.values[seed] - minimum[seed]) / (gd_r.values[seed] - minimum[seed])
+              for seed in mode_r.values.keys() & gd_r.values.keys() & minimum.keys()
+              if gd_r.values[seed] > minimum[seed]}  # fmt: skip
+    return Evidence(f"d₁={width[0]} {MODES[mode]}: (R − min R)/(R_GD − min R)", values,
+                    mode_r.diverged + gd_r.diverged, mode_r.unfinished + gd_r.unfinished)  # fmt: skip
+
+
+CLOSE = 0.5  # "close to a minimizer": at most half of GD's excess over the minimum left
 
 
 @claim("fig2_synthetic", "Fig. 2", PAPER, "If we have 300 hidden neurons, then only injecting noise layer-wise takes "
        "us close to a minimizer for the regularized loss")
 def layerwise_alone_minimises_the_regularised_loss_when_wide(runs: pd.DataFrame) -> Verdict:
     wide = widths(runs)[-1]
-    layerwise = regularized(runs, wide, "layerwise")
-    return all_of(less(layerwise, regularized(runs, wide, "gd_noise")), less(layerwise, regularized(runs, wide, "gd")))
+    layerwise, everything = (distance_to_minimum(runs, wide, mode) for mode in ("layerwise", "gd_noise"))
+    return all_of(below(layerwise, CLOSE), less(layerwise, everything))
 
 
 @claim("fig2_synthetic", "Fig. 2", PAPER, "For 50 hidden neurons both injecting noise layer-wise and to all weights "
        "lead to minimization of the regularized loss")
 def both_modes_minimise_the_regularised_loss_when_narrow(runs: pd.DataFrame) -> Verdict:
     narrow = widths(runs)[0]
-    plain = regularized(runs, narrow, "gd")
-    return all_of(less(regularized(runs, narrow, "layerwise"), plain), less(regularized(runs, narrow, "gd_noise"), plain))
+    return all_of(*(below(distance_to_minimum(runs, narrow, mode), CLOSE) for mode in ("layerwise", "gd_noise")))
 
 
 # -- Fig. 3 ----------------------------------------------------------------------------------------------------------
@@ -167,6 +231,31 @@ def training_panels(canvas: Canvas, runs: pd.DataFrame, row: int, title: str, sg
     canvas.lines((row, 1), runs, "test/acc", by="noise.name", label=label, title=f"{title}: test accuracy")
     canvas.lines((row, 2), runs, "hessian/trace", by="noise.name", label=label, title=f"{title}: Hessian trace",
                  log_y=True)  # fmt: skip
+
+
+FITS = 0.95  # App. F: full-batch GD on the 1024-image subset is trained to (near) zero training error
+WIDE, WIDE_WIDTH = ("fig3_fmnist_sigma", "fig8_mlp2", "fig10_mlp4"), 5000  # the claims about wide nets (App. F)
+
+
+def scale_remedy(runs: pd.DataFrame, more: str) -> str:
+    """What would reach the regime: the paper's sizes where the runs were reduced, else `more`."""
+    scale = runs["scale"].iloc[0] if len(runs) else "paper"
+    return more if scale == "paper" else f"the paper's scale (scale=paper; on a GPU: make reproduce-gpu), or {more}"
+
+
+@regime("fig3_fmnist_sigma", "fig4_deep_mlp", "fig7_mlp1", "fig8_mlp2", "fig9_mlp3", "fig10_mlp4")
+def gd_fits_the_training_subset(condition: pd.DataFrame) -> list[Precondition]:
+    """The FMNIST figures compare noise against a GD that fits the 1024 training images; a GD that never trained
+    says nothing about them. GD: noise=gd, or σ = 0 in the σ sweep of Fig. 3."""
+    first = condition.iloc[0]
+    if first["noise.name"] != "gd" and float(first.get("noise.sigma", math.nan)) != 0.0:
+        return []
+    preconditions = [Precondition("GD final train/acc (mean over seeds)", mean_final(condition, "train/acc"), FITS,
+                                  True, scale_remedy(condition, "more steps (trainer.steps)"))]  # fmt: skip
+    if first["experiment"] in WIDE:  # the claim is about width: "for this wide model", "since the network is wide"
+        preconditions.append(Precondition("hidden width", float(max(first["model.widths"])), WIDE_WIDTH, True,
+                                          scale_remedy(condition, "the paper's widths")))  # fmt: skip
+    return preconditions
 
 
 def describe(width: tuple) -> str:

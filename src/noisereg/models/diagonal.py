@@ -43,7 +43,7 @@ class DiagonalNetwork(nn.Module):
         return x.flatten(1) @ self.beta.unsqueeze(1)
 
     @torch.no_grad()
-    def closed_forms(self, inputs: torch.Tensor, sigma: float, loss: float):
+    def closed_forms(self, inputs: torch.Tensor, sigma: float, loss: float, targets: torch.Tensor | None = None):
         """Eq. 7's penalty (the same σ² term for both noise modes); E L(w + noise) with its σ⁴ term is derived
         for all-parameter noise only."""
         form = diagonal_network_regularizer(self.w1.double(), self.w2.double(), inputs.flatten(1).double(), sigma)

@@ -12,6 +12,7 @@ from noisereg.curvature.linear_closed_forms import (
     deep_linear_layerwise_noise,
     one_hidden_layer_all_parameter_noise,
     one_hidden_layer_layerwise_noise,
+    one_hidden_layer_regularized_minimum,
 )
 from noisereg.errors import SettingError
 from noisereg.registry import MODELS
@@ -107,9 +108,11 @@ class MLP(nn.Module):
         return self.layers[-1](x)
 
     @torch.no_grad()
-    def closed_forms(self, inputs: torch.Tensor, sigma: float, loss: float):
+    def closed_forms(self, inputs: torch.Tensor, sigma: float, loss: float, targets: torch.Tensor | None = None):
         """Orvieto's exact expressions for deep linear networks without biases (Sec. 3.1, 3.2, App. E) at
-        per-parameter std `sigma`: (metrics, {closed form of a noise mode: E L(w + noise)}); None otherwise."""
+        per-parameter std `sigma`: (metrics, {closed form of a noise mode: E L(w + noise)}); None otherwise. With
+        `targets` and one hidden layer of one output, also the minimum of the regularised loss over all weights
+        (`theory/regularized_minimum`, what Fig. 2's runs are judged against)."""
         if self.activation not in ("linear", "identity") or any(layer.bias is not None for layer in self.layers):
             return None
         weights = [layer.weight.double() for layer in self.layers]
@@ -123,6 +126,8 @@ class MLP(nn.Module):
             metrics["theory/orvieto_all_variance"] = float(all_parameters["variance_term"])
             expected_loss["all_parameters"] = loss + float(all_parameters["total"])
             layerwise = float(one_hidden_layer_layerwise_noise(weights[0], weights[1], x, sigma)["total"])
+            if targets is not None and weights[1].shape[0] == 1:
+                metrics["theory/regularized_minimum"] = float(one_hidden_layer_regularized_minimum(x, targets, sigma))
         expected_loss["layerwise"] = loss + layerwise
         return metrics, expected_loss
 

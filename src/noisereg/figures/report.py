@@ -1,0 +1,217 @@
+"""The claims report: every registered claim against the runs found, its regime, its verdict; and the runs table.
+
+Each experiment is judged on its own records alone: its rows are cut out of everything loaded and keep only the
+columns its runs logged, so no statistic, figure or row can change with what else was loaded beside it. A claim
+whose experiment misses a precondition of its regime (claims.REGIMES, checked per condition) is `not in regime`:
+the row names the measured value, the threshold and what would reach it.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from noisereg.errors import SettingError
+from noisereg.figures.base import FIGURES, SCALES, plot_experiment
+from noisereg.figures.claims import (
+    CLAIMS,
+    CONFIDENCE,
+    MIN_SEEDS,
+    Claim,
+    Precondition,
+    condition_keys,
+    condition_preconditions,
+    finished,
+)
+from noisereg.records import load_runs
+from noisereg.tracking.records import FINISHED
+
+VERDICTS = ("holds", "fails", "inconclusive", "not in regime", "not run")
+
+
+@dataclass
+class ReportRow:
+    claim: Claim
+    scale: str = "-"
+    verdict: str = "not run"
+    shown: str = "not run"  # the verdict as the table shows it, e.g. "inconclusive (n < 3)"
+    numbers: str = ""
+    rule: str = ""
+    settle: str = ""  # what would settle an inconclusive row, or reach the regime
+    figure_link: str | None = None
+
+
+def experiment_runs(runs: pd.DataFrame, experiment: str) -> pd.DataFrame:
+    """One experiment's rows with only the columns its own runs logged or configured."""
+    if runs.empty:
+        return runs
+    return runs[runs["experiment"] == experiment].dropna(axis=1, how="all")
+
+
+def conditions(runs: pd.DataFrame) -> list[tuple[dict, pd.DataFrame]]:
+    """The experiment's conditions: its runs grouped by every config key but seed-like ones; each with the values of
+    the fewest keys that tell it from the others (chosen greedily, the key that splits most first), for its label."""
+    keys = condition_keys(runs)
+    firsts = runs.groupby("run").head(1)
+    varying = [k for k in keys if firsts[k].map(repr).nunique() > 1]
+    if not varying:
+        return [({}, runs)]
+    labels = runs[varying].apply(lambda row: "\x1f".join(repr(v) for v in row), axis=1)
+    groups = [group for _, group in runs.groupby(labels, sort=True)]
+    table = pd.DataFrame([{k: repr(group[k].iloc[0]) for k in varying} for group in groups])
+    shown: list[str] = []
+    while table.groupby(shown).ngroups < len(table) if shown else len(table) > 1:
+        shown.append(max((k for k in varying if k not in shown),
+                         key=lambda k: (table.groupby([*shown, k]).ngroups, -varying.index(k))))  # fmt: skip
+    shown.sort(key=varying.index)
+    return [({k: group[k].iloc[0] for k in shown}, group) for group in groups]
+
+
+def condition_label(config: dict) -> str:
+    shown = [(k, v) for k, v in config.items() if not (isinstance(v, float) and math.isnan(v))]
+    return ", ".join(f"{k}={v}" for k, v in shown) or "all"
+
+
+def unmet_preconditions(experiment: str, runs: pd.DataFrame) -> list[tuple[str, Precondition]]:
+    return [(condition_label(config), p) for config, group in conditions(runs)
+            for p in condition_preconditions(experiment, group) if not p.met]  # fmt: skip
+
+
+def not_in_regime(unmet: list[tuple[str, Precondition]]) -> tuple[str, str, str]:
+    numbers = "; ".join(f"{label}: {p}" for label, p in unmet[:4])
+    if len(unmet) > 4:
+        numbers += f"; and {len(unmet) - 4} more"
+    remedies = sorted({p.remedy for _, p in unmet})
+    return numbers, "the paper's regime: every precondition of its figure met", "; ".join(remedies)
+
+
+def evaluate_claims(
+    folders: Sequence[str | os.PathLike], out: Path, draw: bool = True, runs: pd.DataFrame | None = None
+) -> list[ReportRow]:
+    """Every registered claim against the runs under `folders` (`runs`: already loaded from them); figures drawn into
+    `out/<experiment>/`."""
+    import noisereg.figures  # noqa: F401  (registers every paper's figures and claims)
+
+    runs = load_runs(folders) if runs is None else runs
+    rows: list[ReportRow] = []
+    drawn: dict[tuple[str, str], str] = {}
+    for item in CLAIMS:
+        present = experiment_runs(runs, item.experiment)
+        if present.empty:
+            rows.append(ReportRow(item))
+            continue
+        for scale in sorted(present["scale"].unique(), key=lambda s: -SCALES.index(s) if s in SCALES else 1):
+            scaled = present[present["scale"] == scale].dropna(axis=1, how="all")
+            row = ReportRow(item, scale=scale)
+            key = (item.experiment, scale)
+            if draw and key not in drawn and item.experiment in FIGURES:
+                name = item.experiment if present["scale"].nunique() == 1 else f"{item.experiment}-{scale}"
+                png, _ = plot_experiment(item.experiment, folders, out / name, runs=scaled)
+                drawn[key] = os.path.relpath(png, out)
+            row.figure_link = drawn.get(key)
+            unmet = unmet_preconditions(item.experiment, scaled)
+            if unmet:
+                row.verdict = row.shown = "not in regime"
+                row.numbers, row.rule, row.settle = not_in_regime(unmet)
+                rows.append(row)
+                continue
+            try:  # only finished runs are evidence: every claim sees those alone
+                verdict = item.evaluate(finished(scaled))
+                row.verdict, row.shown, row.numbers, row.rule = verdict.verdict, verdict.shown, verdict.numbers, verdict.rule
+                row.settle = verdict.settle
+            except SettingError as error:  # a metric the runs did not log, runs of two conditions
+                row.verdict = row.shown = "inconclusive"
+                row.numbers = str(error)
+            left_out = scaled.loc[~scaled["status"].isin(FINISHED), "run"].nunique()
+            if left_out:
+                row.numbers += f" ({left_out} unfinished runs left out)"
+            rows.append(row)
+    return rows
+
+
+# What the runs table shows of each condition's final values, where the runs logged it: whether they trained.
+RUN_METRICS = ("train/acc", "test/acc", "train/loss", "test/loss")
+
+
+def runs_table(runs: pd.DataFrame) -> list[str]:
+    """One line per experiment × scale × condition (config minus seed-like keys): the runs' statuses and seeds, the
+    final train and test metrics of the completed runs (mean ± std over seeds) and whether the condition met the
+    preconditions of its experiment's regime."""
+    if runs.empty:
+        return []
+    lines = ["| experiment | scale | condition | runs | " + " | ".join(f"final {m}" for m in RUN_METRICS) +
+             " | regime |", "|---|---|---|---|" + "---|" * (len(RUN_METRICS) + 1)]  # fmt: skip
+    for experiment in sorted(runs["experiment"].dropna().unique()):
+        present = experiment_runs(runs, experiment)
+        for scale in sorted(present["scale"].unique(), key=str):
+            scaled = present[present["scale"] == scale].dropna(axis=1, how="all")
+            for config, group in conditions(scaled):
+                ordered = group.sort_values(["run", "step"])
+                statuses = ordered.groupby("run")["status"].last().value_counts()
+                seeds = ordered.groupby("run")["seed"].first().nunique()
+                completed = ordered[ordered["status"] == "completed"]
+                cells = []
+                for metric in RUN_METRICS:
+                    last = completed.groupby("run")[metric].last().dropna() if metric in ordered else pd.Series()
+                    cells.append(f"{last.mean():.4g} ± {last.std(ddof=1) if len(last) > 1 else 0:.2g}" if len(last) else "")
+                status = ", ".join(f"{n} {name}" for name, n in sorted(statuses.items()))
+                preconditions = condition_preconditions(experiment, group)
+                gate = "; ".join(("met: " if p.met else "**not met**: ") + str(p) for p in preconditions) or "–"
+                lines.append(f"| {experiment} | {scale} | {_cell(condition_label(config))} | {status} ({seeds} "
+                             f"seeds) | " + " | ".join(cells) + f" | {_cell(gate)} |")  # fmt: skip
+    return lines
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def write_report(folders: Sequence[str | os.PathLike], out: str | os.PathLike = "results/REPORT.md") -> Path:
+    out = Path(out)
+    runs = load_runs(folders)
+    rows = evaluate_claims(folders, out.parent, runs=runs)
+    counts = {v: sum(1 for r in rows if r.verdict == v) for v in VERDICTS}
+    total = runs["run"].nunique() if not runs.empty else 0
+    unfinished = runs.loc[~runs["status"].isin(FINISHED), "run"].nunique() if not runs.empty else 0
+    lines = [
+        "# Claims report",
+        "",
+        f"Built by `python scripts/report.py {' '.join(str(f) for f in folders)}` from the run records under those "
+        f"folders: {total} runs, {unfinished} of them unfinished (counted in the runs table, never in a claim). Each "
+        "claim is quoted from its paper. First its regime: every condition of the experiment must show the "
+        "preconditions under which the paper made its figure (e.g. GD fits the training set); if one does not, the "
+        "verdict is `not in regime` and the row gives the measured value, the threshold and what would reach it. "
+        "Otherwise the numbers are mean ± standard error over seeds (n, diverged runs counted and left out) and the "
+        f"verdict is a one-sided Student-t test at {CONFIDENCE:.0%}: paired by seed where both sides have the same "
+        "seeds (df = n − 1), else Welch's; `holds` / `fails` when t passes the critical value in the claimed / the "
+        f"other direction, `inconclusive` otherwise, `inconclusive (n < {MIN_SEEDS})` with fewer than {MIN_SEEDS} "
+        "seeds whatever the numbers; the last column says how many seeds the observed difference would need at its "
+        "observed spread. `not run`: no records of the experiment were found. The scale column says how the runs "
+        "were made: paper (the paper's sizes), cpu and cpu_quarter (reduced to fit a 2-core machine, see README), "
+        "smoke (a few steps, for tests only).",
+        "",
+        f"**{counts['holds']} hold, {counts['fails']} fail, {counts['inconclusive']} inconclusive, "
+        f"{counts['not in regime']} not in regime, {counts['not run']} not run.**",
+        "",
+        "| paper | figure | claim | numbers | scale | verdict | rule | what would settle it |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        figure = f"[{row.claim.figure}]({row.figure_link})" if row.figure_link else row.claim.figure
+        lines.append(
+            f"| {row.claim.paper} | {figure} ({row.claim.experiment}) | “{_cell(row.claim.quote)}” | "
+            f"{_cell(row.numbers)} | {row.scale} | **{row.shown}** | {_cell(row.rule)} | {_cell(row.settle)} |"
+        )
+    table = runs_table(runs)
+    if table:
+        lines += ["", "## Runs", "", "Every condition of every experiment found (its config minus seed-like keys): "
+                  "how many runs ended in each status and over how many seeds, the final logged metrics of the "
+                  "completed ones (mean ± std over seeds), and whether the condition met its experiment's regime "
+                  "(– where the experiment sets no precondition on it).", "", *table]  # fmt: skip
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    return out

@@ -1,0 +1,172 @@
+"""The decision rules of the claims report, on records written by hand (no training): one-sided t-tests by the seed
+count, `not in regime` where a precondition fails, one row per condition, only finished runs as evidence, and
+verdicts that do not move when unrelated records are loaded beside an experiment's."""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from noisereg.errors import SettingError
+from noisereg.figures.claims import Evidence, critical_t, final, greater, less, within
+from noisereg.figures.report import evaluate_claims, runs_table, write_report
+from noisereg.records import load_runs
+
+
+def paired(t_statistic: float, n: int) -> tuple[Evidence, Evidence]:
+    """Two sides whose paired differences have exactly this t statistic over n seeds."""
+    rng = np.random.default_rng(n)
+    noise = rng.standard_normal(n)
+    noise = (noise - noise.mean()) / noise.std(ddof=1)  # mean 0, sd 1
+    differences = t_statistic / math.sqrt(n) + noise  # mean t/√n, sd 1: t = mean / (1/√n)
+    base = rng.standard_normal(n)
+    return (Evidence("a", {seed: float(base[seed] + differences[seed]) for seed in range(n)}),
+            Evidence("b", {seed: float(base[seed]) for seed in range(n)}))  # fmt: skip
+
+
+def test_a_paired_t_of_2_5_decides_by_the_seed_count():
+    assert critical_t(2) == pytest.approx(2.92, abs=0.005) and critical_t(9) == pytest.approx(1.83, abs=0.005)
+    three, ten = greater(*paired(2.5, 3)), greater(*paired(2.5, 10))
+    assert three.verdict == "inconclusive" and "df 2: t = 2.5 vs ±2.92" in three.rule
+    assert ten.verdict == "holds" and "df 9: t = 2.5 vs ±1.83" in ten.rule
+    assert less(*paired(2.5, 10)).verdict == "fails"
+    # What would settle the 3-seed one: the smallest n with 2.5·√(n/3) > t_crit(n − 1), at the observed spread.
+    needed = next(n for n in range(3, 100) if 2.5 * math.sqrt(n / 3) > stats.t.ppf(0.95, n - 1))
+    assert three.settle == f"{needed} seeds would make it holds at this spread"
+
+
+def test_fewer_than_three_seeds_decide_nothing_however_large_the_effect():
+    a, b = Evidence("a", {0: 10.0, 1: 10.1}), Evidence("b", {0: 0.0, 1: 0.1})
+    verdict = greater(a, b)
+    assert verdict.verdict == "inconclusive" and verdict.shown == "inconclusive (n < 3)"
+
+
+def test_unpaired_sides_use_welchs_degrees_of_freedom():
+    a = Evidence("a", {0: 1.0, 1: 1.2, 2: 0.9, 3: 1.1})
+    b = Evidence("b", {10: 0.0, 11: 0.5, 12: -0.4})
+    verdict = greater(a, b)
+    result = stats.ttest_ind(list(a.values.values()), list(b.values.values()), equal_var=False, alternative="greater")
+    assert "Welch" in verdict.rule and f"t = {result.statistic:.4g}" in verdict.rule
+    assert verdict.verdict == ("holds" if result.pvalue < 0.05 else "inconclusive")
+
+
+def test_agreement_within_a_tolerance_is_two_one_sided_tests():
+    close = Evidence("a", {0: 0.901, 1: 0.899, 2: 0.900})
+    assert within(close, 0.9, 0.01).verdict == "holds"
+    assert within(Evidence("b", {0: 0.80, 1: 0.81, 2: 0.79}), 0.9, 0.01).verdict == "fails"
+
+
+# -- records by hand ---------------------------------------------------------------------------------------------
+
+
+def write_run(directory: Path, config: dict, rows: list[dict], status: str | None = "completed") -> Path:
+    directory.mkdir(parents=True)
+    (directory / "run.json").write_text(json.dumps({"config": config}))
+    (directory / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    if status is not None:
+        (directory / "summary.json").write_text(json.dumps({"status": status, "steps": rows[-1]["step"],
+                                                            "config": config}))  # fmt: skip
+    return directory
+
+
+def mlp_config(experiment: str, mode: str, seed: int, sigma: float = 0.05, data_seed: int | None = None) -> dict:
+    return {"name": experiment, "seed": seed, "scale": {"name": "cpu"}, "noise": {"name": mode, "sigma": sigma},
+            "model": {"name": "mlp", "widths": [500, 500, 500]},
+            "dataset": {"name": "fmnist_subset", "seed": seed if data_seed is None else data_seed},
+            "trainer": {"steps": 1000}}  # fmt: skip
+
+
+def mlp_rows(train_acc: float, test_acc: float, trace: float) -> list[dict]:
+    return [{"step": step, "train/acc": train_acc * step / 1000, "test/acc": test_acc * step / 1000,
+             "train/loss": 2.3 - 2 * step / 1000, "hessian/trace": trace} for step in (0, 500, 1000)]  # fmt: skip
+
+
+def fig7_records(root: Path, gd_train_acc: float) -> Path:
+    """fig7_mlp1 with 3 seeds per mode; GD ends at `gd_train_acc` training accuracy."""
+    for seed in range(3):
+        for mode, train, test, trace in (("gd", gd_train_acc, 0.78, 800.0), ("gd_noise", 0.90, 0.79, 240.0),
+                                         ("layerwise", 0.91, 0.80 + 0.001 * seed, 250.0)):  # fmt: skip
+            write_run(root / f"{mode}-{seed}", mlp_config("fig7_mlp1", mode, seed), mlp_rows(train, test, trace))
+    return root
+
+
+def rows_of(rows, experiment):
+    return [row for row in rows if row.claim.experiment == experiment]
+
+
+def test_a_net_that_never_trained_is_not_in_regime(tmp_path):
+    runs = load_runs(fig7_records(tmp_path / "untrained", gd_train_acc=0.19))
+    rows = rows_of(evaluate_claims([tmp_path / "untrained"], tmp_path / "out", draw=False, runs=runs), "fig7_mlp1")
+    assert rows and all(row.verdict == "not in regime" for row in rows)
+    assert "noise.name=gd: GD final train/acc (mean over seeds) 0.19 (needs ≥ 0.95)" in rows[0].numbers
+    assert "scale=paper" in rows[0].settle
+    trained = load_runs(fig7_records(tmp_path / "trained", gd_train_acc=0.99))
+    verdicts = {row.verdict for row in rows_of(evaluate_claims([tmp_path / "trained"], tmp_path / "out", draw=False,
+                                                               runs=trained), "fig7_mlp1")}  # fmt: skip
+    assert "not in regime" not in verdicts
+    table = "\n".join(runs_table(runs))
+    assert "**not met**: GD final train/acc (mean over seeds) 0.19" in table
+
+
+def test_one_row_per_condition_over_data_seeds(tmp_path):
+    for seed in range(5):
+        for mode in ("gd", "layerwise"):
+            write_run(tmp_path / f"{mode}-{seed}", mlp_config("fig9_mlp3", mode, seed, data_seed=100 + seed),
+                      mlp_rows(0.99, 0.7, 10.0))  # fmt: skip
+    table = runs_table(load_runs(tmp_path))
+    body = [line for line in table[2:] if line.startswith("| fig9_mlp3")]
+    assert len(body) == 2, table
+    assert all("5 completed (5 seeds)" in line for line in body)
+
+
+def test_unrelated_records_change_no_verdict_figure_or_row(tmp_path):
+    """fig2_synthetic on its own, then beside a run of another experiment that logs more curvature groups: the same
+    report lines and the same figure JSON."""
+    own = tmp_path / "fig2"
+    for seed in range(3):
+        for mode in ("gd", "gd_noise", "layerwise"):
+            for width in (50, 300):
+                rows = []
+                for step in range(0, 101, 10):
+                    row = {"step": step, "train/loss": 0.01 / (1 + step), "reg/ggn_trace": 20.0 - 0.05 * step * (mode != "gd"),
+                           "reg/ggn_trace/layers.0.weight": 18.0, "reg/ggn_trace/layers.1.weight": 2.0}
+                    if mode != "gd":
+                        row["loss/regularized"] = row["train/loss"] + 0.0025 * row["reg/ggn_trace"]
+                        row["theory/regularized_minimum"] = 0.02
+                    rows.append(row)
+                config = {"name": "fig2_synthetic", "seed": seed, "scale": {"name": "paper"},
+                          "noise": {"name": mode, "sigma": 0.1}, "model": {"name": "linear_net", "widths": [width]}}
+                write_run(own / f"{mode}-{width}-{seed}", config, rows)
+    other = tmp_path / "other"
+    rows = [{**row, **{f"reg/ggn_trace/layers.{k}.weight": 1.0 for k in range(16)}, "reg/ggn_trace": 16.0}
+            for row in mlp_rows(0.99, 0.7, 10.0)]
+    write_run(other / "mlp3", mlp_config("fig9_mlp3", "gd", 0), rows)
+    alone = write_report([own], tmp_path / "alone" / "REPORT.md").read_text()
+    shutil.copytree(other, own / "unrelated")
+    beside = write_report([own], tmp_path / "beside" / "REPORT.md").read_text()
+    fig2 = lambda text: [line for line in text.splitlines() if "fig2_synthetic" in line]  # noqa: E731
+    assert fig2(alone) == fig2(beside)
+    figure = "fig2_synthetic/fig2_synthetic.json"
+    assert (tmp_path / "alone" / figure).read_text() == (tmp_path / "beside" / figure).read_text()
+
+
+def test_runs_of_two_conditions_never_pool_and_unfinished_runs_are_counted_apart(tmp_path):
+    for seed in range(3):
+        for folder, sigma in (("a", 0.1), ("b", 1e30)):
+            write_run(tmp_path / folder / f"layerwise-{seed}", mlp_config("fig7_mlp1", "layerwise", seed, sigma),
+                      mlp_rows(0.9, 0.8, 250.0))  # fmt: skip
+    runs = load_runs([tmp_path / "a", tmp_path / "b"])
+    with pytest.raises(SettingError, match="different conditions would pool .*noise.sigma"):
+        final(runs, "test/acc", "layer-wise", **{"noise.name": "layerwise"})
+    only_a = load_runs([tmp_path / "a"])
+    write_run(tmp_path / "a" / "cut", mlp_config("fig7_mlp1", "layerwise", 7, 0.1), mlp_rows(0.1, 0.1, 1.0)[:1],
+              status=None)  # a run whose summary.json is gone and whose records stop at step 0  # fmt: skip
+    with_cut = load_runs([tmp_path / "a"])
+    evidence = final(with_cut, "test/acc", "layer-wise", **{"noise.name": "layerwise"})
+    assert evidence.n == 3 and evidence.unfinished == 1
+    assert evidence.values == final(only_a, "test/acc", "layer-wise", **{"noise.name": "layerwise"}).values

@@ -1,0 +1,59 @@
+"""The committed evidence: results/REPORT.md and every figure's JSON come back byte for byte from the committed run
+records (results/runs/), without any training, and the records are in their thinned form."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+from noisereg.tracking.records import FINISHED, list_artifacts, read_summary
+
+RESULTS = ROOT / "results"
+RUN_FILES = {"run.json", "metrics.jsonl", "summary.json"}
+
+
+def committed_files() -> list[str]:
+    """The files git holds under results/runs (in CI's fresh clone: exactly what is on disk)."""
+    listing = subprocess.run(["git", "ls-files", "results/runs"], cwd=ROOT, capture_output=True, text=True)
+    if listing.returncode != 0:
+        pytest.fail(f"git ls-files failed: {listing.stderr.strip()}")
+    return listing.stdout.split()
+
+
+def test_the_report_and_every_figure_json_are_rederived_from_the_committed_records(tmp_path):
+    if not committed_files():
+        pytest.fail("results/runs holds no committed records: run scripts/reproduce_cpu.py and commit them")
+    out = tmp_path / "REPORT.md"
+    done = subprocess.run([sys.executable, "scripts/report.py", "results/runs", "--out", str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert out.read_text() == (RESULTS / "REPORT.md").read_text()
+    committed = sorted(p.relative_to(RESULTS) for p in RESULTS.glob("*/*.json") if p.parent.name != "runs")
+    made = sorted(p.relative_to(tmp_path) for p in tmp_path.glob("*/*.json"))
+    assert made == committed
+    for name in committed:
+        assert (tmp_path / name).read_text() == (RESULTS / name).read_text(), name
+
+
+def test_the_committed_records_are_the_runs_the_report_counts_in_their_thinned_form():
+    files = committed_files()
+    runs: dict[Path, set[str]] = {}
+    for name in files:
+        path = Path(name)
+        run = next((parent for parent in path.parents if (ROOT / parent / "summary.json").exists()), None)
+        assert run is not None, f"{name} belongs to no run directory"
+        runs.setdefault(run, set()).add(str(path.relative_to(run)))
+    for run, names in runs.items():
+        assert RUN_FILES <= names, f"{run}: {RUN_FILES - names} missing"
+        extra = names - RUN_FILES
+        assert all(name.startswith("artifacts/") and name.endswith(".npz") for name in extra), (run, extra)
+        if read_summary(ROOT / run).get("status") in FINISHED:  # of each artifact, its last step alone
+            assert all(len(steps) == 1 for steps in list_artifacts(ROOT / run).values()), run
+    header = re.search(r"from the run records under those folders: (\d+) runs", (RESULTS / "REPORT.md").read_text())
+    assert header and int(header.group(1)) == len(runs)
+    sizes = [(ROOT / name).stat().st_size for name in files]
+    assert max(sizes) < 10 * 2**20 and sum(sizes) < 60 * 2**20
