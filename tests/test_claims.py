@@ -170,3 +170,17 @@ def test_runs_of_two_conditions_never_pool_and_unfinished_runs_are_counted_apart
     evidence = final(with_cut, "test/acc", "layer-wise", **{"noise.name": "layerwise"})
     assert evidence.n == 3 and evidence.unfinished == 1
     assert evidence.values == final(only_a, "test/acc", "layer-wise", **{"noise.name": "layerwise"}).values
+
+
+def test_a_damaged_run_is_skipped_named_and_counted(tmp_path, capsys):
+    fig7_records(tmp_path, gd_train_acc=0.99)
+    (tmp_path / "gd-1" / "summary.json").write_text('{"status": "compl')  # truncated
+    metrics = (tmp_path / "layerwise-2" / "metrics.jsonl").read_text().splitlines()
+    (tmp_path / "layerwise-2" / "metrics.jsonl").write_text("\n".join([metrics[0], "garbage", *metrics[1:]]) + "\n")
+    runs = load_runs(tmp_path)
+    warnings = capsys.readouterr().err.splitlines()
+    assert len(warnings) == 2 and all("skipped the damaged run" in line for line in warnings)
+    assert runs["run"].nunique() == 7 and sorted(runs.attrs["damaged"]) == [str(tmp_path / "gd-1"),
+                                                                           str(tmp_path / "layerwise-2")]
+    report = write_report([tmp_path], tmp_path / "out" / "REPORT.md").read_text()
+    assert "7 runs, 0 of them unfinished" in report and "2 damaged runs skipped" in report

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -74,10 +75,22 @@ def run_table(directory: Path) -> list[dict[str, Any]]:
 
 
 def load_runs(folders: Iterable[str | os.PathLike] | str | os.PathLike) -> pd.DataFrame:
+    """Every run under the folders, a row per logged step. A run whose records cannot be read (a truncated
+    summary.json, a garbage line inside metrics.jsonl) is skipped with one warning line naming it; the skipped
+    directories are in `runs.attrs["damaged"]`, for the report to count."""
     if isinstance(folders, (str, os.PathLike)):
         folders = [folders]
-    rows = [row for directory in find_runs(folders) for row in run_table(directory)]
-    return pd.DataFrame(rows)
+    rows, damaged = [], []
+    for directory in find_runs(folders):
+        try:
+            rows.extend(run_table(directory))
+        except (ValueError, OSError, TypeError, AttributeError, KeyError) as error:  # JSONDecodeError is a ValueError
+            damaged.append(str(directory))
+            print(f"noisereg: warning: skipped the damaged run {directory} ({type(error).__name__}: "
+                  f"{str(error).splitlines()[0] if str(error) else 'unreadable'})", file=sys.stderr)  # fmt: skip
+    frame = pd.DataFrame(rows)
+    frame.attrs["damaged"] = damaged
+    return frame
 
 
 def config_columns(runs: pd.DataFrame) -> list[str]:

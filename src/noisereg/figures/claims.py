@@ -275,12 +275,14 @@ def unanimous(name: str, outcomes: dict[Any, bool], what: str) -> Verdict:
 
 def between(a: Evidence, low: float, high: float, what: str | None = None) -> Verdict:
     """mean of a inside (low, high): one-sided t-tests at 95 % on both sides; fails when outside by as much."""
-    parts = (above(a, low), below(a, high))
-    states = [part.verdict for part in parts]
+    tests = (_one_sample(a, a.mean - low), _one_sample(a, high - a.mean))
+    states = [test.decide() for test in tests]
     verdict = "fails" if "fails" in states else "holds" if states == ["holds", "holds"] else "inconclusive"
-    settle = "; ".join(part.settle for part in parts if part.settle)
+    settle = _hardest([t.seeds_to_settle() for t, state in zip(tests, states) if state == "inconclusive"])
+    sides = "; ".join(f"{side}: {test.describe()}" for side, test in zip(("low", "high"), tests))
     return Verdict(verdict, str(a), f"{low:g} < {what or a.name} < {high:g}, one-sided t at {CONFIDENCE:.0%} on "
-                   f"each side ({_one_sample(a, 0).describe()})", settle=settle, small=a.n < MIN_SEEDS)  # fmt: skip
+                   f"each side ({sides})", settle=settle if verdict == "inconclusive" else "",
+                   small=a.n < MIN_SEEDS)  # fmt: skip
 
 
 def share(a: Evidence, condition: Callable[[float], bool], at_least: float, what: str) -> Verdict:

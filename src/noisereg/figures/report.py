@@ -177,11 +177,15 @@ def write_report(folders: Sequence[str | os.PathLike], out: str | os.PathLike = 
     counts = {v: sum(1 for r in rows if r.verdict == v) for v in VERDICTS}
     total = runs["run"].nunique() if not runs.empty else 0
     unfinished = runs.loc[~runs["status"].isin(FINISHED), "run"].nunique() if not runs.empty else 0
+    damaged = runs.attrs.get("damaged", [])
+    skipped = (f"; {len(damaged)} damaged runs skipped ({', '.join(damaged[:3])}{', …' if len(damaged) > 3 else ''})"
+               if damaged else "")  # fmt: skip
     lines = [
         "# Claims report",
         "",
         f"Built by `python scripts/report.py {' '.join(str(f) for f in folders)}` from the run records under those "
-        f"folders: {total} runs, {unfinished} of them unfinished (counted in the runs table, never in a claim). Each "
+        f"folders: {total} runs, {unfinished} of them unfinished (counted in the runs table, never in a claim)"
+        f"{skipped}. Each "
         "claim is quoted from its paper. First its regime: every condition of the experiment must show the "
         "preconditions under which the paper made its figure (e.g. GD fits the training set); if one does not, the "
         "verdict is `not in regime` and the row gives the measured value, the threshold and what would reach it. "
