@@ -1,16 +1,18 @@
 """Check the papers' claims against run records and write the claims report.
 
-    python scripts/report.py <records folder>... [--out results/REPORT.md]
+    python scripts/report.py <records folder>... [--out DIR/REPORT.md]
 
 For every claim the figure modules register (src/noisereg/figures/): the quoted sentence, the numbers (mean ±
 SEM over seeds, n), the scale the runs used, a verdict (holds, fails, inconclusive) with the rule it used, and a
 link to the figure, which is drawn beside the report. Claims whose experiment has no records are listed as
-`not run`.
+`not run`. By default the report goes beside the records, into <first folder>/report/; the committed results/ is
+written only when asked (`--out results/REPORT.md`, as scripts/reproduce_cpu.py does).
 """
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import noisereg  # noqa: F401  (first: OpenMP's wait policy, see noisereg/__init__.py)
 from noisereg.errors import SettingError
@@ -19,12 +21,14 @@ from noisereg.errors import SettingError
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folders", nargs="+", help="folders holding run records")
-    parser.add_argument("--out", default="results/REPORT.md", help="the report's path (figures go beside it)")
+    parser.add_argument("--out", default=None, help="the report's path, figures beside it (default: "
+                        "<first folder>/report/REPORT.md)")  # fmt: skip
     arguments = parser.parse_args(argv)
+    out = arguments.out or str(Path(arguments.folders[0]) / "report" / "REPORT.md")
     from noisereg.figures import write_report
 
     try:
-        path = write_report(arguments.folders, arguments.out)
+        path = write_report(arguments.folders, out)
     except (SettingError, FileNotFoundError) as error:
         print(f"report: error: {error}", file=sys.stderr)
         return 2
