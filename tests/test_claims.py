@@ -184,3 +184,21 @@ def test_a_damaged_run_is_skipped_named_and_counted(tmp_path, capsys):
                                                                            str(tmp_path / "layerwise-2")]
     report = write_report([tmp_path], tmp_path / "out" / "REPORT.md").read_text()
     assert "7 runs, 0 of them unfinished" in report and "2 damaged runs skipped" in report
+
+
+def test_a_part_out_of_regime_is_left_out_and_named_the_rest_judged(tmp_path):
+    """Camuto Fig. 3 judges each model apart: a CNN whose baseline never trained is left out, the MLP judged."""
+    for seed in range(3):
+        for model, steps, accuracy in (("mlp", 1000, 0.85), ("strided_cnn", 48, 0.65)):
+            for arm, trace in (("gd", 200.0), ("gni", 150.0 + seed), ("gni_explicit", 140.0 + seed)):
+                config = {"name": "camuto_fig3_explicit_vs_gni", "seed": seed, "scale": {"name": "cpu"},
+                          "noise": {"name": arm}, "model": {"name": model, "widths": [32, 32]}}
+                rows = [{"step": step, "epoch": step / 20, "train/acc": accuracy, "test/loss": 1.0,
+                         "hessian/trace": trace, "calibration/ece": 0.02} for step in (0, steps // 2, steps)]
+                write_run(tmp_path / f"{model}-{arm}-{seed}", config, rows)
+    rows = rows_of(evaluate_claims([tmp_path], tmp_path / "out", draw=False, runs=load_runs(tmp_path)),
+                   "camuto_fig3_explicit_vs_gni")  # fmt: skip
+    wider = next(row for row in rows if "wider" in row.claim.quote)
+    assert wider.verdict == "holds", wider.numbers
+    assert "MLP" in wider.numbers and "CNN" not in wider.numbers.split("(not in regime")[0]
+    assert "left out: model.name=strided_cnn, noise.name=gd: baseline SGD steps (fewest over seeds) 48" in wider.numbers

@@ -42,7 +42,7 @@ TRAINED_STEPS, TRAINED_ACCURACY = 1000, 0.80  # ours: the paper trains Fig. 3's 
 FITTED = 0.1  # ours: Figs 4-5's baseline must fit the sines (final train loss at most this share of the initial)
 
 
-@regime("camuto_fig3_explicit_vs_gni")
+@regime("camuto_fig3_explicit_vs_gni", part="model.name")  # its claims judge each model apart (for_each_model)
 def the_baseline_has_trained(condition: pd.DataFrame) -> list[Precondition]:
     """Fig. 3 compares trajectories through training: the baseline (no noise) must have trained for long enough to
     have one (SGD steps, training accuracy)."""

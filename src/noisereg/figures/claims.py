@@ -470,14 +470,21 @@ class Precondition:
 
 # experiment -> the preconditions of one condition's runs (an empty list: this condition is not gated)
 REGIMES: dict[str, Callable[[pd.DataFrame], list[Precondition]]] = {}
+# experiment -> a config key whose values the claims judge apart (Camuto Fig. 3's models): a value whose conditions
+# miss a precondition is left out, the others are judged
+PARTS: dict[str, str] = {}
 
 
-def regime(*experiments: str):
-    """Register the preconditions of the experiments' figures, computed on one condition's runs at a time."""
+def regime(*experiments: str, part: str | None = None):
+    """Register the preconditions of the experiments' figures, computed on one condition's runs at a time; with
+    `part`, the claims judge each value of that key apart (their functions loop over it), so a value out of regime
+    is left out of the claim rather than taking the others with it."""
 
     def register(gate: Callable[[pd.DataFrame], list[Precondition]]):
         for experiment in experiments:
             REGIMES[experiment] = gate
+            if part:
+                PARTS[experiment] = part
         return gate
 
     return register

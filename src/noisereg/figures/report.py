@@ -21,6 +21,7 @@ from noisereg.figures.claims import (
     CLAIMS,
     CONFIDENCE,
     MIN_SEEDS,
+    PARTS,
     Claim,
     Precondition,
     condition_keys,
@@ -81,6 +82,26 @@ def unmet_preconditions(experiment: str, runs: pd.DataFrame) -> list[tuple[str, 
             for p in condition_preconditions(experiment, group) if not p.met]  # fmt: skip
 
 
+def in_regime_parts(experiment: str, runs: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, Precondition]], str]:
+    """The runs a claim is judged on, the preconditions missed, and a note on what was left out: with PARTS, the
+    values of the part key whose conditions all met their preconditions (the others left out and named); without,
+    every run, or nothing when any condition missed one."""
+    unmet = unmet_preconditions(experiment, runs)
+    key = PARTS.get(experiment)
+    if not unmet or key is None or key not in runs:
+        return (runs.iloc[0:0] if unmet else runs), unmet, ""
+    kept, missed = [], []
+    for _, part in runs.groupby(runs[key].map(repr), sort=True):
+        part_unmet = unmet_preconditions(experiment, part)
+        if not part_unmet:
+            kept.append(part)
+        missed += [(f"{key}={part[key].iloc[0]}, {label}", p) for label, p in part_unmet]
+    if not kept:
+        return runs.iloc[0:0], unmet, ""
+    note, _, _ = not_in_regime(missed)
+    return pd.concat(kept), missed, f" (not in regime, left out: {note})"
+
+
 def not_in_regime(unmet: list[tuple[str, Precondition]]) -> tuple[str, str, str]:
     numbers = "; ".join(f"{label}: {p}" for label, p in unmet[:4])
     if len(unmet) > 4:
@@ -113,14 +134,14 @@ def evaluate_claims(
                 png, _ = plot_experiment(item.experiment, folders, out / name, runs=scaled)
                 drawn[key] = os.path.relpath(png, out)
             row.figure_link = drawn.get(key)
-            unmet = unmet_preconditions(item.experiment, scaled)
-            if unmet:
+            judged, unmet, left_out_parts = in_regime_parts(item.experiment, scaled)
+            if judged.empty:
                 row.verdict = row.shown = "not in regime"
                 row.numbers, row.rule, row.settle = not_in_regime(unmet)
                 rows.append(row)
                 continue
             try:  # only finished runs are evidence: every claim sees those alone
-                verdict = item.evaluate(finished(scaled))
+                verdict = item.evaluate(finished(judged))
                 row.verdict, row.shown, row.numbers, row.rule = verdict.verdict, verdict.shown, verdict.numbers, verdict.rule
                 row.settle = verdict.settle
             except SettingError as error:  # a metric the runs did not log, runs of two conditions
@@ -129,6 +150,9 @@ def evaluate_claims(
             left_out = scaled.loc[~scaled["status"].isin(FINISHED), "run"].nunique()
             if left_out:
                 row.numbers += f" ({left_out} unfinished runs left out)"
+            if left_out_parts:
+                row.numbers += left_out_parts
+                row.settle = "; ".join(filter(None, [row.settle, f"the part left out: {not_in_regime(unmet)[2]}"]))
             rows.append(row)
     return rows
 
