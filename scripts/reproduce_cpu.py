@@ -89,8 +89,9 @@ def main(argv: list[str]) -> int:
               f"reads dropped): {outcome[-1] if outcome else result.stderr[-500:]}", flush=True)  # fmt: skip
     for experiment in sorted(NEEDS_DATA):
         print(f"reproduce: {experiment} skipped: CIFAR-10 is not available offline (its claims are listed as not run)")
-    report = subprocess.run([sys.executable, str(ROOT / "scripts" / "report.py"), str(runs),
-                             "--out", str(RESULTS / "REPORT.md")], cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    # Relative paths, as a reader in any clone types them: the figures' JSON names runs by them.
+    report = subprocess.run([sys.executable, "scripts/report.py", "results/runs", "--out", "results/REPORT.md"],
+                            cwd=ROOT, capture_output=True, text=True)  # fmt: skip
     print(report.stdout + report.stderr, end="")
     print(f"reproduce: all done in {(time.monotonic() - started) / 60:.1f} min")
     return report.returncode

@@ -27,7 +27,7 @@ import pandas as pd
 
 from noisereg.errors import SettingError
 from noisereg.figures.claims import condition_keys
-from noisereg.records import config_columns, load_runs
+from noisereg.records import load_runs
 from noisereg.tracking.records import list_artifacts, read_artifact
 
 SCALES = ("smoke", "cpu", "cpu_quarter", "paper")  # from smallest to largest
@@ -162,7 +162,7 @@ class Canvas:
             if not inside:
                 yield config, group, ""
                 continue
-            for more, part in group.groupby(group[inside].apply(lambda row: "\x1f".join(map(repr, row)), axis=1)):
+            for _, part in group.groupby(group[inside].apply(lambda row: "\x1f".join(map(repr, row)), axis=1)):
                 split = {k: part[k].iloc[0] for k in inside}
                 yield {**config, **split}, part, " (" + ", ".join(f"{k}={v}" for k, v in split.items()) + ")"
 
