@@ -77,13 +77,13 @@ def the_phase_rule_can_see_every_phase(condition: pd.DataFrame) -> list[Precondi
     an epoch: only epoch 1) cannot show one, so its phase says nothing. Fig. 1's baseline (no NIN) is trained "to
     100 % training accuracy" (its caption): the phases are about a network that fits."""
     counts = []
-    for _, rows in condition.groupby("run"):
+    for _, rows in condition[condition["status"] != "diverged"].groupby("run"):  # a divergence shows at any length
         last = rows["step"].max()
         counts.append(int(((rows["step"] > 0) & (rows["step"] <= EARLY * last)).sum()))
     preconditions = [Precondition("evaluations after the start within the first 10 % of the run (fewest over seeds)",
                                   float(min(counts)), WINDOW_EVALUATIONS, True,
                                   "longer runs (trainer.epochs ≥ 30 at one evaluation an epoch), as the paper's "
-                                  "200 epochs")]  # fmt: skip
+                                  "200 epochs")] if counts else []  # fmt: skip
     first = condition.iloc[0]
     if first["experiment"] == "levi_fig1_decay_times" and float(first.get("noise.strength", math.nan)) == 0:
         preconditions.append(Precondition("baseline (no NIN) final train/acc", mean_final(condition, "train/acc"),
