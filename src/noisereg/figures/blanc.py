@@ -71,6 +71,7 @@ def value_at(metric: str, fraction: float):
 
 
 FLAT = 0.01  # reg/blanc changes by less than this over the last 10 % of the noisy phase: the drift has ended
+# (the mean over its last 10 % against the mean over the 10 % before)
 
 
 @regime("blanc_fig1_matrix_sensing", "blanc_fig1_lr_sweep", "blanc_fig2_relu_interpolation", "blanc_fig3_curve_length",
@@ -84,7 +85,8 @@ def label_noise_has_finished_its_drift(condition: pd.DataFrame) -> list[Precondi
         return []
     stop = first.get("noise.stop_step")
     noisy = condition if stop is None or not np.isfinite(float(stop)) else condition[condition["step"] <= float(stop)]
-    return [Precondition("label noise: largest |Δ reg/blanc| / reg over the last 10 % of the noisy phase",
+    return [Precondition("label noise: largest relative change of reg/blanc over the last 10 % of the noisy phase "
+                         "(window means)",
                          largest_late_change(noisy, "reg/blanc"), FLAT, False,
                          "longer runs (trainer.steps and noise.stop_step; see trainer.members for many seeds)")]
 

@@ -508,17 +508,19 @@ def mean_final(runs: pd.DataFrame, metric: str) -> float:
 
 
 def largest_late_change(runs: pd.DataFrame, metric: str, fraction: float = 0.1) -> float:
-    """The largest over runs of |m(end) − m(start of the last `fraction` of the run)| / |m(end)|: whether a slowly
-    moving quantity (Blanc's regulariser) has stopped moving."""
+    """The largest over runs of |mean over the last `fraction` of the run − mean over the `fraction` before it| /
+    |the last mean|: whether a slowly moving quantity (Blanc's regulariser) has stopped moving. Window means, not
+    two single evaluations: under label noise the value fluctuates from one evaluation to the next."""
     changes = []
     for _, rows in runs.groupby("run"):
         rows = rows[np.isfinite(rows[metric].astype(float))].sort_values("step") if metric in rows else rows.iloc[0:0]
-        if len(rows) < 2:
+        if len(rows) < 4:
             continue
-        end_step = rows["step"].iloc[-1]
-        before = rows[rows["step"] <= end_step - fraction * (end_step - rows["step"].iloc[0])]
-        start = float((before if len(before) else rows)[metric].iloc[-1])
-        end = float(rows[metric].iloc[-1])
-        changes.append(abs(end - start) / abs(end) if end else math.inf)
+        steps, values = rows["step"].to_numpy(float), rows[metric].to_numpy(float)
+        span = fraction * (steps[-1] - steps[0])
+        last = values[steps > steps[-1] - span]
+        before = values[(steps <= steps[-1] - span) & (steps > steps[-1] - 2 * span)]
+        if not len(last) or not len(before):
+            continue
+        changes.append(abs(last.mean() - before.mean()) / abs(last.mean()) if last.mean() else math.inf)
     return max(changes) if changes else math.nan
-
