@@ -202,3 +202,18 @@ def test_a_part_out_of_regime_is_left_out_and_named_the_rest_judged(tmp_path):
     assert wider.verdict == "holds", wider.numbers
     assert "MLP" in wider.numbers and "CNN" not in wider.numbers.split("(not in regime")[0]
     assert "left out: model.name=strided_cnn, noise.name=gd: baseline SGD steps (fewest over seeds) 48" in wider.numbers
+
+
+def test_blancs_gate_tells_a_drifting_regulariser_from_a_fluctuating_flat_one():
+    import pandas as pd
+
+    from noisereg.figures.claims import largest_late_change
+
+    rng = np.random.default_rng(0)
+    steps = np.arange(0, 1001, 10)
+    flat = 1.0 + 0.03 * rng.standard_normal(len(steps))  # fluctuates by 3 % between evaluations, drifts not at all
+    falling = 2.0 - steps / 1000  # still falling: about 10 % between the last two tenths
+    frame = lambda values, run: pd.DataFrame({"run": run, "step": steps, "reg/blanc": values})  # noqa: E731
+    assert largest_late_change(frame(flat, "a"), "reg/blanc") < 0.01
+    assert largest_late_change(frame(falling, "b"), "reg/blanc") == pytest.approx(0.1 / 1.05, rel=0.05)
+    assert largest_late_change(pd.concat([frame(flat, "a"), frame(falling, "b")]), "reg/blanc") > 0.05
