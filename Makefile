@@ -42,7 +42,8 @@ run:
 bench:
 	$(BIN)/python scripts/bench_noise.py
 
-# Regenerate results/ (figures, their data, REPORT.md) from scratch on a CPU: under an hour on 2 cores.
+# Regenerate results/ (records, figures, their data, REPORT.md) from scratch on a CPU: about 3.3 hours of job time
+# on 2 cores, measured 2026-12-02 (README, "results/"); `--only`/`--paper` run a part, two parts at a time halve it.
 reproduce-cpu:
 	$(BIN)/python scripts/reproduce_cpu.py --fresh
 
