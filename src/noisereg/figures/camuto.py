@@ -22,6 +22,7 @@ from noisereg.figures.claims import (
     claim,
     exceeds,
     final,
+    final_over_initial,
     less,
     mean_final,
     rank_correlation,
@@ -61,11 +62,7 @@ def the_baseline_fits_the_sines(condition: pd.DataFrame) -> list[Precondition]:
     training loss must be a small share of its initial one."""
     if condition.iloc[0]["noise.name"] != "gd" or "train/loss" not in condition:
         return []
-    shares = []
-    for _, rows in condition.groupby("run"):
-        losses = rows.sort_values("step")["train/loss"].astype(float).dropna()
-        if len(losses) >= 2 and losses.iloc[0] > 0:
-            shares.append(losses.iloc[-1] / losses.iloc[0])
+    shares = final_over_initial(condition, "train/loss")
     return [Precondition("baseline final / initial train/loss (mean over seeds)", float(np.mean(shares)) if shares
                          else math.nan, FITTED, False, "the paper's 60,000 steps (scale=paper)")]  # fmt: skip
 

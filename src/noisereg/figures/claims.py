@@ -117,17 +117,34 @@ class Test:
             return f"{self.how}, n={self.n} < {MIN_SEEDS}"
         return f"{self.how}, n={self.n}, df {df}: t = {_fmt(self.t)} vs ±{critical_t(self.df):.3g}"
 
-    def seeds_to_settle(self) -> str:
+    def seeds_to_settle(self) -> Settle:
         """The seeds at which the observed difference would be significant at the observed spread."""
         if self.spread is None or not math.isfinite(self.estimate) or not math.isfinite(self.error):
-            return ""
+            return NOTHING_TO_SETTLE
         if self.estimate == 0 or self.error == 0:
-            return "no number of seeds: the difference is smaller than its spread" if self.estimate == 0 else ""
+            return Settle(math.inf, "no number of seeds: the difference is smaller than its spread") \
+                if self.estimate == 0 else NOTHING_TO_SETTLE  # fmt: skip
         for n in range(max(self.n, MIN_SEEDS), MOST_SEEDS + 1):
             if abs(self.estimate) / self.spread(n) > critical_t(n - 1):
                 direction = "holds" if self.estimate > 0 else "fails"
-                return f"{n} seeds would make it {direction} at this spread"
-        return f"no number of seeds up to {MOST_SEEDS}: the difference is smaller than its spread"
+                return Settle(n, f"{n} seeds would make it {direction} at this spread")
+        return Settle(math.inf, f"no number of seeds up to {MOST_SEEDS}: the difference is smaller than its spread")
+
+
+@dataclass(frozen=True)
+class Settle:
+    """What would settle an inconclusive test: the seeds it needs (inf: none would) and the sentence saying so."""
+
+    seeds: float
+    text: str
+
+
+NOTHING_TO_SETTLE = Settle(0.0, "")
+
+
+def _hardest(settles: Sequence[Settle]) -> Settle:
+    """Of several parts' settles, the one needing the most seeds."""
+    return max(settles, key=lambda settle: settle.seeds, default=NOTHING_TO_SETTLE)
 
 
 @dataclass
@@ -135,8 +152,12 @@ class Verdict:
     verdict: str  # holds | fails | inconclusive | not in regime
     numbers: str
     rule: str
-    settle: str = ""  # for an inconclusive one: what would settle it
+    settled_by: Settle = NOTHING_TO_SETTLE  # for an inconclusive one: what would settle it
     small: bool = False  # some part had fewer than MIN_SEEDS seeds
+
+    @property
+    def settle(self) -> str:
+        return self.settled_by.text
 
     @property
     def shown(self) -> str:
@@ -146,7 +167,8 @@ class Verdict:
 def _judged(test: Test, numbers: str, rule: str) -> Verdict:
     verdict = test.decide()
     return Verdict(verdict, numbers, f"{rule} ({test.describe()})",
-                   settle=test.seeds_to_settle() if verdict == "inconclusive" else "", small=test.n < MIN_SEEDS)
+                   settled_by=test.seeds_to_settle() if verdict == "inconclusive" else NOTHING_TO_SETTLE,
+                   small=test.n < MIN_SEEDS)  # fmt: skip
 
 
 def _one_sample(a: Evidence, signed: float) -> Test:
@@ -259,8 +281,8 @@ def within(a: Evidence, b: Evidence | float, tolerance: float, what: str | None 
     inside = Test(tolerance - abs(test.estimate), test.error, test.df, test.n, test.how, test.spread)
     verdict = inside.decide()
     return Verdict(verdict, numbers, f"|{what or name}| < {tolerance:g}, two one-sided t at {CONFIDENCE:.0%} "
-                   f"({inside.describe()})", settle=inside.seeds_to_settle() if verdict == "inconclusive" else "",
-                   small=test.n < MIN_SEEDS)  # fmt: skip
+                   f"({inside.describe()})", small=test.n < MIN_SEEDS,
+                   settled_by=inside.seeds_to_settle() if verdict == "inconclusive" else NOTHING_TO_SETTLE)  # fmt: skip
 
 
 def unanimous(name: str, outcomes: dict[Any, bool], what: str) -> Verdict:
@@ -281,7 +303,7 @@ def between(a: Evidence, low: float, high: float, what: str | None = None) -> Ve
     settle = _hardest([t.seeds_to_settle() for t, state in zip(tests, states) if state == "inconclusive"])
     sides = "; ".join(f"{side}: {test.describe()}" for side, test in zip(("low", "high"), tests))
     return Verdict(verdict, str(a), f"{low:g} < {what or a.name} < {high:g}, one-sided t at {CONFIDENCE:.0%} on "
-                   f"each side ({sides})", settle=settle if verdict == "inconclusive" else "",
+                   f"each side ({sides})", settled_by=settle if verdict == "inconclusive" else NOTHING_TO_SETTLE,
                    small=a.n < MIN_SEEDS)  # fmt: skip
 
 
@@ -299,20 +321,10 @@ def all_of(*verdicts: Verdict) -> Verdict:
     inconclusive part needs)."""
     states = [v.verdict for v in verdicts]
     verdict = "fails" if "fails" in states else "holds" if all(s == "holds" for s in states) else "inconclusive"
-    settles = [v.settle for v in verdicts if v.verdict == "inconclusive" and v.settle]
+    settles = [v.settled_by for v in verdicts if v.verdict == "inconclusive" and v.settle]
     return Verdict(verdict, " | ".join(v.numbers for v in verdicts), " and ".join(v.rule for v in verdicts),
-                   settle=_hardest(settles) if verdict == "inconclusive" else "",
+                   settled_by=_hardest(settles) if verdict == "inconclusive" else NOTHING_TO_SETTLE,
                    small=verdict == "inconclusive" and any(v.small for v in verdicts if v.verdict == "inconclusive"))
-
-
-def _hardest(settles: Sequence[str]) -> str:
-    """Of several parts' "N seeds would ..." the one needing the most (a "no number of seeds" first)."""
-    if not settles:
-        return ""
-    never = [s for s in settles if s.startswith("no number")]
-    if never:
-        return never[0]
-    return max(settles, key=lambda s: int(s.split(" ", 1)[0]) if s.split(" ", 1)[0].isdigit() else 0)
 
 
 # -- selecting evidence from runs --------------------------------------------------------------------------------
@@ -505,6 +517,17 @@ def mean_final(runs: pd.DataFrame, metric: str) -> float:
     finite = runs[np.isfinite(runs[metric].astype(float))]
     last = finite.sort_values("step").groupby("run")[metric].last()
     return float(last.astype(float).mean()) if len(last) else math.nan
+
+
+def final_over_initial(runs: pd.DataFrame, metric: str) -> list[float]:
+    """Each run's last over first finite value of `metric` (runs with fewer than two values, or a first value that
+    is not positive, left out): how far a loss fell, for gates."""
+    ratios = []
+    for _, rows in runs.groupby("run"):
+        values = rows.sort_values("step")[metric].astype(float).dropna() if metric in rows else pd.Series(dtype=float)
+        if len(values) >= 2 and values.iloc[0] > 0:
+            ratios.append(float(values.iloc[-1] / values.iloc[0]))
+    return ratios
 
 
 def largest_late_change(runs: pd.DataFrame, metric: str, fraction: float = 0.1) -> float:

@@ -19,6 +19,7 @@ from noisereg.figures.claims import (
     below,
     claim,
     final,
+    final_over_initial,
     greater,
     late_mean,
     less,
@@ -133,12 +134,9 @@ def gd_interpolates(condition: pd.DataFrame) -> list[Precondition]:
     judged by how much of GD's excess regularised loss they remove."""
     if condition.iloc[0]["noise.name"] != "gd":
         return []
-    shares = []
-    for _, rows in condition.groupby("run"):
-        losses = rows.sort_values("step")["train/loss"].astype(float).dropna()
-        shares.append(losses.iloc[-1] / losses.iloc[0] if len(losses) >= 2 and losses.iloc[0] > 0 else math.nan)
-    return [Precondition("GD final / initial train/loss (largest over seeds)", max(shares), 1e-6, False,
-                         "more steps (trainer.steps)")]  # fmt: skip
+    shares = final_over_initial(condition, "train/loss")
+    return [Precondition("GD final / initial train/loss (largest over seeds)", max(shares, default=math.nan), 1e-6,
+                         False, "more steps (trainer.steps)")]  # fmt: skip
 
 
 # The last iterate under constant lr and noise fluctuates by about an order of magnitude between evaluations (the

@@ -119,42 +119,69 @@ def evaluate_claims(
 
     runs = load_runs(folders) if runs is None else runs
     rows: list[ReportRow] = []
-    drawn: dict[tuple[str, str], str] = {}
+    # Per experiment and scale, once for all its claims: its runs, figure, regime and the finished runs judged.
+    prepared: dict[str, list[ExperimentAtScale]] = {}
     for item in CLAIMS:
-        present = experiment_runs(runs, item.experiment)
-        if present.empty:
+        if item.experiment not in prepared:
+            prepared[item.experiment] = prepare_experiment(item.experiment, runs, folders, out, draw)
+        if not prepared[item.experiment]:
             rows.append(ReportRow(item))
             continue
-        for scale in sorted(present["scale"].unique(), key=lambda s: -SCALES.index(s) if s in SCALES else 1):
-            scaled = present[present["scale"] == scale].dropna(axis=1, how="all")
-            row = ReportRow(item, scale=scale)
-            key = (item.experiment, scale)
-            if draw and key not in drawn and item.experiment in FIGURES:
-                name = item.experiment if present["scale"].nunique() == 1 else f"{item.experiment}-{scale}"
-                png, _ = plot_experiment(item.experiment, folders, out / name, runs=scaled)
-                drawn[key] = os.path.relpath(png, out)
-            row.figure_link = drawn.get(key)
-            judged, unmet, left_out_parts = in_regime_parts(item.experiment, scaled)
-            if judged.empty:
+        for at in prepared[item.experiment]:
+            row = ReportRow(item, scale=at.scale, figure_link=at.figure_link)
+            unmet = at.unmet
+            if at.judged.empty:
                 row.verdict = row.shown = "not in regime"
                 row.numbers, row.rule, row.settle = not_in_regime(unmet)
                 rows.append(row)
                 continue
             try:  # only finished runs are evidence: every claim sees those alone
-                verdict = item.evaluate(finished(judged))
+                verdict = item.evaluate(at.judged)
                 row.verdict, row.shown, row.numbers, row.rule = verdict.verdict, verdict.shown, verdict.numbers, verdict.rule
                 row.settle = verdict.settle
             except SettingError as error:  # a metric the runs did not log, runs of two conditions
                 row.verdict = row.shown = "inconclusive"
                 row.numbers = str(error)
-            left_out = scaled.loc[~scaled["status"].isin(FINISHED), "run"].nunique()
-            if left_out:
-                row.numbers += f" ({left_out} unfinished runs left out)"
-            if left_out_parts:
-                row.numbers += left_out_parts
+            if at.unfinished:
+                row.numbers += f" ({at.unfinished} unfinished runs left out)"
+            if at.left_out_parts:
+                row.numbers += at.left_out_parts
                 row.settle = "; ".join(filter(None, [row.settle, f"the part left out: {not_in_regime(unmet)[2]}"]))
             rows.append(row)
     return rows
+
+
+@dataclass
+class ExperimentAtScale:
+    """What every claim of one experiment at one scale is judged from, worked out once."""
+
+    scale: str
+    figure_link: str | None  # its figure, drawn beside the report
+    judged: pd.DataFrame  # the finished runs its claims see (empty: not in regime)
+    unmet: list[tuple[str, Precondition]]  # the preconditions missed, by condition
+    left_out_parts: str  # the note on a part left out of regime (PARTS)
+    unfinished: int  # runs left out because they never finished
+
+
+def prepare_experiment(experiment: str, runs: pd.DataFrame, folders: Sequence[str | os.PathLike], out: Path,
+                       draw: bool) -> list[ExperimentAtScale]:  # fmt: skip
+    """One `ExperimentAtScale` per scale the experiment's runs were made at, the largest first (figures drawn into
+    `out/`); none when the experiment has no records."""
+    present = experiment_runs(runs, experiment)
+    if present.empty:
+        return []
+    found = []
+    for scale in sorted(present["scale"].unique(), key=lambda s: -SCALES.index(s) if s in SCALES else 1):
+        scaled = present[present["scale"] == scale].dropna(axis=1, how="all")
+        figure_link = None
+        if draw and experiment in FIGURES:
+            name = experiment if present["scale"].nunique() == 1 else f"{experiment}-{scale}"
+            png, _ = plot_experiment(experiment, folders, out / name, runs=scaled)
+            figure_link = os.path.relpath(png, out)
+        judged, unmet, left_out_parts = in_regime_parts(experiment, scaled)
+        unfinished = scaled.loc[~scaled["status"].isin(FINISHED), "run"].nunique()
+        found.append(ExperimentAtScale(scale, figure_link, finished(judged), unmet, left_out_parts, unfinished))
+    return found
 
 
 # What the runs table shows of each condition's final values, where the runs logged it: whether they trained.
