@@ -7,6 +7,8 @@ writes nothing, and a run that already finished in its directory is reported and
 """
 from __future__ import annotations
 
+import errno
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -20,6 +22,7 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 CONFIG_DIR = Path(__file__).resolve().parent / "conf"
+MINIMUM_FREE_BYTES = 64 * 1024  # Hydra's .hydra/ files, run.json and the first rows
 
 
 def _hydra_arguments(argv: list[str]):
@@ -58,20 +61,27 @@ def override_problem(arguments) -> str | None:
     from noisereg.registry import load_all
 
     load_all()
-    overrides = [a for a in arguments.overrides if not a.lstrip("+~").startswith("hydra")]
+    overrides = [a for a in arguments.overrides if not a.lstrip("+~").startswith("hydra.")]
     for argument in overrides:  # unknown option of a config group: list the options
         key, _, value = argument.partition("=")
-        options = group_options(key.lstrip("+~"))
+        # (Hydra's own groups, hydra/launcher and the like, are checked by composing below: plugins add options)
+        options = group_options(key.lstrip("+~")) if not key.lstrip("+~").startswith("hydra/") else []
         if value and options and "(" not in value:
             unknown = [choice for choice in value.split(",") if choice not in options]
             if unknown:
                 return f"{key.lstrip('+~')}={unknown[0]} is unknown; choose one of: {', '.join(options)}"
             if key == "experiment":
                 return f"experiment={value}: add experiments with a plus, +experiment={value}"
-    try:
-        _compose(arguments, _first_of_each_sweep(overrides))
+    try:  # with Hydra's own config, so that `hydra/launcher=<unknown>` is found here too
+        _compose(arguments, _first_of_each_sweep(overrides), return_hydra_config=True)
     except Exception as error:  # Hydra's composition and parser errors: their first sentences and cause, one line
-        lines = [line.strip() for line in str(error).splitlines() if line.strip()][:2]
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        if len(lines) > 2 and lines[1].startswith("Available options"):  # a missing option: name the others
+            options = lines[2:lines.index("Config search path:")] if "Config search path:" in lines else lines[2:]
+            return f"{lines[0]}; available: {', '.join(options)}"
+        lines = lines[:2]
+        if "missing EQUAL" in " ".join(lines):  # a value with spaces, unquoted, split by the shell
+            lines.append("(each override is key=value: quote a value with spaces, e.g. 'hydra.run.dir=\"my runs/a\"')")
         if error.__cause__ is not None and str(error.__cause__).strip():
             lines.append(str(error.__cause__).strip().splitlines()[0])
         return " ".join(lines)
@@ -90,10 +100,43 @@ def group_options(group: str) -> list[str]:
 
 
 def _absolute_data_root(cfg: DictConfig) -> DictConfig:
-    if "root" in cfg.get("dataset", {}):
+    if cfg.get("dataset", {}).get("root") is not None:
         with open_dict(cfg):
             cfg.dataset.root = to_absolute_path(cfg.dataset.root)
     return cfg
+
+
+def output_folder_problem(folder: str, setting: str) -> str | None:
+    """What stops a run or sweep from writing into `folder` (from `setting`), in one line, or None."""
+    import os
+
+    if not folder.strip():
+        return f"{setting} is empty; name a folder for the records, e.g. {setting}=runs/my_run"
+    path = Path(folder).absolute()
+    if path.exists() and not path.is_dir():
+        return f"{setting}={folder} is a file, not a folder; name a folder for the records"
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        return f"{setting}={folder}: {existing} is a file, so the folder cannot be made; name another folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{setting}={folder}: {existing} is read-only here; name a folder you can write to"
+    free = shutil.disk_usage(existing).free
+    if free < MINIMUM_FREE_BYTES:
+        return (f"{setting}={folder}: only {free // 1024} KiB free on the disk of {existing}, under the "
+                f"{MINIMUM_FREE_BYTES // 1024} KiB a run's first records take; free space or name a folder on another disk")
+    return None
+
+
+def sweep_folder_problem(arguments) -> str | None:
+    from hydra.core.utils import setup_globals
+
+    setup_globals()  # Hydra's `now` resolver, used by the default sweep directory
+    cfg = _compose(arguments, _first_of_each_sweep(list(arguments.overrides)), return_hydra_config=True)
+    try:
+        folder = str(cfg.hydra.sweep.dir)
+    except Exception:  # a directory depending on Hydra's runtime: a fresh one, nothing to check
+        return None
+    return output_folder_problem(folder, "hydra.sweep.dir")
 
 
 def preflight(arguments) -> dict[str, Any] | None:
@@ -102,24 +145,28 @@ def preflight(arguments) -> dict[str, Any] | None:
     from hydra.core.utils import setup_globals
 
     from noisereg.app import build, prepare
+    from noisereg.errors import SettingError
     from noisereg.tracking.job import prepare_job
 
     setup_globals()  # Hydra's `now` resolver, used by the default run directory
     cfg = _compose(arguments, list(arguments.overrides), return_hydra_config=True)
     try:
-        output_dir = Path(str(cfg.hydra.run.dir))
+        output_dir = str(cfg.hydra.run.dir)
     except Exception:  # a directory depending on Hydra's runtime: a fresh one, nothing to check
         output_dir = None
+    problem = output_folder_problem(output_dir, "hydra.run.dir") if output_dir is not None else None
+    if problem:
+        raise SettingError(problem)
+    output_dir = Path(output_dir) if output_dir is not None else None
     with open_dict(cfg):
         del cfg["hydra"]
     cfg = _absolute_data_root(cfg)
     if output_dir is None:
         build(prepare(cfg))
         return None
-    cfg, plan = prepare_job(cfg, prepare, output_dir)
+    _, plan, _ = prepare_job(cfg, prepare, build, output_dir)
     if plan.action == "finished":
         return {**plan.summary, "directory": str(output_dir)}
-    build(cfg)
     return None
 
 
@@ -151,11 +198,23 @@ def main(cfg: DictConfig) -> dict[str, Any] | None:
         if in_sweep:  # a job that must not touch its directory; the sweep goes on
             return {"status": "refused", "directory": directory, "reason": str(error)}
         sys.exit(2)
+    except OSError as error:  # the records cannot be written (a full disk, a folder made read-only meanwhile)
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+            raise
+        print(f"noisereg: error: cannot write the records in {directory} ({error.strerror}); free space there or "
+              "write elsewhere (hydra.run.dir=...), then run the same command to resume", file=sys.stderr)  # fmt: skip
+        sys.exit(1)
     if summary.get("finished_before"):
-        report_finished_before(summary, directory)
+        for member in summary.get("members", [summary]):
+            report_finished_before(member, member.get("directory", directory))
         return {"status": "skipped", "directory": directory}
-    if "steps" in summary:  # it trained
-        print(f"[{summary['status']}] {run_name} after {summary['steps']} steps: {_shown(summary)}")
+    for member in summary.get("members", [summary]):  # a batched job (trainer.members=N): a line per member
+        if member.get("finished_before"):
+            report_finished_before(member, member.get("directory", directory))
+        elif "steps" in member:  # it trained
+            name = run_name if "members" not in summary else f"{run_name} seed={member['seed']}"
+            print(f"[{member['status']}] {name} after {member['steps']} steps: {_shown(member)}")
+    if "steps" in summary:
         print(f"records: {directory}")
     if summary["status"] == "interrupted":
         print(f"noisereg: {summary.get('reason', 'interrupted')}", file=sys.stderr)
@@ -168,10 +227,17 @@ def main(cfg: DictConfig) -> dict[str, Any] | None:
 
 
 def cli(argv: list[str]) -> int:
+    import os
+
     from noisereg.errors import SettingError
     from noisereg.tracking import sweep
 
     from noisereg.config import register_with_hydra
+
+    # A W&B service inherited from a parent process (WANDB_SERVICE, set by any process that used W&B) would own this
+    # job's W&B runs: killed, the job would leave them "in use" there and its resume would be refused. Each job
+    # process starts its own, which ends with it.
+    os.environ.pop("WANDB_SERVICE", None)
 
     register_with_hydra()
     arguments = _hydra_arguments(argv)
@@ -182,6 +248,11 @@ def cli(argv: list[str]) -> int:
     if problem:
         print(f"noisereg: error: {problem}", file=sys.stderr)
         return 2
+    if arguments.multirun:
+        problem = sweep_folder_problem(arguments)
+        if problem:
+            print(f"noisereg: error: {problem}", file=sys.stderr)
+            return 2
     if not arguments.multirun and not arguments.cfg:
         try:
             finished = preflight(arguments)

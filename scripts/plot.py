@@ -27,6 +27,8 @@ def main(argv: list[str]) -> int:
     from noisereg.figures import plot_experiment
 
     try:
+        if Path(out).exists() and not Path(out).is_dir():
+            raise SettingError(f"--out {out} is a file; give a folder for the figure and its data")
         png, data = plot_experiment(arguments.experiment, arguments.folders, out)
     except (SettingError, FileNotFoundError) as error:
         print(f"plot: error: {error}", file=sys.stderr)

@@ -23,12 +23,20 @@ def main(argv: list[str]) -> int:
     parser.add_argument("folders", nargs="+", help="folders holding run records")
     parser.add_argument("--out", default=None, help="the report's path, figures beside it (default: "
                         "<first folder>/report/REPORT.md)")  # fmt: skip
+    parser.add_argument("--no-images", action="store_true", help="the report and the figures' JSON, without "
+                        "drawing their PNGs (most of the time): what tests/test_results.py compares")  # fmt: skip
     arguments = parser.parse_args(argv)
     out = arguments.out or str(Path(arguments.folders[0]) / "report" / "REPORT.md")
     from noisereg.figures import write_report
+    from noisereg.records import find_runs
 
     try:
-        path = write_report(arguments.folders, out)
+        if Path(out).is_dir():
+            raise SettingError(f"--out {out} is a folder; give the report's file, e.g. --out {Path(out) / 'REPORT.md'}")
+        if not find_runs(arguments.folders):
+            raise SettingError(f"no run records (summary.json or run.json) under {' '.join(arguments.folders)}; "
+                               "give the folders a sweep wrote, e.g. multirun/<date>/<time>")  # fmt: skip
+        path = write_report(arguments.folders, out, images=not arguments.no_images)
     except (SettingError, FileNotFoundError) as error:
         print(f"report: error: {error}", file=sys.stderr)
         return 2

@@ -20,7 +20,15 @@ def pytest_addoption(parser):
     parser.addoption("--paper-scale", action="store_true", help="also run the slow checks at the papers' sizes")
 
 
+# The longest files first: `make test` hands whole files to its workers in this order (pyproject's `-n auto --dist
+# loadfile`), so the short ones fill in at the end instead of one long file running alone.
+LONGEST_FIRST = ("test_slurm.py", "test_cli_resume.py", "test_figures.py", "test_cli.py", "test_results.py",
+                 "test_notebook.py", "test_cifar_cli.py")  # fmt: skip
+
+
 def pytest_collection_modifyitems(config, items):
+    rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
     for item in items:
         if "paper_scale" in item.keywords and not config.getoption("--paper-scale"):
             item.add_marker(pytest.mark.skip(reason="paper-scale check: opt in with `make test-paper`"))
@@ -54,6 +62,31 @@ def run_cli(*arguments: str, cwd: Path, timeout: float = 300, env: dict | None =
         text=True,
         timeout=timeout,
     )
+
+
+def _cli_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("noisereg_run_cli", ROOT / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_cli_in_process(*arguments: str, cwd: Path, capsys, monkeypatch) -> subprocess.CompletedProcess:
+    """`python run.py ARGS` from `cwd`, in this process, for commands refused before Hydra starts a job (bad
+    settings, damaged records): the same `cli` the script calls, without a Python start per case."""
+    global _CLI
+    if _CLI is None:
+        _CLI = _cli_module()
+    monkeypatch.chdir(cwd)
+    capsys.readouterr()
+    status = _CLI.cli(list(arguments))
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(["run.py", *arguments], status, captured.out, captured.err)
+
+
+_CLI = None
 
 
 def compose(*overrides: str, return_hydra_config: bool = False):

@@ -217,3 +217,33 @@ def test_blancs_gate_tells_a_drifting_regulariser_from_a_fluctuating_flat_one():
     assert largest_late_change(frame(flat, "a"), "reg/blanc") < 0.01
     assert largest_late_change(frame(falling, "b"), "reg/blanc") == pytest.approx(0.1 / 1.05, rel=0.05)
     assert largest_late_change(pd.concat([frame(flat, "a"), frame(falling, "b")]), "reg/blanc") > 0.05
+
+
+def fig1_records(root: Path, diverged: set[tuple[str, int, int]]) -> Path:
+    """fig1_variance with 4 seeds per mode and width, R_σ − L growing as d₁ for all-parameter noise and flat for
+    layer-wise noise; the (mode, width, seed) runs in `diverged` end with a NaN loss."""
+    for seed in range(4):
+        for mode in ("gd_noise", "layerwise"):
+            for width in (10, 100, 1000):
+                config = {"name": "fig1_variance", "seed": seed, "scale": {"name": "paper"},
+                          "noise": {"name": mode, "sigma": 0.1},
+                          "model": {"name": "mlp", "widths": [width]}, "trainer": {"steps": 100}}  # fmt: skip
+                excess = (1e-3 * width if mode == "gd_noise" else 1e-2) * (1 + 0.01 * seed)
+                rows = [{"step": step, "train/loss": 0.01, "theory/R_sigma_mc": 0.01 + excess} for step in (0, 100)]
+                status = "completed"
+                if (mode, width, seed) in diverged:
+                    rows, status = [rows[0], {"step": 50, "train/loss": "nan"}], "diverged"
+                write_run(root / f"{mode}-{width}-{seed}", config, rows, status)
+    return root
+
+
+def test_fig1_leaves_out_a_diverged_run_not_its_whole_width(tmp_path):
+    """One of four all-parameter runs diverging at d₁ = 1000 (the noise blowing up: the claim's own effect) drops
+    that run from the pairs; the span stays 10 → 1000. A width where every run of a mode diverged is left out."""
+    from noisereg.figures.orvieto import all_parameter_variance_explodes_with_width as judged
+
+    partly = judged(load_runs(fig1_records(tmp_path / "partly", {("gd_noise", 1000, 2)})))
+    assert partly.verdict == "holds" and "d₁=1000 / d₁=10" in partly.numbers and "(n=3)" in partly.numbers
+    assert "1 diverged GD+noise run(s) at d₁ = 1000 left out of the pairs" in partly.numbers
+    wholly = judged(load_runs(fig1_records(tmp_path / "wholly", {("gd_noise", 1000, s) for s in range(4)})))
+    assert "d₁=100 / d₁=10" in wholly.numbers and "d₁ = 1000 left out: every run of a mode diverged" in wholly.numbers

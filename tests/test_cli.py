@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import gzip
+import shutil
 import socket
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import FMNIST_SYSTEM_DIR, run_cli
+from conftest import FMNIST_SYSTEM_DIR, run_cli, run_cli_in_process
 from noisereg.tracking import read_metrics, read_summary
 from noisereg.tracking.wandb_offline import read_offline_run
 
@@ -110,8 +111,10 @@ def written(folder: Path) -> list[str]:
     (["noise.stop_step=-2"], ["noise.stop_step"]),
     (["--config-name", "nope"], ["nope"]),
 ])
-def test_bad_input_fails_with_one_line_naming_the_setting_and_writes_nothing(tmp_path, arguments, fragments):
-    result = run_cli(*arguments, "logger.mode=disabled", "hydra.run.dir=run", cwd=tmp_path)
+def test_bad_input_fails_with_one_line_naming_the_setting_and_writes_nothing(tmp_path, arguments, fragments, capsys,
+                                                                            monkeypatch):  # fmt: skip
+    result = run_cli_in_process(*arguments, "logger.mode=disabled", "hydra.run.dir=run", cwd=tmp_path, capsys=capsys,
+                                monkeypatch=monkeypatch)  # fmt: skip
     assert_one_line_error(result, *fragments)
     assert written(tmp_path) == [], "bad input writes nothing"
 
@@ -159,6 +162,8 @@ def test_damaged_fashion_mnist_files_are_a_one_line_error(tmp_path, problem, fmn
         (raw / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b" + bytes(range(256)) * 40)
     else:
         (raw / "train-images-idx3-ubyte").write_bytes(damaged[problem])
+    for name in ("train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        shutil.copy(FMNIST_SYSTEM_DIR / f"{name}.gz", raw)  # a named root holds all four files
     before = written(tmp_path)
     result = run_cli("+experiment=fig7_mlp1", "scale=smoke", "dataset.root=data", "logger.mode=disabled",
                      "hydra.run.dir=run", cwd=tmp_path)

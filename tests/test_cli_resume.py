@@ -15,6 +15,7 @@ import pytest
 
 from conftest import ROOT, run_cli
 from noisereg.tracking import read_metrics, read_summary
+from noisereg.tracking.wandb_offline import read_offline_run
 
 RUN = ["trainer.steps=4000", "trainer.eval_every=50"]
 
@@ -53,6 +54,12 @@ def reference(tmp_path_factory) -> Path:
 
 
 def test_sigkill_halfway_then_the_same_command_twice(tmp_path, reference):
+    # This process uses W&B first, as a notebook or a driver script might: its W&B service (WANDB_SERVICE in the
+    # environment) is inherited by the runs below, and must not own them, or the killed run stays "in use" there.
+    import wandb
+
+    wandb.init(mode="offline", dir=str(tmp_path), settings=wandb.Settings(silent=True)).finish()
+    assert os.environ.get("WANDB_SERVICE"), "a process that used W&B keeps its service for its children"
     command = ["hydra.run.dir=D", *RUN]  # W&B offline, as a user's default
     process = start(*command, cwd=tmp_path)
     wait_for_step(tmp_path / "D", 1500, process)
@@ -63,6 +70,10 @@ def test_sigkill_halfway_then_the_same_command_twice(tmp_path, reference):
     assert result.returncode == 0, result.stderr
     assert "resuming" in result.stdout and "from its checkpoint at step" in result.stdout
     assert (tmp_path / "D" / "metrics.jsonl").read_bytes() == (reference / "metrics.jsonl").read_bytes()
+    logged = read_offline_run(tmp_path / "D")["history"]  # W&B lost what it had not written at the kill
+    rows = [json.loads(line) for line in (tmp_path / "D" / "metrics.jsonl").read_text().splitlines()]
+    assert [row["_step"] for row in logged] == [row["step"] for row in rows]
+    assert [row["train/loss"] for row in logged] == pytest.approx([row["train/loss"] for row in rows])
     before = snapshot(tmp_path / "D")
     again = run_cli(*command, cwd=tmp_path)
     assert again.returncode == 0 and "had finished in D after 4000 steps; nothing to do" in again.stdout

@@ -17,15 +17,16 @@ def test_synthetic_sparse_is_seeded_and_planted_on_two_coordinates():
     assert not torch.equal(synthetic_sparse(seed=6).train_inputs, data.train_inputs)
 
 
-def test_fmnist_subset_on_the_real_files(fmnist_available, tmp_path):
-    data = fmnist_subset(n_train=1024, root=tmp_path, seed=0)
+def test_fmnist_subset_on_the_real_files(fmnist_available, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # dataset.root unset: data/FashionMNIST/raw under the working folder, then Debian's
+    data = fmnist_subset(n_train=1024, seed=0)
     assert data.train_inputs.shape == (1024, 1, 28, 28) and data.test_inputs.shape == (10000, 1, 28, 28)
     assert data.train_inputs.dtype == torch.float32
     assert 0.0 == data.train_inputs.min().item() and data.train_inputs.max().item() == 1.0
     assert set(data.test_targets.unique().tolist()) == set(range(10))
     assert not any(tmp_path.iterdir()), "the Debian files are read in place: nothing is unpacked under dataset.root"
-    same = fmnist_subset(n_train=1024, root=tmp_path, seed=0)
-    other = fmnist_subset(n_train=1024, root=tmp_path, seed=1)
+    same = fmnist_subset(n_train=1024, seed=0)
+    other = fmnist_subset(n_train=1024, seed=1)
     assert torch.equal(same.train_inputs, data.train_inputs)
     assert not torch.equal(other.train_inputs, data.train_inputs)
     counts = torch.bincount(data.train_targets, minlength=10)

@@ -27,21 +27,28 @@ def test_experiment_runs_at_smoke_scale(experiment, tmp_path, request):
     assert cfg.name == experiment
     summary = run(cfg, tmp_path)
     assert summary["status"] == "completed", summary.get("reason")
-    resolved = summary["config"]
-    assert resolved["scale"]["name"] == "smoke"
-    if "widths" in resolved["model"]:  # (models without hidden widths: matrix sensing, Blanc's 1-D net)
-        assert max(resolved["model"]["widths"]) <= resolved["scale"]["max_width"]
-    rows = read_metrics(tmp_path)
-    assert rows[-1]["step"] == summary["steps"] > 0
-    assert all(key in rows[-1] for key in ("train/loss", "test/loss", "params/l2_norm"))
-    if cfg.dataset.name == "cifar10":  # what Figs 5, 6, 11 and 12 plot, at the end and over training
-        assert all(key in row for row in (rows[0], rows[-1]) for key in ("test/acc", "train/acc", "hessian/trace"))
+    # A batched job (trainer.members=N: Blanc Figs 2-3) writes a run directory per member.
+    members = summary.get("members", [{**summary, "directory": tmp_path}])
+    assert len(members) == cfg.trainer.members
+    for member in members:
+        assert member["status"] == "completed", member.get("reason")
+        resolved = member["config"]
+        assert resolved["scale"]["name"] == "smoke"
+        if "widths" in resolved["model"]:  # (models without hidden widths: matrix sensing, Blanc's 1-D net)
+            assert max(resolved["model"]["widths"]) <= resolved["scale"]["max_width"]
+        rows = read_metrics(member["directory"])
+        assert rows[-1]["step"] == member["steps"] > 0
+        assert all(key in rows[-1] for key in ("train/loss", "test/loss", "params/l2_norm"))
+        if cfg.dataset.name == "cifar10":  # what Figs 5, 6, 11 and 12 plot, at the end and over training
+            assert all(key in row for row in (rows[0], rows[-1]) for key in ("test/acc", "train/acc", "hessian/trace"))
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_experiment_declares_its_sweep(experiment):
-    params = compose(f"+experiment={experiment}", return_hydra_config=True).hydra.sweeper.params
-    assert "seed" in params and "noise" in params, "a figure's sweep covers noise modes and seeds"
+    cfg = compose(f"+experiment={experiment}", return_hydra_config=True)
+    params = cfg.hydra.sweeper.params
+    assert "noise" in params, "a figure's sweep covers noise modes"
+    assert "seed" in params or cfg.trainer.members > 1, "and seeds: swept, or as the members of each job"
 
 
 def test_smoke_keeps_depth_and_width_ratios():

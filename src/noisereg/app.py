@@ -5,6 +5,8 @@ signals, status — is `tracking/job.py`'s; `run(cfg, output_dir)` hands it the 
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +25,10 @@ from noisereg.memory import check_fits
 from noisereg.noise.base import NoiseMode
 from noisereg.probes.base import ProbeContext
 from noisereg.registry import DATASETS, MODELS, NOISE_MODES, PROBES
-from noisereg.tracking.job import run_job
+from noisereg.tracking.job import run_jobs
 from noisereg.train.evaluation import loss_targets
 from noisereg.train.loop import TrainResult, run_loop, training_state
+from noisereg.train.members import check_members_apply, member_seeds, run_members
 from noisereg.train.settings import TrainerSettings, resolve_device, steps_per_epoch, uses_channels_last
 from noisereg.train.state import TrainingState
 
@@ -82,8 +85,8 @@ def build(cfg: DictConfig) -> Experiment:
         return MODELS.build(_options(cfg.model), input_shape=data.input_shape, num_outputs=data.num_outputs,
                             generator=generator)  # fmt: skip
 
-    with torch.device("meta"):  # count the parameters without allocating them
-        check_fits(make_model(None), cfg, device)
+    with torch.device("meta"):  # count parameters and activations without allocating them
+        check_fits(make_model(None), data, cfg, device)
     model = make_model(torch.Generator().manual_seed(stream_seed(cfg.seed, INIT_STREAM)))
     model = model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)
 
@@ -109,11 +112,61 @@ def build(cfg: DictConfig) -> Experiment:
         if node.every is not None
     ]
     state = training_state(model, data, noise, settings, stream_seed(cfg.seed, SHUFFLE_STREAM), probes)
+    check_members_apply(model, noise, state, settings)
     return Experiment(device, data, model, noise, loss_fn, settings, state)
+
+
+def member_config(cfg: DictConfig, seed: int) -> DictConfig:
+    """The config of the member with `seed`: the single run's with that seed, so its records are that run's."""
+    return OmegaConf.merge(cfg, {"seed": seed, "trainer": {"members": 1}})
+
+
+def build_member(cfg: DictConfig, members: int) -> Experiment:
+    """A member's experiment, checked for training in a batch of `members` (build checks a config's own count)."""
+    experiment = build(cfg)
+    settings = dataclasses.replace(experiment.settings, members=members)
+    check_members_apply(experiment.model, experiment.noise, experiment.state, settings)
+    return experiment
+
+
+def train_members(experiments: list[Experiment], logs: list, checkpoints: list, should_stop) -> list[TrainResult]:
+    first = experiments[0]
+    return run_members([e.state for e in experiments], [e.data for e in experiments], first.loss_fn, first.settings,
+                       logs, checkpoints, should_stop)  # fmt: skip
 
 
 def run(cfg: DictConfig, output_dir: str | os.PathLike, run_name: str | None = None, in_sweep: bool = False) -> dict:
     """Run one job and write its records into `output_dir`; returns the summary (tracking/job.py says how a run
     directory that already holds records is treated). Bad settings raise `SettingError` before anything is
-    written; a diverging run returns status `diverged`."""
-    return run_job(cfg, Path(output_dir), prepare=prepare, build=build, run_name=run_name, in_sweep=in_sweep)
+    written; a diverging run returns status `diverged`. With `trainer.members=N`, N runs (seeds seed ... seed+N-1)
+    trained as one batched model (train/members.py) write `output_dir/seed_<s>/` each; the summary returned then
+    holds theirs under `members`."""
+    members = int(cfg.trainer.get("members", 1))
+    if members == 1:
+        return run_jobs([cfg], [Path(output_dir)], prepare, build, [run_name], in_sweep)[0]
+    seeds = member_seeds(int(cfg.seed), members)
+    directories = [Path(output_dir) / f"seed_{seed}" for seed in seeds]
+    summaries = run_jobs(
+        [member_config(cfg, seed) for seed in seeds],
+        directories,
+        prepare,
+        functools.partial(build_member, members=members),
+        [None if run_name is None else f"{run_name}/seed_{seed}" for seed in seeds],
+        in_sweep,
+        train_together=train_members,
+    )
+    return members_summary([{**summary, "directory": str(d)} for summary, d in zip(summaries, directories)])
+
+
+def members_summary(summaries: list[dict]) -> dict:
+    """One summary for a batched job's caller: the members' under `members`; its status the most pressing of
+    theirs (interrupted, failed, then diverged when any member diverged, else completed)."""
+    statuses = [summary["status"] for summary in summaries]
+    status = next((s for s in ("interrupted", "failed", "diverged") if s in statuses), "completed")
+    combined = {"status": status, "members": summaries,
+                "finished_before": all(summary.get("finished_before") for summary in summaries)}  # fmt: skip
+    for summary in summaries:  # the reason and signal of the first member in that state
+        if summary["status"] == status:
+            combined.update({k: summary[k] for k in ("reason", "signal", "steps") if k in summary})
+            break
+    return combined

@@ -4,12 +4,16 @@ The `dataset`, `model` and `noise` groups take their options and schemas from th
 registered entry is also a Hydra config (`register_with_hydra`), so `noise=layerwise` needs no YAML file and a
 preset such as conf/model/linear_net.yaml extends a registered schema. `trainer`, `curvature`, `logger` and
 `scale` have one schema each, and `probes` maps probe names to their registered schemas. `validate` merges every
-group into its schema and runs each schema's `check()`; `apply_scale` applies the `scale` group's caps
-(scale=smoke) in one place, for every experiment.
+group into its schema and runs each schema's `check()` (a probe's settings too, whether its `every` is set or not);
+`apply_scale` applies the `scale` group's caps (scale=smoke) in one place, for every experiment, and says on stderr,
+once, where it overrides a setting the job asked for (`trainer.compile`). `register_with_hydra` also gives
+`python run.py --help` (conf/hydra/help/noisereg.yaml) the options of each group, `${noisereg_options:<group>}`.
 """
 from __future__ import annotations
 
 import dataclasses
+import sys
+import textwrap
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -27,6 +31,13 @@ from noisereg.tracking.wandb_logger import MODES as LOGGER_MODES
 class JobSettings:
     name: str = "default"  # experiment name: the W&B group and the records folder
     seed: int = 0  # model init, batch order and noise draws (each its own stream)
+
+    # Each stream's generator takes seed * 1000 + stream (app.py), a signed 64-bit integer.
+    LARGEST_SEED = (2**63 - 1) // 1000 - 1
+
+    def check(self, group: str = "job") -> None:
+        if not 0 <= self.seed <= self.LARGEST_SEED:
+            raise SettingError(f"seed={self.seed} is out of range; use a seed in [0, {self.LARGEST_SEED}], e.g. seed=0")
 
 
 @dataclass
@@ -65,16 +76,36 @@ TOP_LEVEL_KEYS = {"name", "seed", "probes"} | set(REGISTERED_GROUPS) | set(FIXED
 
 
 def register_with_hydra() -> None:
-    """Make every registered dataset, model and noise mode a Hydra config group option (`noise=gd_noise`)."""
+    """Make every registered dataset, model and noise mode a Hydra config group option (`noise=gd_noise`), and
+    register the resolver the help text lists the groups' options with."""
     from hydra.core.config_store import ConfigStore
 
     load_all()
+    OmegaConf.register_new_resolver("noisereg_options", help_options, replace=True)
     store = ConfigStore.instance()
     for group, registry in REGISTERED_GROUPS.items():
         for name in registry.names():
             store.store(group=group, name=name, node=registry.entry(name).schema)
     for group, schema in FIXED_GROUPS.items():  # conf/<group>/*.yaml extend these: typed, every key present
         store.store(group=group, name="_schema", node=schema)
+
+
+def help_options(group: str, *, _root_: Any = None) -> str:
+    """`${noisereg_options:dataset}` in the help template: the options a user can pick for `group` (Hydra's, less
+    the `_schema` nodes; for `probes` the registered probes), the one in use marked `(now)`, wrapped and indented."""
+    if group == "probes":
+        options = PROBES.names()
+    else:
+        from hydra.core.global_hydra import GlobalHydra
+
+        if not GlobalHydra.instance().is_initialized():
+            return f"see `python run.py {group}=?`"
+        options = [o for o in GlobalHydra.instance().config_loader().get_group_options(group) if not o.startswith("_")]
+    choices = OmegaConf.select(_root_, "hydra.runtime.choices", default=None) if _root_ is not None else None
+    now = choices.get(group) if choices is not None else None
+    text = ", ".join(f"{o}\N{NO-BREAK SPACE}(now)" if o == now else o for o in sorted(options))  # kept on one line
+    lines = textwrap.wrap(text, width=118, initial_indent=" " * 18, subsequent_indent=" " * 18)
+    return "\n".join(lines).lstrip().replace("\N{NO-BREAK SPACE}", " ")
 
 
 def _merge(group: str, schema: type, node: Any) -> DictConfig:
@@ -129,9 +160,23 @@ def validate(cfg: DictConfig) -> DictConfig:
         for group, schema in FIXED_GROUPS.items():
             cfg[group] = _merge(group, schema, _resolved(cfg.get(group, {})))
         probes = cfg.get("probes") or {}
+        if not isinstance(probes, (dict, DictConfig)):  # `probes=?`, `probes=predictions`: each probe is set on its own
+            raise SettingError(f"probes={probes} is not how probes are set: switch each on by itself, e.g. "
+                               f"+probes.predictions.every=100; probes: {', '.join(PROBES.names())}")  # fmt: skip
         cfg.probes = {name: _merge(f"probes.{name}", PROBES.entry(name).schema, _resolved(node))
                       for name, node in probes.items()}  # fmt: skip
     return cfg
+
+
+_NOTED: set[str] = set()  # what `_note` has said in this process
+
+
+def _note(message: str) -> None:
+    """One line on stderr, once per process: the single-run check before Hydra starts and the job itself both
+    prepare the same config."""
+    if message not in _NOTED:
+        _NOTED.add(message)
+        print(f"noisereg: {message}", file=sys.stderr)
 
 
 def _cap(value: Optional[int], limit: Optional[int]) -> Optional[int]:
@@ -158,5 +203,13 @@ def apply_scale(cfg: DictConfig) -> DictConfig:
             cfg.trainer.epochs = _cap(cfg.trainer.epochs, scale.max_epochs)
         cfg.curvature.n_samples = _cap(cfg.curvature.n_samples, scale.max_curvature_samples)
         if scale.compile is not None:
+            # Said, not silent: unlike the caps above, this overrides what the job asked for (the run name of a
+            # `trainer.compile=true` override still says it). Not refused: every experiment takes scale=smoke,
+            # those that compile (conf/base/blanc_sgd.yaml) included.
+            if bool(cfg.trainer.compile) and not scale.compile:
+                _note(f"scale={scale.name} runs eager: trainer.compile=true is switched off "
+                      "(scale=paper, cpu or cpu_quarter keeps it)")  # fmt: skip
+            elif scale.compile and not bool(cfg.trainer.compile):
+                _note(f"scale={scale.name} compiles: trainer.compile=false is switched on")
             cfg.trainer.compile = scale.compile
     return cfg

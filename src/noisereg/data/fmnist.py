@@ -41,7 +41,7 @@ class FmnistSubsetSettings:
     name: str = "fmnist_subset"
     n_train: int = 1024
     n_test: Optional[int] = None  # None: the full 10k test set
-    root: str = DEFAULT_ROOT  # offline, the Debian package's files in /usr/share/datasets/fashion-mnist are used
+    root: Optional[str] = None  # unset: data/FashionMNIST/raw, else the Debian package's files (see find_file)
     seed: int = 0  # which training subset; fixed across runs, as the paper varies only init and noise
 
 
@@ -49,13 +49,20 @@ def _raw_dir(root: str | os.PathLike) -> Path:
     return Path(root) / "FashionMNIST" / "raw"
 
 
-def find_file(root: str | os.PathLike, name: str) -> Path:
-    raw = _raw_dir(root)
-    for candidate in (raw / name, raw / f"{name}.gz", DEBIAN_DIR / f"{name}.gz"):
-        if candidate.exists():
+def find_file(root: str | os.PathLike | None, name: str) -> Path:
+    """`root` unset: `data/FashionMNIST/raw`, then the Debian package. A root the user names is used or refused,
+    never replaced by another copy."""
+    raw = _raw_dir(DEFAULT_ROOT if root is None else root)
+    candidates = [raw / name, raw / f"{name}.gz"] + ([DEBIAN_DIR / f"{name}.gz"] if root is None else [])
+    for candidate in candidates:
+        if candidate.is_file():
             return candidate
+    if root is not None:
+        raise DatasetNotFoundError(f"Fashion-MNIST file {name}[.gz] is not in {raw} (dataset.root={str(root)!r}); "
+                                   f"put the four files there, or leave dataset.root unset to use {DEBIAN_DIR} "
+                                   f"(`apt-get install -y dataset-fashion-mnist`)")  # fmt: skip
     raise DatasetNotFoundError(
-        f"Fashion-MNIST file {name} not found under dataset.root={str(root)!r} ({raw}) nor in {DEBIAN_DIR}; "
+        f"Fashion-MNIST file {name} not found under {raw} nor in {DEBIAN_DIR}; "
         f"fix: `apt-get install -y dataset-fashion-mnist`, or set dataset.root to a folder with "
         f"FashionMNIST/raw/{name}[.gz]"
     )
@@ -101,9 +108,13 @@ def read_idx(path: Path, root: str | os.PathLike = DEFAULT_ROOT) -> np.ndarray:
 def _load(paths: tuple[Path, ...], stamps: tuple[tuple[int, int], ...], root: str) -> tuple[torch.Tensor, ...]:
     arrays = [read_idx(path, root) for path in paths]
     splits = []
-    for images, labels, path in ((arrays[0], arrays[1], paths[1]), (arrays[2], arrays[3], paths[3])):
-        if images.ndim != 3 or labels.ndim != 1:
-            raise SettingError(f"Fashion-MNIST files under dataset.root={root!r} are mixed up: {path} is not labels")
+    for (images, labels), (images_path, path) in zip((arrays[:2], arrays[2:]), (paths[:2], paths[2:])):
+        if images.ndim != 3:
+            raise SettingError(f"Fashion-MNIST file {images_path} holds labels, not images: the files under "
+                               f"dataset.root={root!r} are mixed up; {FIX}")  # fmt: skip
+        if labels.ndim != 1:
+            raise SettingError(f"Fashion-MNIST file {path} holds images, not labels: the files under "
+                               f"dataset.root={root!r} are mixed up; {FIX}")  # fmt: skip
         if images.shape[0] != labels.shape[0]:
             raise SettingError(f"Fashion-MNIST {path} has {labels.shape[0]} labels for {images.shape[0]} images; "
                                f"{FIX} (dataset.root={root!r})")  # fmt: skip
@@ -119,7 +130,6 @@ def fashion_mnist_tensors(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The whole of Fashion-MNIST: (train_x, train_y, test_x, test_y), float32 pixels in [0, 1] shaped
     (N, 1, 28, 28), int64 labels. Read once per process (the files' sizes and times key the cache)."""
-    root = DEFAULT_ROOT if root is None else root
     paths = tuple(find_file(root, name) for name in FILES)
     stamps = tuple((p.stat().st_size, p.stat().st_mtime_ns) for p in paths)
     return _load(paths, stamps, str(root))
@@ -127,7 +137,7 @@ def fashion_mnist_tensors(
 
 @DATASETS.register("fmnist_subset", FmnistSubsetSettings)
 def fmnist_subset(
-    n_train: int = 1024, n_test: int | None = None, root: str | os.PathLike = DEFAULT_ROOT, seed: int = 0
+    n_train: int = 1024, n_test: int | None = None, root: str | os.PathLike | None = None, seed: int = 0
 ) -> TensorDataset:
     """A random training subset of `n_train` images chosen by `seed` (Orvieto App. F.1: 1024), and the full 10k
     test set (or its first `n_test` images)."""
@@ -149,7 +159,7 @@ class FmnistFullSettings:
     n_train: Optional[int] = None  # None: the whole training share (42,000); else its first n_train images
     n_test: Optional[int] = None  # None: the whole held-out share (28,000); else its first n_test images
     standardize: bool = True  # subtract the training images' mean pixel value, divide by their std (one scalar each)
-    root: str = DEFAULT_ROOT
+    root: Optional[str] = None  # as FmnistSubsetSettings.root
     seed: int = 0  # which split; fixed across runs, as seeds vary only the initialisation, batches and noise
 
     def check(self, group: str = "dataset") -> None:
@@ -166,7 +176,7 @@ def fmnist_full(
     n_train: int | None = None,
     n_test: int | None = None,
     standardize: bool = True,
-    root: str | os.PathLike = DEFAULT_ROOT,
+    root: str | os.PathLike | None = None,
     seed: int = 0,
 ) -> TensorDataset:
     """All 70,000 Fashion-MNIST images (the official train and test files pooled), split at random by `seed` into

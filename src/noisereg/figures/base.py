@@ -510,15 +510,18 @@ class Canvas:
             notes.append(f"{series.failed} failed")
         return f"{series.label} ({', '.join(notes)})"
 
-    def save(self, out: Path, name: str) -> tuple[Path, Path]:
+    def save(self, out: Path, name: str, image: bool = True) -> tuple[Path, Path]:
+        """`<out>/<name>.json`, the figure's data, and `<out>/<name>.png` unless `image` is false (the data alone:
+        rendering is most of a figure's time)."""
         out.mkdir(parents=True, exist_ok=True)
         for where, axis in np.ndenumerate(self.axes):  # a grid cell the figure left empty is not drawn
             if axis is not None and where not in self.panels:
                 axis.set_visible(False)
-        self.figure.suptitle(f"{self.spec.title}\n{self.caption}", fontsize=9)
-        self.figure.tight_layout()
         png, data = out / f"{name}.png", out / f"{name}.json"
-        self.figure.savefig(png, dpi=110)
+        if image:
+            self.figure.suptitle(f"{self.spec.title}\n{self.caption}", fontsize=9)
+            self.figure.tight_layout()
+            self.figure.savefig(png, dpi=110)
         import matplotlib.pyplot as plt
 
         plt.close(self.figure)
@@ -615,9 +618,10 @@ def caption(runs: pd.DataFrame, scale: str) -> str:
 
 def plot_experiment(
     experiment: str, folders: Sequence[str | os.PathLike], out: str | os.PathLike | None = None,
-    runs: pd.DataFrame | None = None,
+    runs: pd.DataFrame | None = None, image: bool = True,
 ) -> tuple[Path, Path]:
-    """Draw `experiment`'s figure from the runs under `folders` into `out` (default results/<experiment>/)."""
+    """Draw `experiment`'s figure from the runs under `folders` into `out` (default results/<experiment>/); `image`:
+    false writes its data (JSON) alone."""
     import noisereg.figures  # noqa: F401  (registers every paper's figures)
 
     if experiment not in FIGURES:
@@ -628,4 +632,4 @@ def plot_experiment(
     spec = FIGURES[experiment]
     canvas = Canvas(spec, caption(selected, scale), group_keys(selected))
     spec.draw(selected, canvas)
-    return canvas.save(Path(out) if out is not None else Path("results") / experiment, experiment)
+    return canvas.save(Path(out) if out is not None else Path("results") / experiment, experiment, image=image)

@@ -268,7 +268,7 @@ def without_label_noise_the_function_depends_on_the_initialisation(runs: pd.Data
 @figure("blanc_fig3_curve_length", PAPER, "Fig. 3: training loss, curve length and reg over iterations, two-layer "
         "ReLU network on 12 points", panels=(3, 2))  # fmt: skip
 def blanc_fig3_curve_length(runs: pd.DataFrame, canvas: Canvas) -> None:
-    """One column per run kind, as the paper's two panels (without label noise, 4e5 steps; with it, 1e7), linear in
+    """One column per run kind, as the paper's two panels (without label noise, 4e5 steps; with it, 2e7), linear in
     the iterations: the loss falls at the very start, the length and reg much later."""
     for column, delta in enumerate(noise_levels(runs)):
         chosen, name = select(runs, **{"noise.delta": delta}), by_noise({"noise.delta": delta})

@@ -111,10 +111,11 @@ def not_in_regime(unmet: list[tuple[str, Precondition]]) -> tuple[str, str, str]
 
 
 def evaluate_claims(
-    folders: Sequence[str | os.PathLike], out: Path, draw: bool = True, runs: pd.DataFrame | None = None
+    folders: Sequence[str | os.PathLike], out: Path, draw: bool = True, runs: pd.DataFrame | None = None,
+    images: bool = True,
 ) -> list[ReportRow]:
     """Every registered claim against the runs under `folders` (`runs`: already loaded from them); figures drawn into
-    `out/<experiment>/`."""
+    `out/<experiment>/` (`images`: false, their data alone)."""
     import noisereg.figures  # noqa: F401  (registers every paper's figures and claims)
 
     runs = load_runs(folders) if runs is None else runs
@@ -123,7 +124,7 @@ def evaluate_claims(
     prepared: dict[str, list[ExperimentAtScale]] = {}
     for item in CLAIMS:
         if item.experiment not in prepared:
-            prepared[item.experiment] = prepare_experiment(item.experiment, runs, folders, out, draw)
+            prepared[item.experiment] = prepare_experiment(item.experiment, runs, folders, out, draw, images)
         if not prepared[item.experiment]:
             rows.append(ReportRow(item))
             continue
@@ -164,7 +165,7 @@ class ExperimentAtScale:
 
 
 def prepare_experiment(experiment: str, runs: pd.DataFrame, folders: Sequence[str | os.PathLike], out: Path,
-                       draw: bool) -> list[ExperimentAtScale]:  # fmt: skip
+                       draw: bool, images: bool = True) -> list[ExperimentAtScale]:  # fmt: skip
     """One `ExperimentAtScale` per scale the experiment's runs were made at, the largest first (figures drawn into
     `out/`); none when the experiment has no records."""
     present = experiment_runs(runs, experiment)
@@ -176,7 +177,7 @@ def prepare_experiment(experiment: str, runs: pd.DataFrame, folders: Sequence[st
         figure_link = None
         if draw and experiment in FIGURES:
             name = experiment if present["scale"].nunique() == 1 else f"{experiment}-{scale}"
-            png, _ = plot_experiment(experiment, folders, out / name, runs=scaled)
+            png, _ = plot_experiment(experiment, folders, out / name, runs=scaled, image=images)
             figure_link = os.path.relpath(png, out)
         judged, unmet, left_out_parts = in_regime_parts(experiment, scaled)
         unfinished = scaled.loc[~scaled["status"].isin(FINISHED), "run"].nunique()
@@ -221,10 +222,12 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def write_report(folders: Sequence[str | os.PathLike], out: str | os.PathLike = "results/REPORT.md") -> Path:
+def write_report(folders: Sequence[str | os.PathLike], out: str | os.PathLike = "results/REPORT.md",
+                 images: bool = True) -> Path:  # fmt: skip
+    """The claims report at `out`, every figure beside it (`images`: false, the figures' JSON without their PNGs)."""
     out = Path(out)
     runs = load_runs(folders)
-    rows = evaluate_claims(folders, out.parent, runs=runs)
+    rows = evaluate_claims(folders, out.parent, runs=runs, images=images)
     counts = {v: sum(1 for r in rows if r.verdict == v) for v in VERDICTS}
     total = runs["run"].nunique() if not runs.empty else 0
     unfinished = runs.loc[~runs["status"].isin(FINISHED), "run"].nunique() if not runs.empty else 0

@@ -29,6 +29,14 @@ class CalibrationSettings(ProbeSettings):
     bins: int = 15
     batch_size: int = 4096  # evaluation batch
 
+    def check(self, group: str = "probes.calibration") -> None:  # also while `every` is unset (config.validate)
+        super().check(group)
+        if self.split not in SPLITS:
+            raise SettingError(f"{group}.split={self.split!r} is unknown; choose one of {list(SPLITS)}")
+        for key in ("bins", "batch_size"):
+            if getattr(self, key) < 1:
+                raise SettingError(f"{group}.{key}={getattr(self, key)} must be >= 1")
+
 
 def reliability(probabilities: torch.Tensor, labels: torch.Tensor, bins: int) -> dict[str, np.ndarray]:
     """Per equal-width confidence bin: edges, centres, count, accuracy and mean confidence (NaN for empty bins)."""
@@ -61,10 +69,7 @@ class CalibrationProbe(Probe):
 
     def __init__(self, context: ProbeContext, every: int | None, unit: str, split: str, bins: int, batch_size: int):
         super().__init__(every if every is None or unit == "steps" else every * context.steps_per_epoch)
-        if split not in SPLITS:
-            raise SettingError(f"probes.calibration.split={split!r} is unknown; choose one of {list(SPLITS)}")
-        if bins < 1 or batch_size < 1:
-            raise SettingError("probes.calibration.bins and probes.calibration.batch_size must be >= 1")
+        CalibrationSettings(every=every, unit=unit, split=split, bins=bins, batch_size=batch_size).check()
         data = context.data
         if data.task != "classification":
             raise SettingError("probes.calibration needs a classification dataset (class labels)")

@@ -23,12 +23,19 @@ from noisereg.registry import PROBES
 class FourierSettings(ProbeSettings):
     frequencies: list[int] = field(default_factory=lambda: list(range(5, 55, 5)))  # cycles on [0, 1)
 
+    def check(self, group: str = "probes.fourier") -> None:  # also while `every` is unset (config.validate)
+        super().check(group)
+        if not self.frequencies or min(self.frequencies) < 1:  # the upper bound, N/2, depends on the data
+            raise SettingError(f"{group}.frequencies={list(self.frequencies)} must be a non-empty list of whole "
+                               "cycles on [0, 1), each >= 1, e.g. [5, 10, 15]")  # fmt: skip
+
 
 @PROBES.register("fourier", FourierSettings)
 class FourierProbe(Probe):
     name = "fourier"
 
     def __init__(self, context: ProbeContext, every: int | None, unit: str, frequencies: list[int]):
+        FourierSettings(every=every, unit=unit, frequencies=list(frequencies)).check()
         super().__init__(every if every is None or unit == "steps" else every * context.steps_per_epoch)
         data = context.data
         inputs = data.train_inputs

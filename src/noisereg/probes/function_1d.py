@@ -28,6 +28,12 @@ class Function1dSettings(ProbeSettings):
     grid_points: int = 4001  # where the metrics are measured
     saved_points: int = 401  # how many of them the artifact keeps (evenly spread), enough to draw the function
 
+    def check(self, group: str = "probes.function_1d") -> None:  # also while `every` is unset (config.validate)
+        super().check(group)
+        if not 2 <= self.saved_points <= self.grid_points:
+            raise SettingError(f"{group}.saved_points={self.saved_points} must lie in [2, {group}.grid_points="
+                               f"{self.grid_points}]")  # fmt: skip
+
 
 def curve_length(x: torch.Tensor, y: torch.Tensor) -> float:
     return float(torch.sqrt(torch.diff(x.double()) ** 2 + torch.diff(y.double()) ** 2).sum())
@@ -42,9 +48,7 @@ class Function1dProbe(Probe):
         if data.input_shape != (1,) or data.num_outputs != 1:
             raise SettingError(f"probes.function_1d needs a regression with 1-D inputs and one output (the dataset has "
                                f"inputs of shape {data.input_shape}); use dataset=points_1d")  # fmt: skip
-        if not 2 <= saved_points <= grid_points:
-            raise SettingError(f"probes.function_1d needs 2 <= saved_points <= grid_points (got {saved_points} and "
-                               f"{grid_points})")  # fmt: skip
+        Function1dSettings(every=every, unit=unit, grid_points=grid_points, saved_points=saved_points).check()
         super().__init__(steps_between(every, unit, context))
         self.model = context.model
         order = torch.argsort(data.train_inputs[:, 0])

@@ -20,14 +20,18 @@ from noisereg.registry import PROBES
 class LabelNoiseRegularizerSettings(ProbeSettings):
     n_samples: Optional[int] = None  # the first n training points; None: all
 
+    def check(self, group: str = "probes.label_noise_regularizer") -> None:  # also while `every` is unset
+        super().check(group)
+        if self.n_samples is not None and self.n_samples < 1:
+            raise SettingError(f"{group}.n_samples={self.n_samples} must be >= 1, or null for all")
+
 
 @PROBES.register("label_noise_regularizer", LabelNoiseRegularizerSettings)
 class LabelNoiseRegularizerProbe(Probe):
     name = "label_noise_regularizer"
 
     def __init__(self, context: ProbeContext, every: int | None, unit: str, n_samples: int | None):
-        if n_samples is not None and n_samples < 1:
-            raise SettingError(f"probes.label_noise_regularizer.n_samples={n_samples} must be >= 1, or null for all")
+        LabelNoiseRegularizerSettings(every=every, unit=unit, n_samples=n_samples).check()
         super().__init__(steps_between(every, unit, context))
         self.model = context.model
         self.inputs = context.data.train_inputs[:n_samples]

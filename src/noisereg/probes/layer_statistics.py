@@ -27,12 +27,18 @@ from noisereg.registry import PROBES
 class LayerStatisticsSettings(ProbeSettings):
     n_samples: int = 1024  # the first n training inputs (all of them when fewer)
 
+    def check(self, group: str = "probes.layer_statistics") -> None:  # also while `every` is unset (config.validate)
+        super().check(group)
+        if self.n_samples < 1:
+            raise SettingError(f"{group}.n_samples={self.n_samples} must be >= 1")
+
 
 @PROBES.register("layer_statistics", LayerStatisticsSettings)
 class LayerStatisticsProbe(Probe):
     name = "layer_statistics"
 
     def __init__(self, context: ProbeContext, every: int | None, unit: str, n_samples: int):
+        LayerStatisticsSettings(every=every, unit=unit, n_samples=n_samples).check()
         super().__init__(every if every is None or unit == "steps" else every * context.steps_per_epoch)
         model = context.model
         layers, activations = preactivation_modules(model), hidden_activation_modules(model)

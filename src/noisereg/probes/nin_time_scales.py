@@ -25,16 +25,20 @@ from noisereg.registry import PROBES
 class NinTimeScalesSettings(ProbeSettings):
     n_samples: int = 1024  # the first n training samples
 
+    def check(self, group: str = "probes.nin_time_scales") -> None:  # also while `every` is unset (config.validate)
+        super().check(group)
+        if self.n_samples < 1:
+            raise SettingError(f"{group}.n_samples={self.n_samples} must be >= 1")
+
 
 @PROBES.register("nin_time_scales", NinTimeScalesSettings)
 class NinTimeScalesProbe(Probe):
     name = "nin_time_scales"
 
     def __init__(self, context: ProbeContext, every: int | None, unit: str, n_samples: int):
+        NinTimeScalesSettings(every=every, unit=unit, n_samples=n_samples).check()
         if getattr(context.noise, "name", None) != "nin":
             raise SettingError("probes.nin_time_scales measures a noise injection node; use it with noise=nin")
-        if n_samples < 1:
-            raise SettingError(f"probes.nin_time_scales.n_samples={n_samples} must be >= 1")
         super().__init__(every if every is None or unit == "steps" else every * context.steps_per_epoch)
         self.model, self.loss_fn, self.noise = context.model, context.loss_fn, context.noise
         self.inputs = context.data.train_inputs[:n_samples]

@@ -22,16 +22,20 @@ class PredictionsSettings(ProbeSettings):
     split: str = "test"  # train | test
     n_samples: int = 256  # the first n samples of the split
 
+    def check(self, group: str = "probes.predictions") -> None:  # also while `every` is unset (config.validate)
+        super().check(group)
+        if self.split not in SPLITS:
+            raise SettingError(f"{group}.split={self.split!r} is unknown; choose one of {list(SPLITS)}")
+        if self.n_samples < 1:
+            raise SettingError(f"{group}.n_samples={self.n_samples} must be >= 1")
+
 
 @PROBES.register("predictions", PredictionsSettings)
 class PredictionsProbe(Probe):
     name = "predictions"
 
     def __init__(self, context: ProbeContext, every: int | None, unit: str, split: str, n_samples: int):
-        if split not in SPLITS:
-            raise SettingError(f"probes.predictions.split={split!r} is unknown; choose one of {list(SPLITS)}")
-        if n_samples < 1:
-            raise SettingError(f"probes.predictions.n_samples={n_samples} must be >= 1")
+        PredictionsSettings(every=every, unit=unit, split=split, n_samples=n_samples).check()
         super().__init__(every if every is None or unit == "steps" else every * context.steps_per_epoch)
         data = context.data
         inputs, targets = (data.train_inputs, data.train_targets) if split == "train" else (data.test_inputs, data.test_targets)

@@ -35,6 +35,15 @@ class RemainderSettings(ProbeSettings):
     draws_per_pass: int = 200  # draws stacked into one forward pass (memory: draws_per_pass × n_samples rows)
     seed: int = 0  # the batch and the draws (the experiments tie it to the run's seed)
 
+    def check(self, group: str = "probes.remainder") -> None:  # also while `every` is unset (config.validate)
+        super().check(group)
+        if self.n_samples < 1:
+            raise SettingError(f"{group}.n_samples={self.n_samples} must be >= 1")
+        if self.draws < 2 or self.draws % 2:
+            raise SettingError(f"{group}.draws={self.draws} must be an even number >= 2 (antithetic pairs)")
+        if self.draws_per_pass < 2:
+            raise SettingError(f"{group}.draws_per_pass={self.draws_per_pass} must be >= 2 (one antithetic pair)")
+
 
 @PROBES.register("remainder", RemainderSettings)
 class RemainderProbe(Probe):
@@ -42,14 +51,13 @@ class RemainderProbe(Probe):
 
     def __init__(self, context: ProbeContext, every: int | None, unit: str, n_samples: int, draws: int,
                  draws_per_pass: int, seed: int):  # fmt: skip
+        RemainderSettings(every=every, unit=unit, n_samples=n_samples, draws=draws, draws_per_pass=draws_per_pass,
+                          seed=seed).check()  # fmt: skip
         super().__init__(every if every is None or unit == "steps" else every * context.steps_per_epoch)
         sites, variances = getattr(context.noise, "sites", None), getattr(context.noise, "variances", None)
         if not sites or getattr(context.noise, "kind", "additive") != "additive":
             raise SettingError("probes.remainder needs noise=gni (additive) or gni_explicit: it measures the remainder "
                                "of their noise's expected loss beyond R")  # fmt: skip
-        if n_samples < 1 or draws < 2 or draws % 2 or draws_per_pass < 2:
-            raise SettingError("probes.remainder.n_samples must be >= 1 and draws, draws_per_pass even numbers >= 2 "
-                               f"(antithetic pairs); got {n_samples}, {draws}, {draws_per_pass}")  # fmt: skip
         data = context.data
         rows = torch.randperm(data.n_train, generator=torch.Generator().manual_seed(seed))[:n_samples]
         rows = rows.to(data.train_inputs.device)

@@ -3,6 +3,7 @@ anything is written, the run directory's plan (start, resume, or leave a finishe
 records, W&B, signals, and the final status.
 
     summary = run_job(cfg, output_dir, prepare=..., build=...)
+    summaries = run_jobs(cfgs, output_dirs, prepare, build, names, train_together=...)  # members, side by side
 
 `prepare(cfg)` validates the settings and returns the resolved config (a `SettingError` names the setting);
 `build(cfg)` constructs the experiment — an object with a `state` (train/state.py), `train(log, checkpoint,
@@ -22,6 +23,7 @@ requeues the job.
 """
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
@@ -36,15 +38,19 @@ from noisereg.tracking.records import (
     CHECKPOINT,
     FINISHED,
     IDENTITY,
+    METRICS,
+    RESTART,
     SUMMARY,
     RunRecord,
     discard_records,
     holds_records,
     read_identity,
+    read_metrics,
     read_summary,
     write_json,
 )
 from noisereg.tracking.wandb_logger import WandbLogger, check_wandb
+from noisereg.train.state import load_checkpoint
 
 # Settings that may change between the segments of one run: they change how it is watched, not what it computes.
 NOT_PART_OF_THE_RUN = ("trainer.resume", "trainer.progress_bar", "trainer.checkpoint_every", "trainer.checkpoint_unit",
@@ -74,10 +80,12 @@ def config_difference(recorded: dict[str, Any], config: dict[str, Any]) -> str |
 class Plan:
     """What a job does with its run directory."""
 
-    def __init__(self, action: str, summary: dict[str, Any] | None = None, wandb_id: str | None = None):
+    def __init__(self, action: str, summary: dict[str, Any] | None = None, wandb_id: str | None = None,
+                 checkpoint: dict[str, Any] | None = None):  # fmt: skip
         self.action = action  # start | resume | finished
         self.summary = summary  # of a finished run
         self.wandb_id = wandb_id
+        self.checkpoint = checkpoint  # the contents of the checkpoint a resumed run continues from
 
 
 def plan_run_directory(directory: Path, config: dict[str, Any]) -> Plan:
@@ -104,7 +112,14 @@ def plan_run_directory(directory: Path, config: dict[str, Any]) -> Plan:
                            "discard it")  # fmt: skip
     if summary is not None and summary.get("status") in FINISHED:
         return Plan("finished", summary=summary)
-    return Plan("resume", wandb_id=identity.get("wandb_id"))
+    checkpoint = load_checkpoint(directory / CHECKPOINT) if (directory / CHECKPOINT).exists() else None
+    rows = read_metrics(directory) if (directory / METRICS).exists() else []
+    logged = (checkpoint or {}).get("last_row", {}).get("step")
+    if logged is not None and not any(row["step"] == logged for row in rows):  # the records were cut short
+        last = f"ends at step {rows[-1]['step']}" if rows else "holds no rows"
+        raise SettingError(f"{directory / METRICS} {last}, but the checkpoint at step {checkpoint['step']} "
+                           f"follows a row logged at step {logged}: rows were lost; {RESTART}")  # fmt: skip
+    return Plan("resume", wandb_id=identity.get("wandb_id"), checkpoint=checkpoint)
 
 
 class StopOnSignals:
@@ -163,11 +178,20 @@ class StopOnSignals:
             signal.signal(signal.SIGTERM, previous_sigterm)
 
 
-def prepare_job(cfg: DictConfig, prepare: Callable[[DictConfig], DictConfig], output_dir: Path) -> tuple[DictConfig, Plan]:
-    """The checks every job makes before writing anything: settings, W&B, the run directory."""
+def prepare_job(cfg: DictConfig, prepare: Callable[[DictConfig], DictConfig], build: Callable[[DictConfig], Any],
+                output_dir: Path) -> tuple[DictConfig, Plan, Any]:  # fmt: skip
+    """The checks every job makes before writing anything: settings, W&B, the run directory, the experiment's
+    construction and, for a resumed run, its checkpoint restored. Returns the prepared config, the plan and the
+    experiment (None for a run that had finished)."""
     cfg = prepare(cfg)
     check_wandb(cfg.logger.mode)
-    return cfg, plan_run_directory(output_dir, OmegaConf.to_container(cfg, resolve=True))
+    plan = plan_run_directory(output_dir, OmegaConf.to_container(cfg, resolve=True))
+    if plan.action == "finished":
+        return cfg, plan, None
+    experiment = build(cfg)
+    if plan.checkpoint is not None:
+        experiment.state.restore(output_dir / CHECKPOINT, plan.checkpoint)
+    return cfg, plan, experiment
 
 
 def run_job(
@@ -182,94 +206,162 @@ def run_job(
     a finished run, which is left untouched). Bad settings raise `SettingError` with nothing written, except that
     a job of a sweep (`in_sweep`) records them as a `failed` summary in a directory without records, and returns,
     so the sweep goes on; other exceptions likewise in a sweep, and are raised otherwise."""
+    return run_jobs([cfg], [output_dir], prepare, build, [run_name], in_sweep)[0]
+
+
+def run_jobs(
+    cfgs: list[DictConfig],
+    output_dirs: list[str | Path],
+    prepare: Callable[[DictConfig], DictConfig],
+    build: Callable[[DictConfig], Any],
+    run_names: list[str | None],
+    in_sweep: bool = False,
+    train_together: Callable[..., list[Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """Run jobs, each into its own directory with the lifecycle of `run_job`, trained together in one process by
+    `train_together(experiments, logs, checkpoints, should_stop) -> results` (the members of a batched job:
+    train/members.py), or, for one job, by its experiment's `train`. Every job is checked and built before any is
+    written to; returns their summaries, in order."""
     started = time.time()
-    directory = Path(output_dir)
-    summary: dict[str, Any] = {"status": "failed", "seed": cfg.get("seed"), "name": cfg.get("name"),
-                               "config": OmegaConf.to_container(cfg)}  # fmt: skip
-    try:
-        cfg, plan = prepare_job(cfg, prepare, directory)
-        config = OmegaConf.to_container(cfg, resolve=True)
-        summary["config"] = config
-        if plan.action == "finished":
-            return {**plan.summary, "finished_before": True}
-        experiment = build(cfg)
-    except Exception as error:
-        if in_sweep and not holds_records(directory):  # say why in the job's own folder, never over a run's records
-            summary.update(reason=_reason(error), wall_time_s=round(time.time() - started, 3))
-            directory.mkdir(parents=True, exist_ok=True)
-            write_json(directory / SUMMARY, summary)
-            return summary
-        raise
-
-    checkpoint_path = directory / CHECKPOINT
-    record = logger = None
-    with RunLock(directory), StopOnSignals() as stop:
+    jobs = [_Job(cfg, Path(directory), name) for cfg, directory, name in zip(cfgs, output_dirs, run_names)]
+    for job in jobs:
+        job.prepare(prepare, build, in_sweep, started)
+    training = [job for job in jobs if job.experiment is not None]
+    if not training:
+        return [job.summary for job in jobs]
+    with contextlib.ExitStack() as stack:
+        for job in training:
+            stack.enter_context(RunLock(job.directory))
+        stop = stack.enter_context(StopOnSignals())
         try:
-            if cfg.trainer.resume == "restart":
-                discard_records(directory)
-            resume_step = None
-            if plan.action == "resume" and checkpoint_path.exists():
-                experiment.state.restore(checkpoint_path)
-                resume_step = experiment.state.step
-            wandb_id = plan.wandb_id or WandbLogger.new_id()
-            logger = WandbLogger(
-                mode=cfg.logger.mode,
-                project=cfg.logger.project,
-                entity=cfg.logger.entity,
-                tags=list(cfg.logger.tags) + [cfg.noise.name],
-                group=cfg.name,
-                name=run_name,
-                job_type=cfg.noise.name,
-                config=config,
-                directory=directory,
-                run_id=wandb_id,
-            )
-            record = RunRecord(directory, resume_step=resume_step)
-            if plan.action == "start":
-                record.write_identity({"config": config, "wandb_id": wandb_id, "started": time.strftime("%Y-%m-%d %H:%M:%S")})
-            if resume_step is not None:
-                print(f"noisereg: resuming {directory} from its checkpoint at step {resume_step}", flush=True)
-
-            def log(row: dict[str, Any], artifacts: dict[str, Any]) -> None:
-                record.log(row)
-                record.save_artifacts(row["step"], artifacts)
-                logger.log({k: v for k, v in row.items() if k != "step"}, step=row["step"])
-
-            result = experiment.train(log, lambda state: state.save(checkpoint_path), lambda: stop.received is not None)
-            summary.update(status=result.status, steps=result.steps, final_metrics=result.final_metrics,
-                           **experiment.summary())  # fmt: skip
-            if result.reason:
-                summary["reason"] = result.reason
-            if result.status == "interrupted" and stop.received is not None:
-                summary["signal"] = signal.Signals(stop.received).name
-                summary["reason"] = f"{summary['signal']} at step {result.steps}; run the same command to resume"
+            for job in training:
+                job.open(alongside=len(training) > 1)
+            should_stop = lambda: stop.received is not None  # noqa: E731
+            if train_together is None:
+                (job,) = training
+                results = [job.experiment.train(job.log, job.checkpoint, should_stop)]
+            else:
+                results = train_together([job.experiment for job in training], [job.log for job in training],
+                                         [job.checkpoint for job in training], should_stop)  # fmt: skip
+            for job, result in zip(training, results):
+                job.trained(result, stop.received)
         except KeyboardInterrupt:  # a second Ctrl-C: stopped mid-step; resumes from the last checkpoint
-            summary.update(status="interrupted", signal="SIGINT", steps=experiment.state.step,
-                           final_metrics=experiment.state.last_row,
-                           reason="SIGINT twice: stopped mid-step; run the same command to resume from the last "
-                                  "checkpoint")  # fmt: skip
+            for job in training:
+                job.stopped_mid_step("SIGINT twice: stopped mid-step", signal_name="SIGINT")
         except SystemExit:  # a launcher's handler exiting mid-step (submitit's, on a second SIGUSR2): the same
-            summary.update(status="interrupted", steps=experiment.state.step, final_metrics=experiment.state.last_row,
-                           reason="exited mid-step; run the same command to resume from the last "
-                                  "checkpoint")  # fmt: skip
+            for job in training:
+                job.stopped_mid_step("exited mid-step")
             raise
         except BaseException as error:
-            summary["reason"] = _reason(error)
+            for job in training:
+                job.summary["reason"] = _reason(error)
             if not (in_sweep and isinstance(error, Exception)):
                 raise
         finally:
-            summary["wall_time_s"] = round(time.time() - started, 3)
-            if record is not None:
-                record.write_summary(summary)
-                record.close()
-            if logger is not None:
-                logger.summary({"status": summary["status"], **summary.get("final_metrics", {})})
-                logger.finish(exit_code=0 if summary["status"] in FINISHED else 1)
-            if summary["status"] in FINISHED and not cfg.trainer.keep_checkpoint:
-                checkpoint_path.unlink(missing_ok=True)
-    if summary["status"] == "interrupted":
-        stop.hand_on(summary["steps"])  # submitit's requeue after SIGUSR2: it exits
-    return summary
+            for job in training:
+                job.close(started)
+    interrupted = [job.summary["steps"] for job in training if job.summary["status"] == "interrupted"]
+    if interrupted:
+        stop.hand_on(min(interrupted))  # submitit's requeue after SIGUSR2: it exits
+    return [job.summary for job in jobs]
+
+
+class _Job:
+    """One run directory's part of `run_jobs`: its plan, experiment, records, W&B run and summary."""
+
+    def __init__(self, cfg: DictConfig, directory: Path, run_name: str | None):
+        self.cfg, self.directory, self.run_name = cfg, directory, run_name
+        self.summary: dict[str, Any] = {"status": "failed", "seed": cfg.get("seed"), "name": cfg.get("name"),
+                                        "config": OmegaConf.to_container(cfg)}  # fmt: skip
+        self.experiment = self.plan = self.record = self.logger = None
+        self.config: dict[str, Any] = {}
+
+    def prepare(self, prepare: Callable, build: Callable, in_sweep: bool, started: float) -> None:
+        """Checks and construction (`prepare_job`), nothing written; a finished run's summary is kept as is."""
+        try:
+            self.cfg, self.plan, experiment = prepare_job(self.cfg, prepare, build, self.directory)
+            self.config = OmegaConf.to_container(self.cfg, resolve=True)
+            self.summary["config"] = self.config
+            if self.plan.action == "finished":
+                self.summary = {**self.plan.summary, "finished_before": True}
+                return
+            self.experiment = experiment
+        except Exception as error:
+            if in_sweep and not holds_records(self.directory):  # say why in the job's own folder, never over records
+                self.summary.update(reason=_reason(error), wall_time_s=round(time.time() - started, 3))
+                self.directory.mkdir(parents=True, exist_ok=True)
+                write_json(self.directory / SUMMARY, self.summary)
+                return
+            raise
+
+    def open(self, alongside: bool = False) -> None:
+        """The records and the W&B run, under the directory's lock (`alongside`: other jobs' W&B runs stay open
+        beside this one's)."""
+        cfg, config, directory = self.cfg, self.config, self.directory
+        if cfg.trainer.resume == "restart":
+            discard_records(directory)
+        resume_step = self.experiment.state.step if self.plan.checkpoint is not None else None
+        wandb_id = self.plan.wandb_id or WandbLogger.new_id()
+        self.logger = WandbLogger(
+            mode=cfg.logger.mode,
+            project=cfg.logger.project,
+            entity=cfg.logger.entity,
+            tags=list(cfg.logger.tags) + [cfg.noise.name],
+            group=cfg.name,
+            name=self.run_name,
+            job_type=cfg.noise.name,
+            config=config,
+            directory=directory,
+            run_id=wandb_id,
+            alongside=alongside,
+        )
+        self.record = RunRecord(directory, resume_step=resume_step)
+        if self.plan.action == "start":
+            self.record.write_identity({"config": config, "wandb_id": wandb_id,
+                                        "started": time.strftime("%Y-%m-%d %H:%M:%S")})  # fmt: skip
+        if resume_step is not None:
+            self.logger.log_again(self.record.kept_rows)  # rows W&B had not written when the run was killed
+            print(f"noisereg: resuming {directory} from its checkpoint at step {resume_step}", flush=True)
+
+    def log(self, row: dict[str, Any], artifacts: dict[str, Any]) -> None:
+        self.record.log(row)
+        self.record.save_artifacts(row["step"], artifacts)
+        self.logger.log({k: v for k, v in row.items() if k != "step"}, step=row["step"])
+
+    def checkpoint(self, state: Any) -> None:
+        state.save(self.directory / CHECKPOINT)
+
+    def trained(self, result: Any, received: int | None) -> None:
+        self.summary.update(status=result.status, steps=result.steps, final_metrics=result.final_metrics,
+                            **self.experiment.summary())  # fmt: skip
+        if result.reason:
+            self.summary["reason"] = result.reason
+        if result.status == "interrupted" and received is not None:
+            self.summary["signal"] = signal.Signals(received).name
+            self.summary["reason"] = f"{self.summary['signal']} at step {result.steps}; run the same command to resume"
+
+    def stopped_mid_step(self, why: str, signal_name: str | None = None) -> None:
+        state = self.experiment.state
+        self.summary.update(status="interrupted", steps=state.step, final_metrics=state.last_row,
+                            reason=f"{why}; run the same command to resume from the last checkpoint")  # fmt: skip
+        if signal_name is not None:
+            self.summary["signal"] = signal_name
+
+    def close(self, started: float) -> None:
+        """The summary and the end of the W&B run, whatever happened; the checkpoint of a finished run removed."""
+        summary = self.summary
+        summary["wall_time_s"] = round(time.time() - started, 3)
+        if self.record is not None:
+            try:
+                self.record.write_summary(summary)
+                self.record.close()
+            except OSError:  # a full disk: the error on its way up says so; what was written stays
+                pass
+        if self.logger is not None:
+            self.logger.summary({"status": summary["status"], **summary.get("final_metrics", {})})
+            self.logger.finish(exit_code=0 if summary["status"] in FINISHED else 1)
+        if summary["status"] in FINISHED and not self.cfg.trainer.keep_checkpoint:
+            (self.directory / CHECKPOINT).unlink(missing_ok=True)
 
 
 def _reason(error: BaseException) -> str:

@@ -22,6 +22,7 @@ from noisereg.errors import SettingError
 LOCK = ".lock"
 HEARTBEAT_S = 30.0
 STALE_AFTER_S = 180.0
+WRITING_S = 5.0  # an empty lock younger than this is being written by its owner
 
 
 def _process_start(pid: int) -> str | None:
@@ -57,10 +58,15 @@ def lock_owner(directory: str | os.PathLike) -> dict[str, Any] | None:
         text, modified = path.read_text(), path.stat().st_mtime
     except FileNotFoundError:
         return None
+    if not text.strip() and time.time() - modified < WRITING_S:
+        return {"pid": "?", "host": "?", "since": "a moment ago"}  # created this instant, its owner still writing it
     try:
         owner = json.loads(text)
-    except json.JSONDecodeError:  # being written this instant, or a crash mid-write long ago
-        return None if time.time() - modified > STALE_AFTER_S else {"pid": "?", "host": "?"}
+        int(owner.get("pid", -1))
+    except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
+        raise SettingError(f"run directory {directory}: its lock {path} is unreadable (not a noisereg lock, or cut "
+                           f"off by a crash); if no run is writing this directory, remove it (rm {path}) and run "
+                           "again") from None  # fmt: skip
     if owner.get("slurm_job") is not None and owner.get("slurm_job") == _slurm_job():
         return None
     if owner.get("host") == socket.gethostname():

@@ -27,10 +27,22 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from noisereg.errors import SettingError
+
 STATUSES = ("completed", "diverged", "failed", "interrupted")
 FINISHED = ("completed", "diverged")  # a result: a run directory holding one is left alone
 METRICS, SUMMARY, IDENTITY, CHECKPOINT, ARTIFACTS = "metrics.jsonl", "summary.json", "run.json", "checkpoint.pt", "artifacts"
 RECORD_FILES = (IDENTITY, METRICS, SUMMARY, CHECKPOINT)
+RESTART = "trainer.resume=restart discards this run's records and runs it again"
+
+
+class DamagedRecord(SettingError):
+    """A record file that cannot be read as ours: one line naming the file (a `SettingError`, so a job stops with
+    exit 2 before touching the directory, and a reader of many runs can skip this one)."""
+
+    def __init__(self, path: Path, why: str):
+        super().__init__(f"{path} is damaged or not a noisereg record ({why}); {RESTART}")
+        self.path = path
 
 
 def _json_number(value: Any) -> Any:
@@ -40,11 +52,25 @@ def _json_number(value: Any) -> Any:
     return value
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (a temporary file renamed over the target)."""
+def write_atomically(path: Path, content: bytes) -> None:
+    """Write a file atomically: a temporary file renamed over the target. When the write fails (a full disk), the
+    temporary file is removed and the target is left as it was."""
     partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(data, indent=2, default=_json_number) + "\n", encoding="utf-8")
+    try:
+        with open(partial, "wb") as f:
+            f.write(content)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     partial.replace(path)
+
+
+def write_lines(path: Path, lines: list[str]) -> None:
+    write_atomically(path, "".join(lines).encode("utf-8"))
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_atomically(path, (json.dumps(data, indent=2, default=_json_number) + "\n").encode("utf-8"))
 
 
 def holds_records(directory: str | os.PathLike) -> bool:
@@ -61,20 +87,18 @@ class RunRecord:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.metrics_path = self.directory / METRICS
         self.summary_path = self.directory / SUMMARY
-        self.last_step = self._keep_rows_through(-1 if resume_step is None else resume_step)
+        self.kept_rows = self._keep_rows_through(-1 if resume_step is None else resume_step)
+        self.last_step = self.kept_rows[-1]["step"] if self.kept_rows else -1
         self._metrics_file = open(self.metrics_path, "a", encoding="utf-8")
 
-    def _keep_rows_through(self, step: int) -> int:
-        """Drop rows and artifacts after `step` (a resumed run logs them again); return the last kept step."""
+    def _keep_rows_through(self, step: int) -> list[dict[str, Any]]:
+        """Drop rows and artifacts after `step` (a resumed run logs them again); return the kept rows."""
         kept = [row for row in read_metrics(self.directory) if row["step"] <= step] if self.metrics_path.exists() else []
-        partial = self.metrics_path.with_name(METRICS + ".partial")
-        with open(partial, "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(row) + "\n" for row in kept)
-        partial.replace(self.metrics_path)
+        write_lines(self.metrics_path, [json.dumps(row) + "\n" for row in kept])
         for name, steps in list_artifacts(self.directory).items():
             for later in (s for s in steps if s > step):
                 artifact_path(self.directory, name, later).unlink()
-        return kept[-1]["step"] if kept else -1
+        return kept
 
     def log(self, row: dict[str, Any]) -> None:
         if row["step"] <= self.last_step:
@@ -89,9 +113,7 @@ class RunRecord:
             path.parent.mkdir(parents=True, exist_ok=True)
             buffer = io.BytesIO()
             np.savez(buffer, **arrays)
-            partial = path.with_name(path.name + ".partial")
-            partial.write_bytes(buffer.getvalue())
-            partial.replace(path)
+            write_atomically(path, buffer.getvalue())
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         if summary.get("status") not in STATUSES:
@@ -135,29 +157,50 @@ def read_artifact(directory: str | os.PathLike, name: str, step: int) -> dict[st
         return {key: arrays[key] for key in arrays.files}
 
 
-def _parse_lines(lines: Iterable[str]) -> list[dict[str, Any]]:
+def _parse_lines(lines: list[str], path: Path) -> list[dict[str, Any]]:
     rows = []
-    lines = list(lines)
     for number, line in enumerate(lines):
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError:
             if number == len(lines) - 1 and not line.endswith("\n"):
                 break  # the last line of a run killed mid-write
-            raise
+            raise DamagedRecord(path, f"line {number + 1} is not JSON") from None
+        if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+            raise DamagedRecord(path, f"line {number + 1} is not a row with an integer step")
+        rows.append(row)
     return rows
 
 
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:  # not there (yet): not damaged
+        raise
+    except (OSError, UnicodeDecodeError) as error:  # a directory, unreadable, not text
+        raise DamagedRecord(path, type(error).__name__) from None
+
+
 def read_metrics(directory: str | os.PathLike) -> list[dict[str, Any]]:
-    with open(Path(directory) / METRICS, encoding="utf-8") as f:
-        return _parse_lines(f)
+    path = Path(directory) / METRICS
+    return _parse_lines(_read_text(path).splitlines(keepends=True), path)
+
+
+def _read_object(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(_read_text(path))
+    except json.JSONDecodeError as error:
+        raise DamagedRecord(path, f"not JSON: {error.msg} at line {error.lineno}") from None
+    if not isinstance(data, dict):
+        raise DamagedRecord(path, f"a JSON {type(data).__name__}, not an object")
+    return data
 
 
 def read_summary(directory: str | os.PathLike) -> dict[str, Any]:
-    return json.loads((Path(directory) / SUMMARY).read_text(encoding="utf-8"))
+    return _read_object(Path(directory) / SUMMARY)
 
 
 def read_identity(directory: str | os.PathLike) -> dict[str, Any]:
-    return json.loads((Path(directory) / IDENTITY).read_text(encoding="utf-8"))
+    return _read_object(Path(directory) / IDENTITY)

@@ -97,7 +97,9 @@ class WandbLogger:
         tags: list[str] | None = None,
         run_id: str | None = None,
         job_type: str | None = None,
+        alongside: bool = False,
     ):
+        """`alongside`: keep the process's other runs open (the members of a batched job log side by side)."""
         if mode not in MODES:
             raise SettingError(f"logger.mode={mode!r} is unknown; choose one of {list(MODES)}")
         self.run = None
@@ -119,7 +121,8 @@ class WandbLogger:
                 dir=str(directory),
                 id=run_id,
                 resume="allow",  # a resumed job continues its run; a new id starts one
-                reinit="finish_previous",  # one run per job, also when sweep jobs share a process
+                # One run per job, also when sweep jobs share a process; the members of a batched job side by side.
+                reinit="create_new" if alongside else "finish_previous",
                 settings=wandb.Settings(console="off", silent=True, init_timeout=INIT_TIMEOUT_S),
             )
         except wandb.errors.Error as error:  # e.g. the server stopped answering between the check and now
@@ -136,6 +139,18 @@ class WandbLogger:
     def log(self, metrics: dict[str, Any], step: int) -> None:
         if self.run is not None:
             self.run.log(metrics, step=step)
+
+    def log_again(self, rows: list[dict[str, Any]]) -> None:
+        """On resume, the rows of metrics.jsonl up to the checkpoint that this W&B run may lack: a killed process
+        loses what W&B had not yet written. Offline, each segment is its own file and readers (and `wandb sync`)
+        take a segment's rows after the last step already seen; online, W&B's step counter says what it holds."""
+        if self.run is None:
+            return
+        held = self.run.step
+        for row in rows:
+            if row["step"] >= held:
+                values = {k: float(v) if v in ("nan", "inf", "-inf") else v for k, v in row.items() if k != "step"}
+                self.run.log(values, step=row["step"])
 
     def summary(self, values: dict[str, Any]) -> None:
         if self.run is not None:

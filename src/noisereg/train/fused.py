@@ -32,6 +32,7 @@ from noisereg.data.batches import BatchIterator
 from noisereg.data.tensors import TensorDataset
 from noisereg.errors import SettingError
 from noisereg.noise.base import NoiseMode
+from noisereg.noise.parameter_noise import ParameterNoise
 from noisereg.probes.base import Probe
 from noisereg.train.evaluation import loss_targets
 from noisereg.train.optimizers import advance_schedule, block_learning_rates
@@ -51,24 +52,33 @@ def uses_blocks(settings: TrainerSettings) -> bool:
     return settings.steps_per_call > 1
 
 
-def check_blocks_apply(model: nn.Module, noise: NoiseMode, batches: BatchIterator, settings: TrainerSettings) -> None:
-    """A `SettingError` naming the setting when this run cannot train in blocks; nothing when it can (or does not)."""
-    if not uses_blocks(settings):
+def check_blocks_apply(model: nn.Module, noise: NoiseMode, batches: BatchIterator, settings: TrainerSettings,
+                       what: str | None = None, fix: str = ONE_STEP, parameter_noise: bool = False) -> None:  # fmt: skip
+    """A `SettingError` naming the setting when this run cannot train in blocks; nothing when it can (or does not).
+    `what` and `fix`: the setting that asks for functional steps and what to do instead; `parameter_noise`: noise
+    added to the parameters around each step (GD+noise, layer-wise) is taken too (train/members.py's)."""
+    if what is None and not uses_blocks(settings):
         return
-    what = f"trainer.steps_per_call={settings.steps_per_call}" + (" and trainer.compile=true" * settings.compile)
+    what = what or f"trainer.steps_per_call={settings.steps_per_call}" + (" and trainer.compile=true" * settings.compile)
     hooked = any(module._forward_hooks or module._forward_pre_hooks for module in model.modules())
-    if type(noise).perturbed is not NoiseMode.perturbed or type(noise).penalty is not NoiseMode.penalty or hooked:
-        raise SettingError(f"{what} runs many steps in one call, which noise={noise.name} cannot take part in (it "
-                           f"acts inside each step's forward or backward pass, not on the targets alone); {ONE_STEP}")
+    perturbs = type(noise).perturbed is not NoiseMode.perturbed
+    if perturbs and parameter_noise and isinstance(noise, ParameterNoise) and settings.steps_per_call > 1:
+        raise SettingError(f"{what} with noise={noise.name} needs trainer.steps_per_call=1: its noise is drawn into "
+                           "the parameters at every step, which a block of steps cannot take")  # fmt: skip
+    if perturbs and parameter_noise and isinstance(noise, ParameterNoise):
+        perturbs = False
+    if perturbs or type(noise).penalty is not NoiseMode.penalty or hooked:
+        raise SettingError(f"{what} writes the training step out as a function, which noise={noise.name} cannot take "
+                           f"part in (it acts inside each step's forward or backward pass, not on the targets alone); {fix}")
     if any(True for _ in model.buffers()) or any(isinstance(module, DROPOUT) for module in model.modules()):
         raise SettingError(f"{what} needs a model whose forward depends on its parameters alone (no buffers such as "
-                           f"BatchNorm statistics, no dropout); {ONE_STEP}")  # fmt: skip
+                           f"BatchNorm statistics, no dropout); {fix}")  # fmt: skip
     if not batches.full_batch and batches.n % batches.batch_size:
         raise SettingError(f"{what} needs batches of one size: trainer.batch_size={batches.batch_size} must divide "
                            f"the {batches.n} training points (or be null for full batch)")  # fmt: skip
     if batches.pipeline is not None:
         raise SettingError(f"{what} cannot take stored images through a pipeline (normalisation, crop and flip per "
-                           f"batch); {ONE_STEP}")  # fmt: skip
+                           f"batch); {fix}")  # fmt: skip
     if settings.compile and scan is None:
         raise SettingError(f"trainer.compile=true needs torch's scan (torch >= 2.6; this is {torch.__version__}); use "
                            "trainer.compile=false")  # fmt: skip
@@ -93,10 +103,51 @@ def block_intervals(settings: TrainerSettings, probes: Sequence[Probe]) -> list[
     return [settings.eval_every, *(probe.interval for probe in probes)]
 
 
-class StepBlocks:
+class BlockRunner:
+    """A block of steps of `self.step`, the functional step (carry, (inputs, targets, lr)) -> (carry, loss): one
+    compiled `scan` over the steps (`self.compiled`), or a loop."""
+
+    step = None
+    compiled = None
+    warmed_up = False
+
+    def advance(self, parameters, buffers, inputs, targets, rates, *perturbed):
+        """The block's steps from (parameters, buffers): ((parameters, buffers), losses), through the compiled scan,
+        or the loop where there is none (or for a single step, which would need its own compilation, as a step
+        with parameter noise, `perturbed`, is)."""
+        if self.compiled is None or inputs.shape[0] < 2 or perturbed:
+            return self._loop(parameters, buffers, inputs, targets, rates, *perturbed)
+        if not self.warmed_up:
+            # torch runs a compiled function's first call through a Python check of every op (its custom-op
+            # aliasing analysis): ~1 ms per step. Make that first call two steps long, and discard it.
+            self._call_compiled(parameters, buffers, inputs[:2], targets[:2], rates[:2])
+            self.warmed_up = True
+        return self._call_compiled(parameters, buffers, inputs, targets, rates)
+
+    def _scan(self, parameters, buffers, inputs, targets, rates):
+        return scan(self.step, (parameters, buffers), (inputs, targets, rates))
+
+    def _call_compiled(self, parameters, buffers, inputs, targets, rates):
+        for tensor in (inputs, targets, rates):  # one compilation for every block length
+            torch._dynamo.mark_dynamic(tensor, 0)
+        return self.compiled(parameters, buffers, inputs, targets, rates)
+
+    def _loop(self, parameters, buffers, inputs, targets, rates, *perturbed):
+        carry, losses = (parameters, buffers), []
+        for index in range(inputs.shape[0]):
+            at = (tuple(tensor[index] for tensor in perturbed[0]),) if perturbed else ()
+            carry, loss = self.step(carry, (inputs[index], targets[index], rates[index], *at))
+            losses.append(loss)
+        return carry, torch.stack(losses)
+
+
+class StepBlocks(BlockRunner):
     """Runs a training state's steps from `state.step` to a block end in one call (see the module docstring)."""
 
-    def __init__(self, state, data: TensorDataset, loss_fn: nn.Module, settings: TrainerSettings):
+    def __init__(self, state, data: TensorDataset, loss_fn: nn.Module, settings: TrainerSettings,
+                 compile_blocks: bool | None = None):  # fmt: skip
+        """`compile_blocks`: compile the block of steps (default: `settings.compile`); train/members.py compiles its
+        own, over all members at once."""
         self.state, self.data, self.loss_fn, self.settings = state, data, loss_fn, settings
         (group,) = state.optimizer.param_groups  # build_optimizer makes one group
         if group.get("dampening", 0) or group.get("maximize", False):
@@ -108,15 +159,11 @@ class StepBlocks:
         self.momentum, self.nesterov, self.weight_decay = group["momentum"], group["nesterov"], group["weight_decay"]
         self.step = self._one_step()
         self.compiled, self.warmed_up = None, False
-        if settings.compile:
-            # The compiled block guards on this run's model; a fresh cache keeps earlier runs' entries (same
-            # process, e.g. a sweep) from filling dynamo's recompile limit.
-            torch.compiler.reset()
-            options = {"cpp_wrapper": True}  # the loop and its kernel calls in C++, not Python
-            self.compiled = torch.compile(self._scan, fullgraph=True, options=options)
+        if settings.compile if compile_blocks is None else compile_blocks:
+            self.compiled = compile_scan(self._scan)
 
     def _one_step(self):
-        """One SGD step as a pure function (carry, (inputs, targets, lr)) -> (carry, loss), as torch.optim.SGD
+        """One SGD step as a pure function (carry, (inputs, targets, lr[, perturbed])) -> (carry, loss), as torch.optim.SGD
         applies it: g += wd·p; b = μ·b + g (b starts at 0, i.e. at g); g = g + μ·b (Nesterov) or b; p -= lr·g."""
         model, loss_fn, names = self.state.model, self.loss_fn, self.names
         momentum, nesterov, weight_decay = self.momentum, self.nesterov, self.weight_decay
@@ -128,8 +175,10 @@ class StepBlocks:
 
         def step(carry, block_slice):
             parameters, buffers = carry
-            inputs, targets, lr = block_slice
-            gradients, loss = gradient_and_loss(parameters, inputs, targets)
+            # (A fourth entry: the point the gradient is taken at, the parameters with this step's parameter noise
+            # added, while the update applies to the parameters themselves: train/members.py.)
+            inputs, targets, lr, *perturbed = block_slice
+            gradients, loss = gradient_and_loss(perturbed[0] if perturbed else parameters, inputs, targets)
             updated, buffers_after = [], []
             for index, (parameter, gradient) in enumerate(zip(parameters, gradients)):
                 if weight_decay:
@@ -143,21 +192,6 @@ class StepBlocks:
 
         return step
 
-    def _scan(self, parameters, buffers, inputs, targets, rates):
-        return scan(self.step, (parameters, buffers), (inputs, targets, rates))
-
-    def _call_compiled(self, parameters, buffers, inputs, targets, rates):
-        for tensor in (inputs, targets, rates):  # one compilation for every block length
-            torch._dynamo.mark_dynamic(tensor, 0)
-        return self.compiled(parameters, buffers, inputs, targets, rates)
-
-    def _loop(self, parameters, buffers, inputs, targets, rates):
-        carry, losses = (parameters, buffers), []
-        for index in range(inputs.shape[0]):
-            carry, loss = self.step(carry, (inputs[index], targets[index], rates[index]))
-            losses.append(loss)
-        return carry, torch.stack(losses)
-
     def _buffers(self) -> tuple[torch.Tensor, ...]:
         if not self.momentum:
             return ()
@@ -167,8 +201,9 @@ class StepBlocks:
             for p in self.parameters
         )
 
-    def run(self, end: int) -> torch.Tensor:
-        """Train from `state.step` to `end` in one call; returns the batch loss of every step."""
+    def draw(self, end: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The inputs, targets (the noise mode's) and learning rates of the steps from `state.step` to `end`, one
+        row per step, drawn from the state's random streams as that many single steps draw them."""
         state, data, settings = self.state, self.data, self.settings
         start, length = state.step, end - state.step
         rows, epoch = state.batches.take(length)
@@ -181,22 +216,38 @@ class StepBlocks:
         targets = loss_targets(state.noise.targets(inputs, targets), settings.loss, data.num_outputs)
         like = self.parameters[0]
         rates = torch.tensor(block_learning_rates(state.schedule, length), dtype=like.dtype, device=like.device)
-        parameters, buffers = tuple(p.detach() for p in self.parameters), self._buffers()
+        return inputs, targets, rates
+
+    def carry(self) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+        """The state's parameters and momentum buffers, as the functional step takes them."""
+        return tuple(p.detach() for p in self.parameters), self._buffers()
+
+    def write_back(self, parameters: Sequence[torch.Tensor], buffers: Sequence[torch.Tensor], end: int,
+                   losses: torch.Tensor) -> None:  # fmt: skip
+        """Parameters and momentum buffers after the block into the model and optimizer; the state at `end`."""
+        state = self.state
         with torch.no_grad():
-            if self.compiled is not None and length > 1:  # (a length-1 block would need its own compilation)
-                if not self.warmed_up:
-                    # torch runs a compiled function's first call through a Python check of every op (its custom-op
-                    # aliasing analysis): ~1 ms per step. Make that first call two steps long, and discard it.
-                    self._call_compiled(parameters, buffers, inputs[:2], targets[:2], rates[:2])
-                    self.warmed_up = True
-                (parameters, buffers), losses = self._call_compiled(parameters, buffers, inputs, targets, rates)
-            else:
-                (parameters, buffers), losses = self._loop(parameters, buffers, inputs, targets, rates)
             for parameter, value in zip(self.parameters, parameters):
                 parameter.copy_(value)
-            for parameter, buffer in zip(self.parameters, buffers):
-                state.optimizer.state[parameter]["momentum_buffer"] = buffer
-        advance_schedule(state.schedule, length)
+        for parameter, buffer in zip(self.parameters, buffers):
+            state.optimizer.state[parameter]["momentum_buffer"] = buffer
+        advance_schedule(state.schedule, end - state.step)
         state.step = end
         state.pending_losses.append(losses.detach())
+
+    def run(self, end: int) -> torch.Tensor:
+        """Train from `state.step` to `end` in one call; returns the batch loss of every step."""
+        inputs, targets, rates = self.draw(end)
+        parameters, buffers = self.carry()
+        with torch.no_grad():
+            (parameters, buffers), losses = self.advance(parameters, buffers, inputs, targets, rates)
+        self.write_back(parameters, buffers, end, losses)
         return losses
+
+
+def compile_scan(scan_function):
+    """`scan_function` compiled whole. The compiled block guards on this run's model; a fresh cache keeps earlier
+    runs' entries (same process, e.g. a sweep) from filling dynamo's recompile limit."""
+    torch.compiler.reset()
+    options = {"cpp_wrapper": True}  # the loop and its kernel calls in C++, not Python
+    return torch.compile(scan_function, fullgraph=True, options=options)

@@ -86,111 +86,162 @@ def _run_loop(
     checkpoint: Callable[[TrainingState], None] | None,
     should_stop: Callable[[], bool],
 ) -> TrainResult:
-    """Train from `state` (fresh or restored) to the end of the run.
+    """Train from `state` (fresh or restored) to the end of the run: measure where due (`Run`), advance by one step
+    (`eager_step`) or by a block of steps in one call (`StepBlocks`, with `steps_per_call` > 1)."""
+    run = Run(state, data, loss_fn, settings, log, checkpoint)
+    run.progress = Progress(run.n_steps, state.step, settings.progress_bar)
+    try:
+        ended = run.start()
+        blocks = StepBlocks(state, data, loss_fn, settings) if uses_blocks(settings) else None
+        while ended is None and not run.done:
+            if should_stop():
+                return run.interrupt()
+            before = state.step
+            if blocks is not None:
+                loss = blocks.run(run.block_end())[-1]
+            else:
+                loss = eager_step(state, data, run.network, loss_fn, settings, run.precision)
+            ended = run.after_advance(before, loss)
+    finally:
+        run.progress.close()
+    return ended or run.completed()
+
+
+def eager_step(
+    state: TrainingState, data: TensorDataset, network: nn.Module, loss_fn: nn.Module, settings: TrainerSettings,
+    precision: torch.dtype | None,
+) -> torch.Tensor:
+    """One step of the trainer, every noise mode's hooks called as noise/base.py lays out; returns the batch loss
+    (the objective minimised, explicit penalty included) without waiting for the device."""
+    noise, optimizer = state.noise, state.optimizer
+    batch = next(state.batches)
+    noise.begin_step(state.step, batch.epoch, batch.indices)
+    targets = loss_targets(noise.targets(batch.inputs, batch.targets), settings.loss, data.num_outputs)
+    optimizer.zero_grad(set_to_none=True)
+    device_type = batch.inputs.device.type
+    with noise.perturbed():
+        with torch.autocast(device_type, dtype=precision or torch.bfloat16, enabled=precision is not None):
+            outputs = network(batch.inputs)
+            loss = loss_fn(outputs, targets)
+            penalty = noise.penalty(outputs, targets, loss_fn)  # an explicit regulariser (gni_explicit)
+            if penalty is not None:
+                loss = loss + penalty  # the objective minimised; train/batch_loss reports it
+        loss.backward()
+    optimizer.step()
+    state.schedule.step()
+    state.step += 1
+    state.pending_losses.append(loss.detach())
+    return loss
+
+
+class Run:
+    """One training state's run as seen between advances: the rows it measures and records, the divergence checks
+    and the checkpoints. `run_loop` drives one; train/members.py drives several, advanced together.
 
     A metrics row is logged at step 0, every `eval_every` steps (or epochs), whenever a probe is due, and at the
     last step. Forward passes run under bf16 autocast where `trainer.precision` says so, through
     `torch.compile(model)` with `trainer.compile`; the host waits for the device only every
-    `divergence_check_every` steps and at evaluations.
-    `checkpoint(state)` is called every `checkpoint_every` steps (or epochs) and when `should_stop()` turns true,
-    which ends the run with status `interrupted` at the end of the current step. A NaN or inf loss ends it with
-    status `diverged`: a result, not an error. With `steps_per_call` > 1 or `compile`, the steps between those
-    points run in blocks, one call each (train/fused.py)."""
-    model, noise, optimizer, schedule = state.model, state.noise, state.optimizer, state.schedule
-    n_steps = total_steps(settings, data.n_train)
-    per_epoch = state.batches.steps_per_epoch
-    eval_interval = interval_in_steps(settings.eval_every, settings.eval_unit, data.n_train, settings.batch_size)
-    checkpoint_interval = interval_in_steps(settings.checkpoint_every, settings.checkpoint_unit, data.n_train,
-                                            settings.batch_size)  # fmt: skip
-    device = next(model.parameters()).device
-    precision = autocast_dtype(settings, device)
-    # The compiled module shares the model's parameters and buffers; checkpoints and probes use `model` itself. Runs
-    # in blocks compile their block of steps instead (train/fused.py) and evaluate eagerly.
-    network = torch.compile(model, dynamic=False) if settings.compile and not uses_blocks(settings) else model
+    `divergence_check_every` steps and at evaluations. `checkpoint(state)` is called every `checkpoint_every`
+    steps (or epochs) and on `interrupt()`, which ends the run with status `interrupted`. A NaN or inf loss ends
+    it with status `diverged`: a result, not an error."""
 
-    def measure(step: int, batch_loss: float | None) -> tuple[Row, Artifacts]:
-        row: Row = {"step": step, "epoch": step / per_epoch}
+    def __init__(self, state: TrainingState, data: TensorDataset, loss_fn: nn.Module, settings: TrainerSettings,
+                 log: Callable[[Row, Artifacts], None], checkpoint: Callable[[TrainingState], None] | None):  # fmt: skip
+        self.state, self.data, self.loss_fn, self.settings = state, data, loss_fn, settings
+        self.log, self.checkpoint = log, checkpoint
+        self.n_steps = total_steps(settings, data.n_train)
+        self.per_epoch = state.batches.steps_per_epoch
+        self.eval_interval = interval_in_steps(settings.eval_every, settings.eval_unit, data.n_train,
+                                               settings.batch_size)  # fmt: skip
+        self.checkpoint_interval = interval_in_steps(settings.checkpoint_every, settings.checkpoint_unit,
+                                                     data.n_train, settings.batch_size)  # fmt: skip
+        self.intervals = block_intervals(settings, state.probes)
+        model = state.model
+        device = next(model.parameters()).device
+        self.precision = autocast_dtype(settings, device)
+        # The compiled module shares the model's parameters and buffers; checkpoints and probes use `model` itself.
+        # Runs in blocks compile their block of steps instead (train/fused.py) and evaluate eagerly.
+        self.network = torch.compile(model, dynamic=False) if settings.compile and not uses_blocks(settings) else model
+        self.progress: Progress | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.state.step >= self.n_steps
+
+    def block_end(self) -> int:
+        """Where a block of steps from the current step ends (train/fused.py)."""
+        return block_end(self.state.step, self.n_steps, self.settings, self.intervals, self.state.noise,
+                         self.per_epoch)  # fmt: skip
+
+    def measure(self, step: int, batch_loss: float | None) -> tuple[Row, Artifacts]:
+        state, data, settings = self.state, self.data, self.settings
+        row: Row = {"step": step, "epoch": step / self.per_epoch}
         for split, x, y in (("train", data.train_inputs, data.train_targets), ("test", data.test_inputs, data.test_targets)):
-            metrics = evaluate(network, loss_fn, settings.loss, x, y, data.num_outputs, settings.eval_batch_size,
-                               prepare=data.model_inputs, autocast_dtype=precision)  # fmt: skip
+            metrics = evaluate(self.network, self.loss_fn, settings.loss, x, y, data.num_outputs,
+                               settings.eval_batch_size, prepare=data.model_inputs, autocast_dtype=self.precision)  # fmt: skip
             for key, value in metrics.items():
                 row[f"{split}/{key}"] = value
-        row.update(parameter_norms(model))
-        row["lr"] = optimizer.param_groups[0]["lr"]
+        row.update(parameter_norms(state.model))
+        row["lr"] = state.optimizer.param_groups[0]["lr"]
         if batch_loss is not None:
             row["train/batch_loss"] = batch_loss
-        row["noise/active"] = float(noise.active)
-        row.update(noise.metrics())
+        row["noise/active"] = float(state.noise.active)
+        row.update(state.noise.metrics())
         artifacts: Artifacts = {}
         for probe in state.probes:
-            if probe.due(step, n_steps):
+            if probe.due(step, self.n_steps):
                 measurement = probe.measure(step)
                 row.update(measurement.metrics)
                 artifacts.update(measurement.artifacts)
         return row, artifacts
 
-    def record(row: Row, artifacts: Artifacts) -> None:
-        log(row, artifacts)
-        state.last_row = row
+    def record(self, row: Row, artifacts: Artifacts) -> None:
+        self.log(row, artifacts)
+        self.state.last_row = row
 
-    model.train()
-    if not state.started:
-        row, artifacts = measure(0, None)
-        record(row, artifacts)
-        state.started = True
-        if _diverged(row):
-            return TrainResult("diverged", 0, row, "non-finite loss at initialisation")
-    blocks = StepBlocks(state, data, loss_fn, settings) if uses_blocks(settings) else None
-    intervals = block_intervals(settings, state.probes)
-    progress = Progress(n_steps, state.step, settings.progress_bar)
-    try:
-        while state.step < n_steps:
-            if should_stop():
-                if checkpoint is not None:
-                    checkpoint(state)
-                return TrainResult("interrupted", state.step, state.last_row, f"interrupted at step {state.step}")
-            before = state.step
-            if blocks is not None:
-                loss = blocks.run(block_end(before, n_steps, settings, intervals, noise, per_epoch))[-1]
-            else:
-                batch = next(state.batches)
-                noise.begin_step(state.step, batch.epoch, batch.indices)
-                targets = loss_targets(noise.targets(batch.inputs, batch.targets), settings.loss, data.num_outputs)
-                optimizer.zero_grad(set_to_none=True)
-                with noise.perturbed():
-                    with torch.autocast(device.type, dtype=precision or torch.bfloat16, enabled=precision is not None):
-                        outputs = network(batch.inputs)
-                        loss = loss_fn(outputs, targets)
-                        penalty = noise.penalty(outputs, targets, loss_fn)  # an explicit regulariser (gni_explicit)
-                        if penalty is not None:
-                            loss = loss + penalty  # the objective minimised; train/batch_loss reports it
-                    loss.backward()
-                optimizer.step()
-                schedule.step()
-                state.step += 1
-                state.pending_losses.append(loss.detach())
-            step = state.step
-            every = settings.divergence_check_every
-            if step // every > before // every or step == n_steps:
-                losses = torch.cat([pending.reshape(-1) for pending in state.pending_losses]).tolist()
-                state.pending_losses.clear()
-                progress.update(len(losses), losses[-1])
-                if not is_finite(losses):
-                    row = {"step": step, "epoch": step / per_epoch, "train/batch_loss": losses[-1]}
-                    record(row, {})
-                    return TrainResult("diverged", step, row, f"non-finite training loss at step {step}")
-            if step % eval_interval == 0 or step == n_steps or any(p.due(step, n_steps) for p in state.probes):
-                row, artifacts = measure(step, float(loss.detach()))
-                record(row, artifacts)
-                if _diverged(row):
-                    return TrainResult("diverged", step, row, f"non-finite evaluation loss at step {step}")
-            # (A block may run past a multiple of the interval: checkpoint at its end.)
-            crossed = checkpoint_interval and step // checkpoint_interval > before // checkpoint_interval
-            if checkpoint is not None and crossed and step < n_steps:
-                checkpoint(state)
-    finally:
-        progress.close()
-    return TrainResult("completed", state.step, state.last_row)
+    def start(self) -> TrainResult | None:
+        """The step-0 row of a fresh run; a `diverged` result when the loss at initialisation is not finite."""
+        self.state.model.train()
+        if self.state.started:
+            return None
+        row, artifacts = self.measure(0, None)
+        self.record(row, artifacts)
+        self.state.started = True
+        return TrainResult("diverged", 0, row, "non-finite loss at initialisation") if _diverged(row) else None
+
+    def after_advance(self, before: int, loss: torch.Tensor) -> TrainResult | None:
+        """After the steps from `before` to the state's step (`loss`: the last one's): the divergence check, the
+        row, the checkpoint that are due. A `diverged` result ends the run."""
+        state, settings, step = self.state, self.settings, self.state.step
+        every = settings.divergence_check_every
+        if step // every > before // every or step == self.n_steps:
+            losses = torch.cat([pending.reshape(-1) for pending in state.pending_losses]).tolist()
+            state.pending_losses.clear()
+            if self.progress is not None:
+                self.progress.update(len(losses), losses[-1])
+            if not is_finite(losses):
+                row = {"step": step, "epoch": step / self.per_epoch, "train/batch_loss": losses[-1]}
+                self.record(row, {})
+                return TrainResult("diverged", step, row, f"non-finite training loss at step {step}")
+        if step % self.eval_interval == 0 or step == self.n_steps or any(p.due(step, self.n_steps) for p in state.probes):
+            row, artifacts = self.measure(step, float(loss.detach()))
+            self.record(row, artifacts)
+            if _diverged(row):
+                return TrainResult("diverged", step, row, f"non-finite evaluation loss at step {step}")
+        # (A block may run past a multiple of the interval: checkpoint at its end.)
+        interval = self.checkpoint_interval
+        crossed = interval and step // interval > before // interval
+        if self.checkpoint is not None and crossed and step < self.n_steps:
+            self.checkpoint(state)
+        return None
+
+    def interrupt(self) -> TrainResult:
+        if self.checkpoint is not None:
+            self.checkpoint(self.state)
+        return TrainResult("interrupted", self.state.step, self.state.last_row, f"interrupted at step {self.state.step}")
+
+    def completed(self) -> TrainResult:
+        return TrainResult("completed", self.state.step, self.state.last_row)
 
 
 def training_state(

@@ -46,6 +46,9 @@ class TrainerSettings:
     # one call each, with batches and noise drawn for the whole block; `compile` then compiles that call (a loop in
     # generated code: tiny models then run ~100x faster). 1: one Python step at a time.
     steps_per_call: int = 1
+    # Members (train/members.py): N runs with seeds seed, seed+1, ..., seed+N-1 trained as one batched model, each
+    # writing its own run directory (seed_<s>/ in the job's). 1: a single run.
+    members: int = 1
     # Intra-op CPU threads while training (torch.set_num_threads); None: torch's default. Tiny models want 1: each
     # step's ops are too small to share, and waking a second thread costs more than the step (far more when the
     # other core is busy).
@@ -103,6 +106,8 @@ class TrainerSettings:
             raise SettingError(f"trainer.threads={self.threads} must be >= 1, or null for torch's default")
         if self.steps_per_call < 1:
             raise SettingError(f"trainer.steps_per_call={self.steps_per_call} must be >= 1 (1: one step per call)")
+        if self.members < 1:
+            raise SettingError(f"trainer.members={self.members} must be >= 1 (1: a single run)")
         if self.resume not in RESUME_POLICIES:
             raise SettingError(f"trainer.resume={self.resume!r} is unknown; choose one of {list(RESUME_POLICIES)}")
         if self.checkpoint_every is not None and self.checkpoint_every < 1:

@@ -18,6 +18,7 @@ from torch import nn
 from noisereg.data.batches import BatchIterator
 from noisereg.noise.base import NoiseMode
 from noisereg.probes.base import Probe
+from noisereg.tracking.records import DamagedRecord
 
 FORMAT = 1
 
@@ -76,20 +77,41 @@ class TrainingState:
         if state["cuda_rng"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
 
-    def restore(self, path: str | os.PathLike) -> None:
-        self.load_state_dict(load_checkpoint(path))
+    def restore(self, path: str | os.PathLike, contents: dict[str, Any] | None = None) -> None:
+        """Continue from the checkpoint at `path` (its `contents`, when already loaded). A file that is not a
+        checkpoint of this run is a `DamagedRecord`, one line, before anything has changed on disk."""
+        contents = load_checkpoint(path) if contents is None else contents
+        try:
+            self.load_state_dict(contents)
+        except (KeyError, ValueError, TypeError, RuntimeError, IndexError, AttributeError) as error:
+            raise DamagedRecord(Path(path), f"not a checkpoint of this run: {type(error).__name__}") from None
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write atomically: a crash mid-write leaves the previous checkpoint in place, never half a file."""
+        """Write atomically: a crash mid-write leaves the previous checkpoint in place, never half a file, and a
+        failed write (a full disk) leaves no partial file either."""
         path = Path(path)
         partial = path.with_name(path.name + ".partial")
-        with open(partial, "wb") as f:
-            torch.save(self.state_dict(), f)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(partial, "wb") as f:
+                torch.save(self.state_dict(), f)
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
         partial.replace(path)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """A checkpoint's contents; `weights_only` so loading never runs code from the file."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """A checkpoint's contents; `weights_only` so loading never runs code from the file. Random bytes, a cut-off
+    file, an empty one or a pickle of anything but tensors and plain containers is a one-line `DamagedRecord`
+    (torch's own message would advise `weights_only=False`, which runs the file's code: never do that)."""
+    try:
+        contents = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # UnpicklingError, RuntimeError (zip reader), EOFError, ...
+        raise DamagedRecord(Path(path), f"torch.load refused it: {type(error).__name__}") from None
+    if not isinstance(contents, dict) or contents.get("format") != FORMAT:
+        raise DamagedRecord(Path(path), f"not a noisereg checkpoint of format {FORMAT}")
+    return contents

@@ -1,0 +1,182 @@
+"""Members (`trainer.members=N`): N seeds trained as one batched model write N ordinary run directories, each
+agreeing with the run of its seed alone, resuming byte for byte, and diverging on its own."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+import noisereg.app as app
+from conftest import compose, run_cli, run_cli_in_process
+from noisereg.app import run
+from noisereg.records import load_runs
+from noisereg.tracking import read_metrics, read_summary
+from noisereg.tracking.wandb_offline import read_offline_run
+from noisereg.train.state import load_checkpoint
+
+# Blanc et al.'s 1-D ReLU net under label noise, SGD with batch 1, with momentum so the buffers are batched too.
+RUN = ["+experiment=blanc_fig2_relu_interpolation", "trainer.steps=240", "trainer.eval_every=40",
+       "trainer.checkpoint_every=60", "probes.function_1d.every=80", "probes.label_noise_regularizer.every=80",
+       "trainer.optimizer.momentum=0.5", "trainer.compile=false", "logger.mode=disabled",
+       "trainer.keep_checkpoint=true"]
+# Agreement of a member's metrics with its seed's single run: batched arithmetic rounds differently in the last
+# bits (README, "Members"), and a loss near zero (one point's residual squared) shows that difference magnified.
+TOLERANCE, LOSS_NEAR_ZERO = 1e-4, 1e-6
+
+
+def close(a: float, b: float) -> bool:
+    if isinstance(a, str) or isinstance(b, str):  # "nan", "inf" as records write them
+        return a == b
+    return math.isclose(a, b, rel_tol=TOLERANCE, abs_tol=LOSS_NEAR_ZERO)
+
+
+def assert_rows_agree(member: list[dict], alone: list[dict]) -> None:
+    assert [row["step"] for row in member] == [row["step"] for row in alone]
+    for ours, theirs in zip(member, alone):
+        assert ours.keys() == theirs.keys()
+        for key, value in ours.items():
+            if isinstance(value, (int, float, str)):
+                assert close(value, theirs[key]), f"step {ours['step']} {key}: {value} batched, {theirs[key]} alone"
+
+
+# Orvieto Fig. 2's linear net under parameter noise, full batch, one step per call (the noise is drawn each step).
+FIG2 = ["+experiment=fig2_synthetic", "trainer.steps=200", "trainer.eval_every=50", "curvature.every=100",
+        "trainer.checkpoint_every=50", "logger.mode=disabled", "trainer.keep_checkpoint=true"]
+AGREEMENT = {
+    "label noise, one step per call": [*RUN, "trainer.steps_per_call=1"],
+    "label noise, blocks of 50": [*RUN, "trainer.steps_per_call=50"],
+    "GD+noise": [*FIG2, "noise=gd_noise"],
+    "layer-wise": [*FIG2, "noise=layerwise"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(AGREEMENT))
+def test_each_member_agrees_with_its_seed_run_alone(tmp_path, case):
+    overrides = [*AGREEMENT[case], "seed=4"]
+    summary = run(compose(*overrides, "trainer.members=2"), tmp_path / "members")
+    assert summary["status"] == "completed" and len(summary["members"]) == 2
+    for seed in (4, 5):
+        member = tmp_path / "members" / f"seed_{seed}"
+        alone = tmp_path / f"alone_{seed}"
+        single = compose(*[o for o in overrides if not o.startswith("seed=")], f"seed={seed}", "trainer.members=1")
+        assert run(single, alone)["status"] == "completed"
+        assert read_metrics(member)[0] == read_metrics(alone)[0], "the step-0 row, before any batched step, is bitwise"
+        assert_rows_agree(read_metrics(member), read_metrics(alone))
+        recorded, single = (json.loads((d / "run.json").read_text())["config"] for d in (member, alone))
+        assert recorded == single, "a member's run.json is its seed's single run's"
+        ours, theirs = (load_checkpoint(d / "checkpoint.pt")["model"] for d in (member, alone))
+        for name in theirs:
+            torch.testing.assert_close(ours[name], theirs[name], rtol=TOLERANCE, atol=1e-7)
+    first, second = (read_metrics(tmp_path / "members" / f"seed_{s}") for s in (4, 5))
+    assert first[-1]["train/loss"] != second[-1]["train/loss"], "members differ in their seeds"
+
+
+def crashing_at(step: int, monkeypatch):
+    """The members' training raising, as a killed process would stop, once the first member reaches `step`."""
+
+    class Crash(BaseException):
+        pass
+
+    real = app.train_members
+
+    def train_members(experiments, logs, checkpoints, should_stop):
+        def stop() -> bool:
+            if experiments[0].state.step >= step:
+                raise Crash()
+            return False
+
+        return real(experiments, logs, checkpoints, stop)
+
+    monkeypatch.setattr(app, "train_members", train_members)
+    return Crash
+
+
+def test_a_killed_batched_job_resumes_to_identical_records_per_member(tmp_path, monkeypatch):
+    overrides = [*RUN, "trainer.steps_per_call=20", "trainer.members=3"]
+    assert run(compose(*overrides), tmp_path / "reference")["status"] == "completed"
+    with monkeypatch.context() as patch:
+        crash = crashing_at(150, patch)
+        with pytest.raises(crash):
+            run(compose(*overrides), tmp_path / "resumed")
+    assert read_metrics(tmp_path / "resumed" / "seed_0")[-1]["step"] > 120, "rows past the checkpoint at step 120"
+    assert run(compose(*overrides), tmp_path / "resumed")["status"] == "completed"
+    for seed in (0, 1, 2):
+        resumed, reference = (tmp_path / d / f"seed_{seed}" for d in ("resumed", "reference"))
+        assert (resumed / "metrics.jsonl").read_bytes() == (reference / "metrics.jsonl").read_bytes()
+        for artifact in sorted((reference / "artifacts").rglob("*.npz")):
+            assert (resumed / artifact.relative_to(reference)).read_bytes() == artifact.read_bytes()
+
+
+def test_members_resumed_at_different_steps_catch_up_and_match(tmp_path, monkeypatch):
+    """A member whose checkpoint is older than the others' (a job killed while it wrote them) advances alone until
+    it meets them, cutting the blocks its single run would."""
+    overrides = [*RUN, "trainer.steps_per_call=20", "trainer.members=2"]
+    assert run(compose(*overrides), tmp_path / "reference")["status"] == "completed"
+    job, kept = tmp_path / "resumed", tmp_path / "kept"
+    for step in (80, 150):  # checkpoints at 60, then at 120
+        with monkeypatch.context() as patch:
+            with pytest.raises(crashing_at(step, patch)):
+                run(compose(*overrides), job)
+        if step == 80:
+            kept.mkdir()
+            for name in ("checkpoint.pt", "metrics.jsonl"):
+                (kept / name).write_bytes((job / "seed_1" / name).read_bytes())
+    for name in ("checkpoint.pt", "metrics.jsonl"):  # member 1 back at its step-60 checkpoint
+        (job / "seed_1" / name).write_bytes((kept / name).read_bytes())
+    assert load_checkpoint(job / "seed_1" / "checkpoint.pt")["step"] == 60
+    assert load_checkpoint(job / "seed_0" / "checkpoint.pt")["step"] == 120
+    assert run(compose(*overrides), job)["status"] == "completed"
+    for seed in (0, 1):
+        assert (job / f"seed_{seed}" / "metrics.jsonl").read_bytes() == \
+            (tmp_path / "reference" / f"seed_{seed}" / "metrics.jsonl").read_bytes()
+
+
+def test_one_member_diverging_leaves_the_others_completed(tmp_path, monkeypatch):
+    real_build = app.build
+
+    def build(cfg):  # member seed 1 starts far from the others: its SGD steps overflow
+        experiment = real_build(cfg)
+        if cfg.seed == 1:
+            with torch.no_grad():
+                for parameter in experiment.model.parameters():
+                    parameter.mul_(1e3)
+        return experiment
+
+    monkeypatch.setattr(app, "build", build)
+    summary = run(compose(*RUN, "trainer.members=3", "trainer.steps_per_call=20", "trainer.divergence_check_every=20"),
+                  tmp_path)  # fmt: skip
+    statuses = [read_summary(tmp_path / f"seed_{seed}")["status"] for seed in (0, 1, 2)]
+    assert statuses == ["completed", "diverged", "completed"] and summary["status"] == "diverged"
+    assert read_metrics(tmp_path / "seed_0")[-1]["step"] == 240 == read_metrics(tmp_path / "seed_2")[-1]["step"]
+    assert 0 < read_metrics(tmp_path / "seed_1")[-1]["step"] < 240, "it diverged mid-run, then left the batch"
+    assert read_summary(tmp_path / "seed_1")["reason"].startswith("non-finite training loss")
+
+
+def test_load_runs_reads_a_batched_job_as_its_runs_and_wandb_gets_one_run_per_member(tmp_path):
+    result = run_cli(*RUN, "trainer.members=3", "seed=7", "logger.mode=offline", "trainer.steps=80",
+                     "hydra.run.dir=job", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert sum("[completed]" in line for line in result.stdout.splitlines()) == 3
+    runs = load_runs(tmp_path / "job")
+    assert runs["run"].nunique() == 3 and sorted(runs.groupby("run")["seed"].first()) == [7, 8, 9]
+    for seed in (7, 8, 9):
+        directory = tmp_path / "job" / f"seed_{seed}"
+        (offline,) = sorted((directory / "wandb").glob("offline-run-*"))
+        history = read_offline_run(offline)["history"]
+        assert [row["_step"] for row in history] == [row["step"] for row in read_metrics(directory)]
+
+
+@pytest.mark.parametrize("overrides, named", [
+    (["noise=gni", "noise.sigma=0.1"], ["trainer.members=2", "noise=gni", "seed=0,1,2 -m"]),  # inside the forward
+    (["noise=gd_noise", "trainer.steps_per_call=10"], ["noise=gd_noise", "trainer.steps_per_call=1"]),  # every step
+])  # fmt: skip
+def test_what_cannot_be_batched_is_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch, overrides, named):
+    result = run_cli_in_process(*overrides, "trainer.members=2", "trainer.steps=5", "logger.mode=disabled",
+                                "hydra.run.dir=job", cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch)  # fmt: skip
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert all(words in line for words in named), line
+    assert not (tmp_path / "job").exists()
