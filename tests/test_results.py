@@ -55,5 +55,7 @@ def test_the_committed_records_are_the_runs_the_report_counts_in_their_thinned_f
             assert all(len(steps) == 1 for steps in list_artifacts(ROOT / run).values()), run
     header = re.search(r"from the run records under those folders: (\d+) runs", (RESULTS / "REPORT.md").read_text())
     assert header and int(header.group(1)) == len(runs)
+    # The records stay small enough to commit: no file over 10 MiB, all of them under 128 MiB as text (10-seed
+    # sweeps with a row every few steps; git packs them to about a fifth).
     sizes = [(ROOT / name).stat().st_size for name in files]
-    assert max(sizes) < 10 * 2**20 and sum(sizes) < 60 * 2**20
+    assert max(sizes) < 10 * 2**20 and sum(sizes) < 128 * 2**20
