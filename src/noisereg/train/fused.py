@@ -61,15 +61,15 @@ def check_blocks_apply(model: nn.Module, noise: NoiseMode, batches: BatchIterato
         return
     what = what or f"trainer.steps_per_call={settings.steps_per_call}" + (" and trainer.compile=true" * settings.compile)
     hooked = any(module._forward_hooks or module._forward_pre_hooks for module in model.modules())
-    perturbs = type(noise).perturbed is not NoiseMode.perturbed
-    if perturbs and parameter_noise and isinstance(noise, ParameterNoise) and settings.steps_per_call > 1:
+    taken_parameter_noise = parameter_noise and isinstance(noise, ParameterNoise)
+    if taken_parameter_noise and settings.steps_per_call > 1:
         raise SettingError(f"{what} with noise={noise.name} needs trainer.steps_per_call=1: its noise is drawn into "
                            "the parameters at every step, which a block of steps cannot take")  # fmt: skip
-    if perturbs and parameter_noise and isinstance(noise, ParameterNoise):
-        perturbs = False
+    perturbs = type(noise).perturbed is not NoiseMode.perturbed and not taken_parameter_noise
     if perturbs or type(noise).penalty is not NoiseMode.penalty or hooked:
         raise SettingError(f"{what} writes the training step out as a function, which noise={noise.name} cannot take "
-                           f"part in (it acts inside each step's forward or backward pass, not on the targets alone); {fix}")
+                           f"part in (it acts inside each step's forward or backward pass, not on the targets "
+                           f"alone); {fix}")  # fmt: skip
     if any(True for _ in model.buffers()) or any(isinstance(module, DROPOUT) for module in model.modules()):
         raise SettingError(f"{what} needs a model whose forward depends on its parameters alone (no buffers such as "
                            f"BatchNorm statistics, no dropout); {fix}")  # fmt: skip
@@ -163,8 +163,9 @@ class StepBlocks(BlockRunner):
             self.compiled = compile_scan(self._scan)
 
     def _one_step(self):
-        """One SGD step as a pure function (carry, (inputs, targets, lr[, perturbed])) -> (carry, loss), as torch.optim.SGD
-        applies it: g += wd·p; b = μ·b + g (b starts at 0, i.e. at g); g = g + μ·b (Nesterov) or b; p -= lr·g."""
+        """One SGD step as a pure function (carry, (inputs, targets, lr[, perturbed])) -> (carry, loss), as
+        torch.optim.SGD applies it: g += wd·p; b = μ·b + g (b starts at 0, i.e. at g); g = g + μ·b (Nesterov) or b;
+        p -= lr·g."""
         model, loss_fn, names = self.state.model, self.loss_fn, self.names
         momentum, nesterov, weight_decay = self.momentum, self.nesterov, self.weight_decay
 

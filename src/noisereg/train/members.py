@@ -91,7 +91,8 @@ class MemberBlocks(BlockRunner):
         with contextlib.ExitStack() as stack:
             for member in self.members:
                 stack.enter_context(member.state.noise.perturbed())
-            stacked = tuple(torch.stack(each) for each in zip(*(member.carry()[0] for member in self.members)))
+            perturbed = zip(*(member.parameters for member in self.members))
+            stacked = tuple(torch.stack([parameter.detach() for parameter in each]) for each in perturbed)
         return tuple(tensor.unsqueeze(0) for tensor in stacked)
 
 
