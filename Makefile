@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: install test test-paper run bench fmnist reproduce-cpu clean slurm-up slurm-down
+.PHONY: install test test-paper run bench fmnist reproduce-cpu reproduce-gpu gpu-check gpu-bundle clean slurm-up slurm-down
 
 install: fmnist
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,23 @@ bench:
 # on 2 cores, measured 2026-12-02 (README, "results/"); `--only`/`--paper` run a part, two parts at a time halve it.
 reproduce-cpu:
 	$(BIN)/python scripts/reproduce_cpu.py --fresh
+
+# The Fashion-MNIST experiments at the papers' widths on one GPU, fitted into --budget-minutes (default 8), with the
+# plan's estimated times printed first (scripts/reproduce_gpu.py). ARGS passes options: ARGS="--scale smoke" runs
+# the same plan in about 2 minutes on a CPU. Runs with the project's venv, or on a bare GPU machine with the
+# machine's python3 and the bundle's wheels (README, "On a GPU").
+GPU_PYTHON := $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+reproduce-gpu:
+	PYTHONPATH=$(CURDIR)/src$${PYTHONPATH:+:$$PYTHONPATH} $(GPU_PYTHON) scripts/reproduce_gpu.py $(ARGS)
+
+# What a GPU loan should measure first (scripts/gpu_check.py), into DIR (default outputs/gpu_check).
+DIR ?= outputs/gpu_check
+gpu-check:
+	bash scripts/gpu_check.sh $(DIR) $(ARGS)
+
+# The wheels and Fashion-MNIST files a bare GPU machine needs, into gpu_bundle/ (git ignores it; carry it).
+gpu-bundle:
+	bash scripts/gpu_bundle.sh gpu_bundle
 
 clean:
 	rm -rf outputs multirun .pytest_cache

@@ -157,17 +157,24 @@ def cifar_problems(args, device) -> list[tuple]:
     return problems
 
 
-def backpack_trace(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> float:
+def backpack_trace(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, chunk_size: int | None = None) -> float:
     """Σ of BackPACK's exact Gauss–Newton diagonal (`DiagGGNExact`) of the mean cross-entropy, in eval mode.
-    Its converter rewrites residual sums into modules BackPACK knows (needed for the ResNet)."""
+    Its converter rewrites residual sums into modules BackPACK knows (needed for the ResNet). `chunk_size`: samples
+    per backward pass (the trace of a mean is the size-weighted mean of the chunks' traces), so that a large batch
+    fits in memory."""
     from backpack import backpack, extend
     from backpack.extensions import DiagGGNExact
 
     extended = extend(copy.deepcopy(model).eval(), use_converter=not isinstance(model, nn.Sequential))
-    loss = extend(nn.CrossEntropyLoss())(extended(inputs), targets)
-    with backpack(DiagGGNExact()):
-        loss.backward()
-    return float(sum(p.diag_ggn_exact.double().sum() for p in extended.parameters()))
+    loss_fn = extend(nn.CrossEntropyLoss())
+    n, total = inputs.shape[0], 0.0
+    for start in range(0, n, chunk_size or n):
+        x, y = inputs[start : start + (chunk_size or n)], targets[start : start + (chunk_size or n)]
+        extended.zero_grad(set_to_none=True)
+        with backpack(DiagGGNExact()):
+            loss_fn(extended(x), y).backward()
+        total += float(sum(p.diag_ggn_exact.double().sum() for p in extended.parameters())) * x.shape[0] / n
+    return total
 
 
 def print_ggn_table(problems: list[tuple], device: torch.device, with_backpack: bool) -> None:

@@ -49,11 +49,12 @@ def synchronise(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def make_step(model: nn.Module, device: torch.device, compile_model: bool):
+def make_step(model: nn.Module, device: torch.device, compile_model: bool, autocast: bool | None = None):
+    """One SGD step of Fig. 6's recipe; `autocast`: bf16 autocast (default: on CUDA)."""
     network = torch.compile(model, dynamic=False) if compile_model else model
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
     loss_fn = nn.CrossEntropyLoss()
-    autocast = device.type == "cuda"
+    autocast = device.type == "cuda" if autocast is None else autocast
 
     def step(inputs: torch.Tensor, targets: torch.Tensor) -> None:
         optimizer.zero_grad(set_to_none=True)
@@ -65,12 +66,13 @@ def make_step(model: nn.Module, device: torch.device, compile_model: bool):
     return step
 
 
-def ours(images, labels, batch, device, step, channels_last) -> float:
+def ours(images, labels, batch, device, step, channels_last, max_steps: int | None = None) -> float:
+    """Seconds for one epoch (or its first `max_steps` batches: a warm-up)."""
     pipeline = ImagePipeline(MEAN, STD, crop_padding=CROP_PADDING, flip=True).to(device, channels_last=channels_last)
     batches = BatchIterator(images.to(device), labels.to(device), batch, seed=0, pipeline=pipeline)
     synchronise(device)
     start = time.perf_counter()
-    for _ in range(batches.steps_per_epoch):
+    for _ in range(min(batches.steps_per_epoch, max_steps or batches.steps_per_epoch)):
         b = next(batches)
         if step is not None:
             step(b.inputs, b.targets)
@@ -78,7 +80,7 @@ def ours(images, labels, batch, device, step, channels_last) -> float:
     return time.perf_counter() - start
 
 
-def dataloader(images, labels, batch, device, step, channels_last, workers) -> float:
+def dataloader(images, labels, batch, device, step, channels_last, workers, max_steps: int | None = None) -> float:
     from torchvision import transforms
 
     transform = transforms.Compose([
@@ -91,7 +93,9 @@ def dataloader(images, labels, batch, device, step, channels_last, workers) -> f
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     synchronise(device)
     start = time.perf_counter()
-    for x, y in loader:
+    for index, (x, y) in enumerate(loader):
+        if max_steps is not None and index == max_steps:
+            break
         x = x.to(device, non_blocking=True, memory_format=memory_format)
         y = y.to(device, non_blocking=True)
         if step is not None:

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The GPU check of a short loan (scripts/gpu_check.py says what it measures): bash scripts/gpu_check.sh <dir>
+# [--allow-cpu]. Runs from a checkout with or without `make install`: the project's venv if there is one, else
+# the machine's python3 with src/ on the path (a bare GPU machine with the bundle's wheels, README "On a GPU").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ -z "${PYTHON:-}" ]; then
+    if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
+fi
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+if [ $# -lt 1 ]; then
+    echo "usage: bash scripts/gpu_check.sh <dir for gpu_check.json> [--allow-cpu] [--budget-seconds S]" >&2
+    exit 2
+fi
+exec "$PYTHON" scripts/gpu_check.py "$@"
