@@ -58,9 +58,6 @@ def override_problem(arguments) -> str | None:
 
     Hydra reports the same problems in several lines (search path, hints); we compose first so the user sees one
     line naming the setting. Sweeps are checked with the first value of each swept setting."""
-    from noisereg.registry import load_all
-
-    load_all()
     overrides = [a for a in arguments.overrides if not a.lstrip("+~").startswith("hydra.")]
     for argument in overrides:  # unknown option of a config group: list the options
         key, _, value = argument.partition("=")

@@ -13,7 +13,7 @@ from noisereg.app import prepare
 from noisereg.config import validate
 from noisereg.errors import SettingError
 from noisereg.probes import PredictionsProbe, ProbeSettings
-from noisereg.registry import PROBES, load_all
+from noisereg.registry import PROBES
 
 # (override, what the one-line error says): each names the setting, its value and what it must be.
 BAD_PROBE_SETTINGS = [
@@ -68,7 +68,6 @@ def test_a_switched_on_probe_gives_the_same_one_line_error(default_config):
 
 
 def test_every_probes_default_settings_pass_and_each_probe_with_settings_checks_them(default_config):
-    load_all()
     cfg = validate(overridden(default_config, *(f"probes.{name}.unit=steps" for name in PROBES.names())))
     assert sorted(cfg.probes) == PROBES.names()
     for name in PROBES.names():

@@ -373,7 +373,7 @@ def test_each_levi_figure_is_drawn_from_a_smoke_sweep_and_its_json_is_the_record
         for series in panel["series"]:
             if panel["x"] not in ("step", "epoch"):
                 continue
-            # Lines average every run of the group while it lasts, diverged ones too (base.Canvas.lines).
+            # Lines average every run of the group while it lasts, diverged ones too (canvas.Canvas.lines).
             members = [records for summary, records in runs.values()
                        if all(_flat(summary["config"]).get(k) == v for k, v in series["config"].items())]
             for x, mean, n in zip(series["x"], series["mean"], series["n"]):

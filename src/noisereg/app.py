@@ -17,13 +17,13 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from noisereg.config import apply_scale, validate
-from noisereg.curvature.during_training import CurvatureProbe
 from noisereg.data.tensors import TensorDataset
 from noisereg.errors import SettingError
 from noisereg.losses import build_loss
 from noisereg.memory import check_fits
 from noisereg.noise.base import NoiseMode
 from noisereg.probes.base import ProbeContext
+from noisereg.probes.curvature import CurvatureProbe
 from noisereg.registry import DATASETS, MODELS, NOISE_MODES, PROBES
 from noisereg.tracking.job import run_jobs
 from noisereg.train.evaluation import loss_targets
@@ -33,7 +33,7 @@ from noisereg.train.settings import TrainerSettings, resolve_device, steps_per_e
 from noisereg.train.state import TrainingState
 
 # Distinct random streams per job, so e.g. GD and layer-wise runs with one seed share init and batch order.
-# (The curvature probe's Monte-Carlo noise draws from stream 3: curvature/during_training.py.)
+# (The curvature probe's Monte-Carlo noise draws from stream 3: probes/curvature.py.)
 INIT_STREAM, SHUFFLE_STREAM, NOISE_STREAM = 0, 1, 2
 
 

@@ -20,9 +20,15 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from noisereg.curvature.during_training import CurvatureSettings
+# The packages whose modules register the datasets, models, noise modes and probes: imported here, where the
+# registries are read, so that registry.py knows none of its users.
+import noisereg.data  # noqa: F401
+import noisereg.models  # noqa: F401
+import noisereg.noise  # noqa: F401
+import noisereg.probes  # noqa: F401
 from noisereg.errors import SettingError
-from noisereg.registry import DATASETS, MODELS, NOISE_MODES, PROBES, Registry, load_all
+from noisereg.probes.curvature import CurvatureSettings
+from noisereg.registry import DATASETS, MODELS, NOISE_MODES, PROBES, Registry
 from noisereg.train.settings import TrainerSettings
 from noisereg.tracking.wandb_logger import MODES as LOGGER_MODES
 
@@ -80,7 +86,6 @@ def register_with_hydra() -> None:
     register the resolver the help text lists the groups' options with."""
     from hydra.core.config_store import ConfigStore
 
-    load_all()
     OmegaConf.register_new_resolver("noisereg_options", help_options, replace=True)
     store = ConfigStore.instance()
     for group, registry in REGISTERED_GROUPS.items():
@@ -141,7 +146,6 @@ def _resolved(node: Any) -> Any:
 
 def validate(cfg: DictConfig) -> DictConfig:
     """Return a copy of `cfg` with every group checked against its schema and defaults filled in."""
-    load_all()
     cfg = cfg.copy()
     try:  # each group is checked on its own below, so `${seed}` and the like are resolved against the whole first
         OmegaConf.resolve(cfg)

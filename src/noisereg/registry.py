@@ -12,7 +12,9 @@ Each entry is registered once, beside its class, with the dataclass that is its 
 
 Config validation (`noisereg.config`), the options Hydra offers (`noise=layerwise`, through its ConfigStore),
 "choose one of …" messages and construction all read these registries, so a new model, dataset or noise mode
-touches one file.
+touches one file. An entry exists once its module is imported: each package (`noisereg.data`, `.models`, `.noise`,
+`.probes`) imports its modules, and `noisereg.config`, which reads the registries, imports the packages; this
+module imports none of them.
 """
 from __future__ import annotations
 
@@ -64,11 +66,3 @@ DATASETS = Registry("dataset")
 MODELS = Registry("model")
 NOISE_MODES = Registry("noise")
 PROBES = Registry("probes")
-
-
-def load_all() -> None:
-    """Import the packages whose modules register themselves."""
-    import noisereg.data  # noqa: F401
-    import noisereg.models  # noqa: F401
-    import noisereg.noise  # noqa: F401
-    import noisereg.probes  # noqa: F401

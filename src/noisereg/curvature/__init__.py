@@ -1,4 +1,8 @@
-"""Curvature: the Hessian trace of the loss and the papers' explicit regularizers (all Gauss–Newton traces).
+"""Curvature: estimators and formulas over a model, data, a loss and which variables — the Hessian trace of the loss
+(exact, Hutchinson), the Gauss–Newton machinery and each paper's explicit regularizer (all Gauss–Newton traces).
+
+A floor below the noise modes: nothing here imports `noisereg.noise`; the modes call these formulas for their
+`regularizer_metrics` and `penalty`, and the probe that measures them during training is probes/curvature.py.
 
     from noisereg.curvature import hessian_trace
     estimate = hessian_trace(model, loss_fn, x, y)            # exact for ReLU nets, Hutchinson otherwise

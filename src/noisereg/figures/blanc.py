@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from noisereg.figures.base import Canvas, arrays_at_last_step, figure
+from noisereg.figures.canvas import Canvas
 from noisereg.figures.claims import (
     Evidence,
     Precondition,
@@ -30,6 +30,8 @@ from noisereg.figures.claims import (
     select,
     share,
 )
+from noisereg.figures.grouping import arrays_at_last_step
+from noisereg.figures.registry import figure
 
 PAPER = "Blanc et al. 2020"
 NO_NOISE = {"noise.delta": 0.0}

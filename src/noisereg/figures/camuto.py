@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from noisereg.figures.base import Canvas, figure
+from noisereg.figures.canvas import Canvas
 from noisereg.figures.claims import (
     Evidence,
     Precondition,
@@ -31,6 +31,7 @@ from noisereg.figures.claims import (
     share,
     tally,
 )
+from noisereg.figures.registry import figure
 
 PAPER = "Camuto et al. 2020"
 ARMS = {"gd": "baseline (no noise)", "gni": "GNI", "gni_explicit": "explicit R"}
@@ -174,9 +175,9 @@ def fig3_explicit_vs_gni(runs: pd.DataFrame, canvas: Canvas) -> None:
                      title=f"{title}: test loss (Fig. 3a)")  # fmt: skip
         canvas.lines((1, column), group, "hessian/trace", by="noise.name", label=by_arm, x="epoch", log_y=True,
                      title=f"{title}: Hessian trace of the loss (Fig. 3b)")  # fmt: skip
-        canvas.curves((2, column), group, "calibration", "bin_centers", "accuracy", by="noise.name", label=by_arm,
-                      identity_line=True,
-                      title=f"{title}: accuracy per confidence bin at the end (Fig. F.7)")  # fmt: skip
+        canvas.lines((2, column), group, "accuracy", by="noise.name", label=by_arm, x="bin_centers",
+                     artifact="calibration", identity_line=True,
+                     title=f"{title}: accuracy per confidence bin at the end (Fig. F.7)")  # fmt: skip
     for column in range(len(chosen), 3):
         for row in range(3):
             canvas.axes[row, column].set_visible(False)
@@ -278,10 +279,11 @@ def fig4_fourier(runs: pd.DataFrame, canvas: Canvas) -> None:
                        title=f"{ARMS[arm]}: amplitude |F[f](k)| / |F[y](k)|", x_label="frequency k",
                        value_range=(0.0, 1.0))  # fmt: skip
         one = chosen[chosen["seed"] == first_seed]
-        canvas.curves((1, column), one, "fourier", "inputs", "targets", label=lambda c: "target", individual=True,
-                      title=f"{ARMS[arm]}: seed {first_seed}, at the end")  # fmt: skip
-        canvas.curves((1, column), one, "fourier", "inputs", "outputs", label=lambda c, a=arm: f"learnt ({ARMS[a]})",
-                      individual=True, title=f"{ARMS[arm]}: seed {first_seed}, at the end")  # fmt: skip
+        canvas.lines((1, column), one, "targets", label=lambda c: "target", x="inputs", artifact="fourier",
+                     individual=True, title=f"{ARMS[arm]}: seed {first_seed}, at the end")  # fmt: skip
+        canvas.lines((1, column), one, "outputs", label=lambda c, a=arm: f"learnt ({ARMS[a]})", x="inputs",
+                     artifact="fourier", individual=True,
+                     title=f"{ARMS[arm]}: seed {first_seed}, at the end")  # fmt: skip
 
 
 def high_frequency_amplitude(runs: pd.DataFrame, arm: str, above: int = 30) -> Evidence:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from noisereg.figures.base import Canvas, figure, phase_counts
+from noisereg.figures.canvas import Canvas
 from noisereg.figures.claims import (
     Evidence,
     Precondition,
@@ -34,6 +34,8 @@ from noisereg.figures.claims import (
     within,
 )
 from noisereg.figures.fits import ExponentialFit, fit_exponential
+from noisereg.figures.grouping import phase_counts
+from noisereg.figures.registry import figure
 from noisereg.records import RUN_COLUMNS, config_columns
 
 PAPER = "Levi et al. 2022"

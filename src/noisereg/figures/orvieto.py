@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from noisereg.figures.base import Canvas, figure
+from noisereg.figures.canvas import Canvas
 from noisereg.figures.claims import (
     Evidence,
     Precondition,
@@ -27,6 +27,7 @@ from noisereg.figures.claims import (
     regime,
     select,
 )
+from noisereg.figures.registry import figure
 
 PAPER = "Orvieto et al. 2023"
 MODES = {"gd": "GD", "gd_noise": "GD+noise", "layerwise": "GD+noise (layer)"}

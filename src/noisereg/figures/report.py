@@ -16,7 +16,6 @@ from typing import Sequence
 import pandas as pd
 
 from noisereg.errors import SettingError
-from noisereg.figures.base import FIGURES, SCALES, plot_experiment
 from noisereg.figures.claims import (
     CLAIMS,
     CONFIDENCE,
@@ -28,6 +27,8 @@ from noisereg.figures.claims import (
     condition_preconditions,
     finished,
 )
+from noisereg.figures.grouping import SCALES
+from noisereg.figures.registry import FIGURES, plot_experiment
 from noisereg.records import load_runs
 from noisereg.tracking.records import FINISHED
 
@@ -115,9 +116,8 @@ def evaluate_claims(
     images: bool = True,
 ) -> list[ReportRow]:
     """Every registered claim against the runs under `folders` (`runs`: already loaded from them); figures drawn into
-    `out/<experiment>/` (`images`: false, their data alone)."""
-    import noisereg.figures  # noqa: F401  (registers every paper's figures and claims)
-
+    `out/<experiment>/` (`images`: false, their data alone). (The claims are registered: importing this module
+    imported the package, figures/__init__.py, which imports every paper's module.)"""
     runs = load_runs(folders) if runs is None else runs
     rows: list[ReportRow] = []
     # Per experiment and scale, once for all its claims: its runs, figure, regime and the finished runs judged.

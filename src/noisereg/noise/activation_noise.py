@@ -27,8 +27,8 @@ from noisereg.noise.random_streams import RandomStreams
 from noisereg.registry import NOISE_MODES
 
 if TYPE_CHECKING:
-    from noisereg.curvature.during_training import CurvatureContext
     from noisereg.data.tensors import TensorDataset
+    from noisereg.probes.base import CurvatureContext
 
 KINDS = ("additive", "multiplicative")
 PAPER_VARIANCE = 0.1  # Camuto et al. Sec. 3, Figs 3 and 4: "GNIs of variance 0.1"

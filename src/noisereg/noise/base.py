@@ -16,7 +16,9 @@ every hook of every mode the same way:
 
 `state_dict()`/`load_state_dict()` save and restore everything a mode needs to continue a run exactly (its random
 streams, NIN's fixed ε), like a torch module's. `regularizer_metrics(...)` returns the explicit regularizer the
-mode's paper derives, measured during training (curvature/during_training.py asks every mode the same way).
+mode's paper derives, measured during training with curvature/'s formulas; the curvature probe
+(probes/curvature.py) asks every mode the same way, and learns what parameter noise a mode adds from
+`perturbs_parameters`, `named_groups()`, `per_parameter_sigma` and `closed_form` (none here).
 
 GD is this class itself: every hook does nothing. Evaluation is always noise-free: hooks that act in the forward
 pass (NIN, GNI) check `model.training`, and the trainer evaluates in eval mode.
@@ -34,8 +36,8 @@ from noisereg.errors import SettingError
 from noisereg.registry import NOISE_MODES
 
 if TYPE_CHECKING:
-    from noisereg.curvature.during_training import CurvatureContext
     from noisereg.data.tensors import TensorDataset
+    from noisereg.probes.base import CurvatureContext
 
 
 @dataclass
@@ -68,6 +70,11 @@ class NoiseMode:
     """No noise (plain GD/SGD); the base class of every mode."""
 
     name = "gd"
+    # What the curvature probe asks (probes/curvature.py): whether the mode adds noise to the parameters (Orvieto's
+    # setting: parameter_noise.py's modes do), and which of Orvieto's closed forms for linear models describes it
+    # (models/mlp.py, models/diagonal.py).
+    perturbs_parameters = False
+    closed_form: str = ""
 
     def __init__(self, stop_step: int | None = None, stop_epoch: int | None = None):
         if (stop_step is not None and stop_step < 0) or (stop_epoch is not None and stop_epoch < 0):
@@ -111,6 +118,16 @@ class NoiseMode:
     def regularizer_metrics(self, context: CurvatureContext) -> dict[str, float]:
         """The explicit regularizer this mode's paper derives, measured at the current parameters."""
         return {}
+
+    def named_groups(self) -> dict[str, list[str]] | None:
+        """The parameter groups this mode perturbs, each named by its first tensor's name (`reg/ggn_trace/<group>`
+        in the records); None when it perturbs no parameters."""
+        return None
+
+    @property
+    def per_parameter_sigma(self) -> float:
+        """σ_p, the per-parameter standard deviation of the papers' formulas for parameter noise: none here."""
+        return 0.0
 
     def state_dict(self) -> dict[str, Any]:
         return {"active": self.active}

@@ -20,8 +20,8 @@ from noisereg.noise.random_streams import RandomStreams
 from noisereg.registry import NOISE_MODES
 
 if TYPE_CHECKING:
-    from noisereg.curvature.during_training import CurvatureContext
     from noisereg.data.tensors import TensorDataset
+    from noisereg.probes.base import CurvatureContext
 
 DISTRIBUTIONS = ("gaussian", "rademacher")
 

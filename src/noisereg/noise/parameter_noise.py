@@ -20,8 +20,8 @@ from noisereg.noise.parameter_groups import parameter_groups
 from noisereg.noise.random_streams import RandomStreams
 
 if TYPE_CHECKING:
-    from noisereg.curvature.during_training import CurvatureContext
     from noisereg.data.tensors import TensorDataset
+    from noisereg.probes.base import CurvatureContext
 
 
 @dataclass
@@ -36,8 +36,7 @@ class ParameterNoise(NoiseMode):
     Built with or without the model: `LayerwiseNoise(model, sigma=0.05)` finds its groups at once,
     `LayerwiseNoise(sigma=0.05)` when `attach(model)` is called."""
 
-    # Which of Orvieto's closed forms for linear models describes this mode (models/mlp.py, models/diagonal.py).
-    closed_form: str = ""
+    perturbs_parameters = True
 
     def __init__(
         self,

@@ -1,6 +1,8 @@
-"""Measurements during training (see base.py), registered in `PROBES` and configured under `probes.<name>`."""
-from noisereg.probes.base import Measurement, Probe, ProbeContext, ProbeSettings
+"""Measurements during training (see base.py), registered in `PROBES` and configured under `probes.<name>`; the
+curvature probe (curvature.py), configured under `curvature`, measures what curvature/ computes."""
+from noisereg.probes.base import CurvatureContext, Measurement, Probe, ProbeContext, ProbeSettings
 from noisereg.probes.calibration import CalibrationProbe
+from noisereg.probes.curvature import CurvatureProbe, CurvatureSettings
 from noisereg.probes.fourier import FourierProbe
 from noisereg.probes.function_1d import Function1dProbe
 from noisereg.probes.label_noise_regularizer import LabelNoiseRegularizerProbe
@@ -15,6 +17,9 @@ from noisereg.registry import PROBES
 __all__ = [
     "PROBES",
     "CalibrationProbe",
+    "CurvatureContext",
+    "CurvatureProbe",
+    "CurvatureSettings",
     "FourierProbe",
     "Function1dProbe",
     "LabelNoiseRegularizerProbe",

@@ -1,9 +1,9 @@
 """Probes: measurements taken during training, at step 0, every `interval` steps and at the last step.
 
-The trainer holds a list of them (the Hessian trace and the papers' regularizers in curvature/during_training.py,
-model outputs in predictions.py, ...). Each returns a `Measurement`: scalars go into the metrics row of that step
-(`metrics.jsonl`, W&B), arrays into the run's artifacts (`artifacts/<name>/<step>.npz`). Probes never touch the
-training trajectory: they use their own random streams and leave the model as they found it.
+The trainer holds a list of them (the Hessian trace and the papers' regularizers in curvature.py, model outputs
+in predictions.py, ...). Each returns a `Measurement`: scalars go into the metrics row of that step (`metrics.jsonl`,
+W&B), arrays into the run's artifacts (`artifacts/<name>/<step>.npz`). Probes never touch the training trajectory:
+they use their own random streams and leave the model as they found it.
 """
 from __future__ import annotations
 
@@ -52,6 +52,21 @@ class ProbeContext:
     noise: NoiseMode
     steps_per_epoch: int
     make_noise: Callable[[int], NoiseMode]  # a fresh, unattached copy of the run's noise mode on random stream k
+
+
+@dataclass
+class CurvatureContext:
+    """What a noise mode's `regularizer_metrics` is measured from (the curvature probe, curvature.py, builds one at
+    each measurement): the model at its current parameters, the fixed curvature subset with clean targets, the clean
+    loss there and the Gauss–Newton trace tr(Jθᵀ H_L Jθ)."""
+
+    model: nn.Module
+    loss_fn: nn.Module
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    loss: float
+    ggn_trace: float
+    chunk_size: int | None
 
 
 def steps_between(every: int | None, unit: str, context: ProbeContext) -> int | None:

@@ -1,9 +1,9 @@
 """The committed form of finished runs' records (results/runs/): everything a figure or a claim reads, nothing more.
 
 A finished run (completed or diverged) keeps `run.json`, `metrics.jsonl`, `summary.json` and, of each artifact, the
-arrays of its last step (every figure draws a run's last saved arrays: figures/base.py `arrays_at_last_step`,
-`Canvas.curves`); the snapshots before it are dropped. Checkpoints, W&B folders, Hydra's `.hydra/` and logs stay
-out of git (.gitignore). An unfinished run is left whole, so that it can still resume.
+arrays of its last step (every figure draws a run's last saved arrays: figures/grouping.py `arrays_at_last_step`,
+`Canvas.lines` with an artifact); the snapshots before it are dropped. Checkpoints, W&B folders, Hydra's `.hydra/`
+and logs stay out of git (.gitignore). An unfinished run is left whole, so that it can still resume.
 
     python -c "from noisereg.tracking.evidence import thin_records; thin_records('results/runs')"
 

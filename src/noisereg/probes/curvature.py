@@ -10,7 +10,8 @@ implies, measured on a fixed, seeded subset of the training set, so predicted an
 | `theory/R_sigma_mc`, `_sem` | `monte_carlo_repeats` > 0, parameter noise | mean of L(w + noise) over fresh draws of the run's noise |
 
 Which regularizer is logged is decided by what the noise mode is (its `regularizer_metrics`) and what the model
-is (its `closed_forms`), never by names here.
+is (its `closed_forms`), never by names here: the probe asks the mode through its protocol (noise/base.py), and
+the formulas are curvature/'s.
 """
 from __future__ import annotations
 
@@ -19,14 +20,12 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
-from torch import nn
 
 from noisereg.curvature.regularizers import gauss_newton_trace
 from noisereg.curvature.trace import METHODS, exact_is_valid, hessian_trace
 from noisereg.errors import SettingError
 from noisereg.losses import HalfMSELoss
-from noisereg.noise.parameter_noise import ParameterNoise
-from noisereg.probes.base import Measurement, Probe, ProbeContext
+from noisereg.probes.base import CurvatureContext, Measurement, Probe, ProbeContext
 
 # The Monte-Carlo copy of the run's noise draws from its own random stream (app.py numbers the streams).
 MONTE_CARLO_STREAM = 3
@@ -59,20 +58,6 @@ class CurvatureSettings:
             raise SettingError(f"curvature.chunk_size={self.chunk_size} must be >= 1, or null for automatic")
 
 
-@dataclass
-class CurvatureContext:
-    """What a noise mode's `regularizer_metrics` is measured from: the model at its current parameters, the fixed
-    curvature subset with clean targets, the clean loss there and the Gauss–Newton trace tr(Jθᵀ H_L Jθ)."""
-
-    model: nn.Module
-    loss_fn: nn.Module
-    inputs: torch.Tensor
-    targets: torch.Tensor
-    loss: float
-    ggn_trace: float
-    chunk_size: int | None
-
-
 class CurvatureProbe(Probe):
     name = "curvature"
 
@@ -87,7 +72,7 @@ class CurvatureProbe(Probe):
         self.inputs = data.model_inputs(data.train_inputs[subset])  # as the model takes them, never augmented
         self.targets = context.loss_targets(data.train_targets[subset])  # clean targets, in the form the loss takes
         self.half_mse = isinstance(self.loss_fn, HalfMSELoss)  # the closed forms assume L = 1/(2n)‖y − f‖²
-        self.parameter_noise = isinstance(self.noise, ParameterNoise)  # it perturbs the weights: Orvieto's setting
+        self.parameter_noise = self.noise.perturbs_parameters  # it perturbs the weights: Orvieto's setting
         # Monte Carlo draws come from a separate noise object, so measuring never shifts the run's own draws.
         # R_σ = E L(w + noise) is defined for parameter noise only.
         self.monte_carlo_noise = None
@@ -120,7 +105,7 @@ class CurvatureProbe(Probe):
 
     def measure(self, step: int) -> Measurement:
         metrics: dict[str, float] = {}
-        groups = self.noise.named_groups() if self.parameter_noise else None
+        groups = self.noise.named_groups()
         ggn = gauss_newton_trace(self.model, self.loss_fn, self.inputs, self.targets, groups, self.settings.chunk_size)
         metrics["reg/ggn_trace"] = ggn.value
         metrics.update({f"reg/ggn_trace/{name}": value for name, value in ggn.per_group.items()})
