@@ -1,7 +1,7 @@
 """The GPU loan's three commands, run here on the CPU so they cannot rot: scripts/gpu_check.sh (its no-GPU line and
-its parts at small sizes), scripts/reproduce_gpu.py at scale=smoke, and scripts/gpu_bundle.sh's wheels; with the
-cost model they plan by and the training path without W&B, submitit, pyhessian or BackPACK (what the bundle leaves
-out)."""
+its parts at small sizes), scripts/reproduce_gpu.py at scale=smoke, and scripts/gpu_bundle.sh's wheels, and both
+commands on a Python with only the GPU machine's packages and the bundle; with the cost model they plan by and the
+training path without W&B, submitit, pyhessian or BackPACK (what the bundle leaves out)."""
 from __future__ import annotations
 
 import importlib.util
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, compose
+from conftest import FMNIST_SYSTEM_DIR, ROOT, compose
 
 NO_GPU = {"CUDA_VISIBLE_DEVICES": ""}  # the no-GPU path, also where this suite runs on a GPU machine
 
@@ -131,16 +131,24 @@ GPU_MACHINE_HAS = {"torch", "torchvision", "numpy", "pandas", "matplotlib", "sci
                    "pillow", "scipy", "filelock", "jinja2", "sympy", "networkx", "fsspec"}  # fmt: skip
 
 
-def test_the_gpu_bundle_holds_every_package_once_with_what_it_needs_and_fashion_mnist(tmp_path, fmnist_available):
-    from packaging.requirements import Requirement
-    from packaging.utils import canonicalize_name
-
-    bundle = tmp_path / "bundle"
-    completed = run_script("bash", "scripts/gpu_bundle.sh", str(bundle), timeout=600)
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    """scripts/gpu_bundle.sh's folder, built once for this file's tests (they run in one worker: --dist loadfile)."""
+    if not FMNIST_SYSTEM_DIR.is_dir():
+        pytest.skip(f"real Fashion-MNIST not installed in {FMNIST_SYSTEM_DIR} (apt-get install dataset-fashion-mnist)")
+    folder = tmp_path_factory.mktemp("gpu") / "bundle"
+    completed = run_script("bash", "scripts/gpu_bundle.sh", str(folder), timeout=600)
     unreachable = ("connection", "network is unreachable", "name resolution", "retrying")
     if completed.returncode != 0 and any(sign in completed.stderr.lower() for sign in unreachable):
         pytest.skip(f"the package registry cannot be reached here: {completed.stderr.strip().splitlines()[-1]}")
     assert completed.returncode == 0, completed.stdout + completed.stderr
+    return folder
+
+
+def test_the_gpu_bundle_holds_every_package_once_with_what_it_needs_and_fashion_mnist(bundle):
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
     wheels = sorted((bundle / "wheels").glob("*.whl"))
     names = [canonicalize_name(wheel.name.split("-")[0]) for wheel in wheels]
     assert len(names) == len(set(names)), names  # no package twice
@@ -169,6 +177,80 @@ def test_the_gpu_bundle_holds_every_package_once_with_what_it_needs_and_fashion_
     assert [name.split(".")[0] for name in raw] == ["t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
                                                     "train-images-idx3-ubyte", "train-labels-idx1-ubyte"]
     assert sum(path.stat().st_size for path in bundle.rglob("*") if path.is_file()) < 60 * 2**20
+
+
+def gpu_machine_python(folder: Path) -> Path:
+    """A Python with only what the GPU machine has (GPU_MACHINE_HAS and what those require, linked from this
+    environment's site-packages) and nothing of ours: a venv whose one .pth names a folder of those links."""
+    import importlib.metadata as metadata
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    seen, pending = set(), sorted(GPU_MACHINE_HAS)
+    site = folder / "machine_site"
+    site.mkdir(parents=True)
+    while pending:
+        name = canonicalize_name(pending.pop())
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            distribution = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue  # a requirement of another platform or Python (tomli, colorama)
+        for line in distribution.requires or []:
+            requirement = Requirement(line)
+            if not requirement.marker or requirement.marker.evaluate({"extra": ""}):
+                pending.append(requirement.name)
+        for top in {file.parts[0] for file in distribution.files or [] if file.parts[0] != ".."}:
+            source = Path(distribution.locate_file(top))
+            if source.exists() and not (site / top).exists() and not top.endswith(".pth"):
+                (site / top).symlink_to(source)
+    assert not {"hydra", "omegaconf", "yaml", "tqdm", "wandb", "submitit", "pyhessian", "backpack", "noisereg",
+                "xdist"} & {path.name for path in site.iterdir()}  # fmt: skip
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder / "venv")], check=True)
+    python = folder / "venv" / "bin" / "python"
+    purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    (Path(purelib) / "gpu_machine.pth").write_text(f"{site}\n")
+    return python
+
+
+def test_the_gpu_commands_run_with_only_the_gpu_machines_packages_and_the_bundle(bundle, tmp_path):
+    """The README's install line (pip --no-index --target from the bundle's wheels) and both commands on a Python
+    that has only the GPU machine's packages: an import the bundle lacks fails here, not on a loan. Python 3.12's
+    wheels are asked for by name, as on that machine; on another Python PyYAML runs without its C part."""
+    python = gpu_machine_python(tmp_path)
+    target = tmp_path / "site"
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--target",
+                              str(target), "--python-version", "3.12", "--only-binary=:all:",
+                              *map(str, sorted((bundle / "wheels").glob("*.whl")))],
+                             capture_output=True, text=True)  # fmt: skip
+    assert install.returncode == 0, install.stderr
+    machine = {"PYTHON": str(python), "PYTHONPATH": str(target)}
+    missing = run_script(str(python), "-c", "import hydra", env={"PYTHONPATH": ""})
+    assert missing.returncode != 0 and "No module named 'hydra'" in missing.stderr  # the machine alone lacks it
+
+    check = run_script("bash", "scripts/gpu_check.sh", str(tmp_path / "check"), "--allow-cpu", "--only", "versions",
+                       "tests", "trace", env=machine)  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
+    parts = json.loads((tmp_path / "check" / "gpu_check.json").read_text())["parts"]
+    assert all(part["status"] == "done" for part in parts.values()), parts
+    assert parts["versions"]["result"]["python"] == subprocess.run(
+        [python, "-c", "import platform; print(platform.python_version())"], capture_output=True, text=True
+    ).stdout.strip()
+    assert parts["tests"]["result"]["failures"] == 0 and parts["tests"]["result"]["errors"] == 0, parts["tests"]
+
+    out = tmp_path / "gpu"
+    reproduce = run_script(str(python), "scripts/reproduce_gpu.py", "--scale", "smoke", "--seeds", "1", "--no-images",
+                           "--only", "fig9_mlp3", "--data-root", str(bundle), "--out", str(out),
+                           env={"PYTHONPATH": f"{ROOT / 'src'}:{target}"})  # fmt: skip
+    assert reproduce.returncode == 0, reproduce.stdout + reproduce.stderr
+    runs = list((out / "runs" / "fig9_mlp3").glob("*/run.json"))
+    assert runs and all(json.loads(path.read_text())["config"]["dataset"]["root"] == str(bundle.resolve())
+                    for path in runs)  # fmt: skip
+    assert "fig9_mlp3" in (out / "REPORT.md").read_text()
 
 
 # ------------------------------------------------------------------------------------------------ what it leaves out
