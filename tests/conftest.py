@@ -80,6 +80,9 @@ def run_cli_in_process(*arguments: str, cwd: Path, capsys, monkeypatch) -> subpr
     if _CLI is None:
         _CLI = _cli_module()
     monkeypatch.chdir(cwd)
+    # cli drops WANDB_SERVICE (each job process starts its own W&B service, run.py): undone after the test, or this
+    # process's W&B would go on with a service its later children no longer inherit.
+    monkeypatch.delenv("WANDB_SERVICE", raising=False)
     capsys.readouterr()
     status = _CLI.cli(list(arguments))
     captured = capsys.readouterr()
