@@ -138,7 +138,9 @@ def test_resume_continues_the_wandb_run_by_its_id(tmp_path):
     run(compose(*overrides), tmp_path / "run")
     run(compose(*overrides), tmp_path / "reference")
     segments = sorted((tmp_path / "run" / "wandb").glob("offline-run-*"))
-    assert len(segments) == 2 and len({path.name.rsplit("-", 1)[1] for path in segments}) == 1, "one id, two segments"
+    # the id from each segment's own records: a segment started in the same second as the last one is named
+    # offline-run-<time>-<id>-1 by W&B
+    assert len(segments) == 2 and len({read_offline_run(path)["id"] for path in segments}) == 1, "one id, two segments"
     resumed, reference = read_offline_run(tmp_path / "run"), read_offline_run(tmp_path / "reference")
     assert resumed["id"] == json.loads((tmp_path / "run" / "run.json").read_text())["wandb_id"]
     assert [row["_step"] for row in resumed["history"]] == [row["step"] for row in read_metrics(tmp_path / "run")]
