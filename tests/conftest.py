@@ -113,7 +113,11 @@ def cifar10_root(tmp_path_factory) -> Path:
     return write_cifar10(tmp_path_factory.mktemp("cifar10"), per_batch=40, n_test=100)
 
 
-@pytest.fixture
-def fmnist_available():
+def skip_without_fmnist() -> None:
     if not FMNIST_SYSTEM_DIR.is_dir():
         pytest.skip(f"real Fashion-MNIST not installed in {FMNIST_SYSTEM_DIR} (apt-get install dataset-fashion-mnist)")
+
+
+@pytest.fixture
+def fmnist_available():
+    skip_without_fmnist()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import FMNIST_SYSTEM_DIR, ROOT, compose
+from conftest import ROOT, compose, skip_without_fmnist
 
 NO_GPU = {"CUDA_VISIBLE_DEVICES": ""}  # the no-GPU path, also where this suite runs on a GPU machine
 
@@ -134,8 +134,7 @@ GPU_MACHINE_HAS = {"torch", "torchvision", "numpy", "pandas", "matplotlib", "sci
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory) -> Path:
     """scripts/gpu_bundle.sh's folder, built once for this file's tests (they run in one worker: --dist loadfile)."""
-    if not FMNIST_SYSTEM_DIR.is_dir():
-        pytest.skip(f"real Fashion-MNIST not installed in {FMNIST_SYSTEM_DIR} (apt-get install dataset-fashion-mnist)")
+    skip_without_fmnist()  # module scope: the function-scoped fmnist_available fixture cannot be asked
     folder = tmp_path_factory.mktemp("gpu") / "bundle"
     completed = run_script("bash", "scripts/gpu_bundle.sh", str(folder), timeout=600)
     unreachable = ("connection", "network is unreachable", "name resolution", "retrying")
