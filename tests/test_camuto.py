@@ -278,6 +278,9 @@ def test_calibration_is_the_expected_calibration_error_of_15_bins():
         if inside.any():
             ece += inside.mean() * abs(correct[inside].mean() - confidence[inside].mean())
     assert measurement.metrics["calibration/ece"] == pytest.approx(ece, rel=1e-6)  # float32 probabilities
+    # Signed: mean confidence − accuracy (Guo et al.'s overconfidence when > 0).
+    assert measurement.metrics["calibration/overconfidence"] == pytest.approx(confidence.mean() - correct.mean(),
+                                                                               rel=1e-5, abs=1e-7)  # fmt: skip
     table = measurement.artifacts["calibration"]
     assert table["counts"].sum() == 500 and len(table["accuracy"]) == 15
 

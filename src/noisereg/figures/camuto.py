@@ -6,7 +6,7 @@ Noise strengths are variances σ², as the paper quotes them (`noise.variance`).
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -15,6 +15,7 @@ from noisereg.figures.canvas import Canvas
 from noisereg.figures.claims import (
     Evidence,
     Precondition,
+    Settle,
     Verdict,
     above,
     all_of,
@@ -31,7 +32,9 @@ from noisereg.figures.claims import (
     share,
     tally,
 )
+from noisereg.figures.grouping import last_arrays
 from noisereg.figures.registry import figure
+from noisereg.probes.calibration import overconfidence
 
 PAPER = "Camuto et al. 2020"
 ARMS = {"gd": "baseline (no noise)", "gni": "GNI", "gni_explicit": "explicit R"}
@@ -41,6 +44,8 @@ MODELS = {"mlp": "MLP", "strided_cnn": "CNN"}
 
 
 TRAINED_STEPS, TRAINED_ACCURACY = 1000, 0.80  # ours: the paper trains Fig. 3's nets for 250 epochs
+OVERCONFIDENT, OVERFIT = 0.0, 0.05  # ours: the calibration claim's premise (mean confidence − accuracy; train − test)
+CALIBRATION_REMEDY = "a baseline that overfits: camuto_fig3_model=deep_mlp (the 4×256 MLP, 100 epochs)"
 FITTED = 0.1  # ours: Figs 4-5's baseline must fit the sines (final train loss at most this share of the initial)
 
 
@@ -52,9 +57,9 @@ def the_baseline_has_trained(condition: pd.DataFrame) -> list[Precondition]:
         return []
     steps = float(condition.groupby("run")["step"].max().min())
     remedy = "the paper's width and length (scale=paper, 100 epochs; a GPU: make reproduce-gpu)"
-    return [Precondition("baseline SGD steps (fewest over seeds)", steps, TRAINED_STEPS, True, remedy),
-            Precondition("baseline final train/acc", mean_final(condition, "train/acc"), TRAINED_ACCURACY, True,
-                         remedy)]  # fmt: skip
+    return [Precondition("baseline SGD steps (fewest over seeds; ours)", steps, TRAINED_STEPS, True, remedy),
+            Precondition("baseline final train/acc (ours)", mean_final(condition, "train/acc"), TRAINED_ACCURACY,
+                         True, remedy)]  # fmt: skip
 
 
 @regime("camuto_fig4_fourier", "camuto_fig5_layer_frequencies")
@@ -64,7 +69,7 @@ def the_baseline_fits_the_sines(condition: pd.DataFrame) -> list[Precondition]:
     if condition.iloc[0]["noise.name"] != "gd" or "train/loss" not in condition:
         return []
     shares = final_over_initial(condition, "train/loss")
-    return [Precondition("baseline final / initial train/loss (mean over seeds)", float(np.mean(shares)) if shares
+    return [Precondition("baseline final / initial train/loss (mean over seeds; ours)", float(np.mean(shares)) if shares
                          else math.nan, FITTED, False, "the paper's 60,000 steps (scale=paper)")]  # fmt: skip
 
 
@@ -201,12 +206,17 @@ def trajectory_gap(runs: pd.DataFrame, metric: str, first: str, second: str, log
     return Evidence(name, values)
 
 
-def for_each_model(runs: pd.DataFrame, check: Callable[[pd.DataFrame, str], list[Verdict]]) -> Verdict:
-    """`check(runs of one model, its title)` for every model of the experiment; holds if every part holds."""
+def for_each_model(runs: pd.DataFrame, check: Callable[[pd.DataFrame, str], list[Verdict]],
+                   arms: Sequence[str] = ("gd", "gni"), only: Sequence[tuple] | None = None) -> Verdict:
+    """`check(runs of one model, its title)` for every model of the experiment whose sweep ran the `arms` the check
+    compares (the 4×256 MLP runs only the baseline and GNI: its explicit-R step costs 9× a plain one), or the
+    models `only`; holds if every part holds."""
     parts = []
-    for name, widths in models(runs):
-        parts += check(model_runs(runs, name, widths), model_title(name, widths))
-    return all_of(*parts)
+    for name, widths in models(runs) if only is None else only:
+        group = model_runs(runs, name, widths)
+        if set(arms) <= set(group["noise.name"]):
+            parts += check(group, model_title(name, widths))
+    return all_of(*parts) if parts else Verdict("inconclusive", f"no model ran all of {', '.join(arms)}", "")
 
 
 def arms_follow_one_trajectory(runs: pd.DataFrame, metric: str, log: bool = False) -> Verdict:
@@ -218,7 +228,7 @@ def arms_follow_one_trajectory(runs: pd.DataFrame, metric: str, log: bool = Fals
         return [less(together, trajectory_gap(group, metric, "gni", "gd", log)),
                 less(together, trajectory_gap(group, metric, "gni_explicit", "gd", log))]  # fmt: skip
 
-    return for_each_model(runs, check)
+    return for_each_model(runs, check, arms=tuple(ARMS))
 
 
 @claim("camuto_fig3_explicit_vs_gni", "Fig. 3a", PAPER, "models trained with R and GNIs have similar training "
@@ -246,17 +256,51 @@ def noise_and_regulariser_land_in_wider_minima(runs: pd.DataFrame) -> Verdict:
         baseline = arm_evidence(group, "hessian/trace", "gd", title)
         return [less(arm_evidence(group, "hessian/trace", arm, title), baseline) for arm in ("gni", "gni_explicit")]
 
-    return for_each_model(runs, check)
+    return for_each_model(runs, check, arms=tuple(ARMS))
+
+
+def baseline_overconfidence(baseline: pd.DataFrame) -> float:
+    """Mean over the baseline's runs of the final mean confidence − accuracy: the logged metric, or (records made
+    before it was logged) computed from the last reliability table."""
+    logged = mean_final(baseline, "calibration/overconfidence")
+    if math.isfinite(logged):
+        return logged
+    tables = [arrays for _, (_, arrays) in last_arrays(baseline, "calibration")[0]]
+    return float(np.mean([overconfidence(table) for table in tables])) if tables else math.nan
+
+
+def calibration_premise(group: pd.DataFrame, title: str) -> Precondition:
+    """Guo et al.'s miscalibration, which Camuto et al. say GNI reduces, is overconfidence of networks that overfit:
+    the baseline (no noise) must be overconfident or overfit, else there is nothing for the noise to correct."""
+    baseline = select(group, **{"noise.name": "gd"})
+    over = baseline_overconfidence(baseline)
+    gap = mean_final(baseline, "train/acc") - mean_final(baseline, "test/acc")
+    margins = [m for m in (over - OVERCONFIDENT, gap - OVERFIT) if math.isfinite(m)]
+    return Precondition(f"{title} baseline overconfident or overfit: the larger of confidence − accuracy "
+                        f"({over:.3g}) and train − test accuracy − {OVERFIT:g} ({gap - OVERFIT:.3g}) (ours)",
+                        max(margins) if margins else math.nan, 0.0, True,
+                        CALIBRATION_REMEDY)
 
 
 @claim("camuto_fig3_explicit_vs_gni", "Fig. F.7", PAPER, "lower values of which have been shown empirically to induce "
        "better calibrated models ... In Figure F.7 we show that this holds true for models trained with GNIs")
 def noise_calibrates(runs: pd.DataFrame) -> Verdict:
+    premises = {(name, widths): calibration_premise(model_runs(runs, name, widths), model_title(name, widths))
+                for name, widths in models(runs)}  # fmt: skip
+    judged = [model for model, premise in premises.items() if premise.met]
+    left_out = "; ".join(str(premise) for premise in premises.values() if not premise.met)
+    if not judged:
+        return Verdict("not in regime", left_out, "the claim's premise: a miscalibrated (overconfident or overfit) "
+                       "baseline", settled_by=Settle(math.inf, CALIBRATION_REMEDY))  # fmt: skip
+
     def check(group: pd.DataFrame, title: str) -> list[Verdict]:
         return [less(arm_evidence(group, "calibration/ece", "gni", title),
                      arm_evidence(group, "calibration/ece", "gd", title))]  # fmt: skip
 
-    return for_each_model(runs, check)
+    verdict = for_each_model(runs, check, only=judged)
+    if left_out:
+        verdict.numbers += f" (premise not met, left out: {left_out})"
+    return verdict
 
 
 # -- Fig. 4: the Fourier spectrum of the learnt function -----------------------------------------------------------

@@ -10,14 +10,17 @@ a function that computes the statistic from the experiment's runs and returns a 
         return less(layerwise, all_parameters)
 
 and the preconditions under which the paper made the figure (`@regime`, one condition's runs at a time): a claim
-whose experiment misses one is `not in regime`, never `fails` (report.py).
+whose experiment misses one is `not in regime`, never `fails` (report.py). A claim may carry preconditions of its
+own (`@claim(..., gates=...)`, the same kind of function), e.g. that the statistic it reads at the end of a run has
+stopped drifting: those gate that claim alone, beside its experiment's.
 
 Decisions are one-sided Student-t tests at 95 % on per-seed values. Seeds share the initialisation and the batch
 order across noise modes (app.py's random streams), so a comparison is paired by seed where both sides have the
 same seeds (df = n − 1), else Welch's (Welch–Satterthwaite df). A claim `holds` when the difference goes the
 claimed way with t above the critical value, `fails` when it goes the other way as clearly, and is `inconclusive`
 otherwise; with fewer than 3 seeds it is `inconclusive (n < 3)` whatever the numbers. An inconclusive comparison
-says how many seeds would settle its observed difference at its observed spread.
+names the seeds to plan a new experiment with, sized on its observed difference at its observed spread: never seeds
+to add to this one (adding seeds until p < 0.05 would make the 5 % error rate a fiction).
 
 Only finished runs (completed or diverged) are evidence; a diverged run is counted and left out of the means, an
 unfinished one (interrupted, failed, or records without a summary) is counted apart. Every selection must be one
@@ -26,7 +29,7 @@ condition: runs that differ in any setting but a seed never pool into one Eviden
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -118,22 +121,25 @@ class Test:
         return f"{self.how}, n={self.n}, df {df}: t = {_fmt(self.t)} vs ±{critical_t(self.df):.3g}"
 
     def seeds_to_settle(self) -> Settle:
-        """The seeds at which the observed difference would be significant at the observed spread."""
+        """The seeds to plan a new experiment with: those at which the observed difference would be significant at the
+        observed spread (a power calculation for the next run, not a count to extend this one to)."""
         if self.spread is None or not math.isfinite(self.estimate) or not math.isfinite(self.error):
             return NOTHING_TO_SETTLE
         if self.estimate == 0 or self.error == 0:
-            return Settle(math.inf, "no number of seeds: the difference is smaller than its spread") \
+            return Settle(math.inf, "no new run of any size: the difference is smaller than its spread") \
                 if self.estimate == 0 else NOTHING_TO_SETTLE  # fmt: skip
         for n in range(max(self.n, MIN_SEEDS), MOST_SEEDS + 1):
             if abs(self.estimate) / self.spread(n) > critical_t(n - 1):
-                direction = "holds" if self.estimate > 0 else "fails"
-                return Settle(n, f"{n} seeds would make it {direction} at this spread")
-        return Settle(math.inf, f"no number of seeds up to {MOST_SEEDS}: the difference is smaller than its spread")
+                return Settle(n, f"plan ≥ {n} seeds for a new run (sized on the observed difference, which points to "
+                                 f"`{'holds' if self.estimate > 0 else 'fails'}`, at its observed spread; not seeds "
+                                 "added to this one)")  # fmt: skip
+        return Settle(math.inf, f"no new run of up to {MOST_SEEDS} seeds: the difference is smaller than its spread")
 
 
 @dataclass(frozen=True)
 class Settle:
-    """What would settle an inconclusive test: the seeds it needs (inf: none would) and the sentence saying so."""
+    """What would settle an inconclusive test: the seeds a new experiment needs (inf: none would) and the sentence
+    saying so."""
 
     seeds: float
     text: str
@@ -327,6 +333,11 @@ def all_of(*verdicts: Verdict) -> Verdict:
                    small=verdict == "inconclusive" and any(v.small for v in verdicts if v.verdict == "inconclusive"))
 
 
+def ours(verdict: Verdict) -> Verdict:
+    """The verdict with its rule marked as ours: a threshold the paper does not state (it states the claim in words)."""
+    return replace(verdict, rule=f"ours: {verdict.rule}")
+
+
 # -- selecting evidence from runs --------------------------------------------------------------------------------
 
 
@@ -336,9 +347,10 @@ def is_seed_like(column: str) -> bool:
     return column == "seed" or column.endswith(".seed")
 
 
-# Config keys that say how a run was watched or where it ran, not what it computed: never a condition.
+# Config keys that say how a run was watched or where it ran, not what it computed: never a condition (members:
+# seeds trained side by side as one batched model, each member's records those of its single run).
 NOT_A_CONDITION = ("logger.", "trainer.device", "trainer.progress_bar", "trainer.resume", "trainer.checkpoint",
-                   "trainer.keep_checkpoint", "dataset.root", "curvature.chunk_size", "hydra.")  # fmt: skip
+                   "trainer.keep_checkpoint", "trainer.members", "dataset.root", "curvature.chunk_size", "hydra.")  # fmt: skip
 
 
 def condition_keys(runs: pd.DataFrame) -> list[str]:
@@ -446,14 +458,24 @@ class Claim:
     paper: str
     quote: str
     evaluate: Callable[[pd.DataFrame], Verdict]
+    gates: tuple[Gate, ...] = field(default=())  # this claim's own preconditions, beside its experiment's regime
+
+    @property
+    def label(self) -> str:
+        """The figure and the quote's first words, to name the claim in a table."""
+        words = self.quote.split()
+        return f"{self.figure} “{' '.join(words[:5])}{' …' if len(words) > 5 else ''}”"
 
 
 CLAIMS: list[Claim] = []
 
 
-def claim(experiment: str, figure: str, paper: str, quote: str):
+def claim(experiment: str, figure: str, paper: str, quote: str, gates: Sequence[Gate] = ()):
+    """Register a claim; `gates`: preconditions of this claim alone (one condition's runs at a time, as `@regime`'s),
+    for what its own statistic needs, e.g. that the quantity it reads at the end of a run has stopped drifting."""
+
     def register(evaluate: Callable[[pd.DataFrame], Verdict]) -> Callable[[pd.DataFrame], Verdict]:
-        CLAIMS.append(Claim(experiment, figure, paper, quote, evaluate))
+        CLAIMS.append(Claim(experiment, figure, paper, quote, evaluate, tuple(gates)))
         return evaluate
 
     return register
@@ -480,8 +502,10 @@ class Precondition:
         return f"{self.what} {_fmt(self.measured)} (needs {needed})"
 
 
+# The preconditions one condition's runs must show (an empty list: none), computed on its finished runs.
+Gate = Callable[[pd.DataFrame], list[Precondition]]
 # experiment -> the preconditions of one condition's runs (an empty list: this condition is not gated)
-REGIMES: dict[str, Callable[[pd.DataFrame], list[Precondition]]] = {}
+REGIMES: dict[str, Gate] = {}
 # experiment -> a config key whose values the claims judge apart (Camuto Fig. 3's models): a value whose conditions
 # miss a precondition is left out, the others are judged
 PARTS: dict[str, str] = {}
@@ -502,12 +526,12 @@ def regime(*experiments: str, part: str | None = None):
     return register
 
 
-def condition_preconditions(experiment: str, condition: pd.DataFrame) -> list[Precondition]:
-    """The gate's preconditions for one condition's runs (finished runs only); none where the experiment has no
-    gate or the condition has no finished run."""
-    gate = REGIMES.get(experiment)
+def condition_preconditions(experiment: str, condition: pd.DataFrame, gates: Sequence[Gate] = ()) -> list[Precondition]:
+    """The preconditions of one condition's runs (finished runs only): its experiment's regime, then `gates` (a
+    claim's own); none where there is no gate or the condition has no finished run."""
     done = finished(condition)
-    return list(gate(done)) if gate is not None and not done.empty else []
+    chosen = [gate for gate in (REGIMES.get(experiment), *gates) if gate is not None]
+    return [p for gate in chosen for p in gate(done)] if not done.empty else []
 
 
 def mean_final(runs: pd.DataFrame, metric: str) -> float:
@@ -530,20 +554,54 @@ def final_over_initial(runs: pd.DataFrame, metric: str) -> list[float]:
     return ratios
 
 
-def largest_late_change(runs: pd.DataFrame, metric: str, fraction: float = 0.1) -> float:
-    """The largest over runs of |mean over the last `fraction` of the run − mean over the `fraction` before it| /
-    |the last mean|: whether a slowly moving quantity (Blanc's regulariser) has stopped moving. Window means, not
-    two single evaluations: under label noise the value fluctuates from one evaluation to the next."""
-    changes = []
+@dataclass(frozen=True)
+class LateTrend:
+    """How much a metric still moved at the end of the runs: the mean over runs of each run's least-squares slope
+    over its last `fraction` of steps × that window's length, relative to the run's mean level there (−0.01: it
+    fell by 1 % across the window), with the standard error of that mean (each run's from its own residuals, the
+    runs independent)."""
+
+    change: float
+    error: float
+    runs: int
+    fraction: float
+
+    @property
+    def in_errors(self) -> float:
+        """|change| / its standard error: how far the drift stands out of the evaluation-to-evaluation noise."""
+        if not (math.isfinite(self.change) and math.isfinite(self.error)):
+            return math.nan
+        return abs(self.change) / self.error if self.error else 0.0 if self.change == 0 else math.inf
+
+    def __str__(self) -> str:
+        return (f"{self.change:+.2%} ± {self.error:.2%} over the last {self.fraction:.0%} (least-squares slope × "
+                f"window, relative to the level; mean of {self.runs} runs)")  # fmt: skip
+
+
+def _run_trend(steps: np.ndarray, values: np.ndarray) -> tuple[float, float]:
+    """One run's relative change across the window by least squares, and its standard error."""
+    centred = steps - steps.mean()
+    slope = float(centred @ values / (centred @ centred))
+    residuals = values - values.mean() - slope * centred
+    slope_error = math.sqrt(float(residuals @ residuals) / (len(steps) - 2) / float(centred @ centred))
+    scale = (steps[-1] - steps[0]) / abs(values.mean()) if values.mean() else math.nan
+    return slope * scale, slope_error * scale
+
+
+def late_trend(runs: pd.DataFrame, metric: str, fraction: float = 0.2) -> LateTrend:
+    """The late trend of `metric` (`LateTrend`) over the runs with at least 4 finite values in their last `fraction`
+    of steps: whether a slowly moving quantity has stopped moving, judged against its own noise rather than a fixed
+    tolerance (under label noise it fluctuates from one evaluation to the next)."""
+    trends = []
     for _, rows in runs.groupby("run"):
         rows = rows[np.isfinite(rows[metric].astype(float))].sort_values("step") if metric in rows else rows.iloc[0:0]
         if len(rows) < 4:
             continue
         steps, values = rows["step"].to_numpy(float), rows[metric].to_numpy(float)
-        span = fraction * (steps[-1] - steps[0])
-        last = values[steps > steps[-1] - span]
-        before = values[(steps <= steps[-1] - span) & (steps > steps[-1] - 2 * span)]
-        if not len(last) or not len(before):
-            continue
-        changes.append(abs(last.mean() - before.mean()) / abs(last.mean()) if last.mean() else math.inf)
-    return max(changes) if changes else math.nan
+        window = steps > steps[-1] - fraction * (steps[-1] - steps[0])
+        if window.sum() >= 4:
+            trends.append(_run_trend(steps[window], values[window]))
+    if not trends:
+        return LateTrend(math.nan, math.nan, 0, fraction)
+    changes, errors = np.array(trends).T
+    return LateTrend(float(changes.mean()), float(np.sqrt((errors**2).sum())) / len(trends), len(trends), fraction)

@@ -2,14 +2,15 @@
 
 Each experiment is judged on its own records alone: its rows are cut out of everything loaded and keep only the
 columns its runs logged, so no statistic, figure or row can change with what else was loaded beside it. A claim
-whose experiment misses a precondition of its regime (claims.REGIMES, checked per condition) is `not in regime`:
-the row names the measured value, the threshold and what would reach it.
+whose experiment misses a precondition of its regime (claims.REGIMES, checked per condition), or of its own gates
+(`@claim(..., gates=...)`, the same), is `not in regime`: the row names the measured value, the threshold and what
+would reach it.
 """
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -22,6 +23,7 @@ from noisereg.figures.claims import (
     MIN_SEEDS,
     PARTS,
     Claim,
+    Gate,
     Precondition,
     condition_keys,
     condition_preconditions,
@@ -78,22 +80,24 @@ def condition_label(config: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in shown) or "all"
 
 
-def unmet_preconditions(experiment: str, runs: pd.DataFrame) -> list[tuple[str, Precondition]]:
+def unmet_preconditions(experiment: str, runs: pd.DataFrame,
+                        gates: Sequence[Gate] = ()) -> list[tuple[str, Precondition]]:  # fmt: skip
     return [(condition_label(config), p) for config, group in conditions(runs)
-            for p in condition_preconditions(experiment, group) if not p.met]  # fmt: skip
+            for p in condition_preconditions(experiment, group, gates) if not p.met]  # fmt: skip
 
 
-def in_regime_parts(experiment: str, runs: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, Precondition]], str]:
-    """The runs a claim is judged on, the preconditions missed, and a note on what was left out: with PARTS, the
-    values of the part key whose conditions all met their preconditions (the others left out and named); without,
-    every run, or nothing when any condition missed one."""
-    unmet = unmet_preconditions(experiment, runs)
+def in_regime_parts(experiment: str, runs: pd.DataFrame,
+                    gates: Sequence[Gate] = ()) -> tuple[pd.DataFrame, list[tuple[str, Precondition]], str]:
+    """The runs a claim is judged on, the preconditions missed (its experiment's and its own `gates`), and a note on
+    what was left out: with PARTS, the values of the part key whose conditions all met their preconditions (the
+    others left out and named); without, every run, or nothing when any condition missed one."""
+    unmet = unmet_preconditions(experiment, runs, gates)
     key = PARTS.get(experiment)
     if not unmet or key is None or key not in runs:
         return (runs.iloc[0:0] if unmet else runs), unmet, ""
     kept, missed = [], []
     for _, part in runs.groupby(runs[key].map(repr), sort=True):
-        part_unmet = unmet_preconditions(experiment, part)
+        part_unmet = unmet_preconditions(experiment, part, gates)
         if not part_unmet:
             kept.append(part)
         missed += [(f"{key}={part[key].iloc[0]}, {label}", p) for label, p in part_unmet]
@@ -108,7 +112,7 @@ def not_in_regime(unmet: list[tuple[str, Precondition]]) -> tuple[str, str, str]
     if len(unmet) > 4:
         numbers += f"; and {len(unmet) - 4} more"
     remedies = sorted({p.remedy for _, p in unmet})
-    return numbers, "the paper's regime: every precondition of its figure met", "; ".join(remedies)
+    return numbers, "the paper's regime: every precondition of its figure and of this claim met", "; ".join(remedies)
 
 
 def evaluate_claims(
@@ -130,14 +134,14 @@ def evaluate_claims(
             continue
         for at in prepared[item.experiment]:
             row = ReportRow(item, scale=at.scale, figure_link=at.figure_link)
-            unmet = at.unmet
-            if at.judged.empty:
+            judged, unmet, left_out_parts = at.regime(item)
+            if judged.empty:
                 row.verdict = row.shown = "not in regime"
                 row.numbers, row.rule, row.settle = not_in_regime(unmet)
                 rows.append(row)
                 continue
             try:  # only finished runs are evidence: every claim sees those alone
-                verdict = item.evaluate(at.judged)
+                verdict = item.evaluate(judged)
                 row.verdict, row.shown, row.numbers, row.rule = verdict.verdict, verdict.shown, verdict.numbers, verdict.rule
                 row.settle = verdict.settle
             except SettingError as error:  # a metric the runs did not log, runs of two conditions
@@ -145,8 +149,8 @@ def evaluate_claims(
                 row.numbers = str(error)
             if at.unfinished:
                 row.numbers += f" ({at.unfinished} unfinished runs left out)"
-            if at.left_out_parts:
-                row.numbers += at.left_out_parts
+            if left_out_parts:
+                row.numbers += left_out_parts
                 row.settle = "; ".join(filter(None, [row.settle, f"the part left out: {not_in_regime(unmet)[2]}"]))
             rows.append(row)
     return rows
@@ -154,14 +158,23 @@ def evaluate_claims(
 
 @dataclass
 class ExperimentAtScale:
-    """What every claim of one experiment at one scale is judged from, worked out once."""
+    """What every claim of one experiment at one scale is judged from, worked out once (its regime once per set of
+    claim gates)."""
 
+    experiment: str
     scale: str
     figure_link: str | None  # its figure, drawn beside the report
-    judged: pd.DataFrame  # the finished runs its claims see (empty: not in regime)
-    unmet: list[tuple[str, Precondition]]  # the preconditions missed, by condition
-    left_out_parts: str  # the note on a part left out of regime (PARTS)
+    runs: pd.DataFrame  # its runs at this scale, finished or not
     unfinished: int  # runs left out because they never finished
+    gated: dict = field(default_factory=dict)  # claim gates -> what `regime` returns
+
+    def regime(self, item: Claim) -> tuple[pd.DataFrame, list[tuple[str, Precondition]], str]:
+        """The finished runs the claim sees (empty: not in regime), the preconditions missed by condition (its
+        experiment's and its own), and the note on a part left out of regime (PARTS)."""
+        if item.gates not in self.gated:
+            judged, unmet, left_out_parts = in_regime_parts(self.experiment, self.runs, item.gates)
+            self.gated[item.gates] = (finished(judged), unmet, left_out_parts)
+        return self.gated[item.gates]
 
 
 def prepare_experiment(experiment: str, runs: pd.DataFrame, folders: Sequence[str | os.PathLike], out: Path,
@@ -179,9 +192,8 @@ def prepare_experiment(experiment: str, runs: pd.DataFrame, folders: Sequence[st
             name = experiment if present["scale"].nunique() == 1 else f"{experiment}-{scale}"
             png, _ = plot_experiment(experiment, folders, out / name, runs=scaled, image=images)
             figure_link = os.path.relpath(png, out)
-        judged, unmet, left_out_parts = in_regime_parts(experiment, scaled)
         unfinished = scaled.loc[~scaled["status"].isin(FINISHED), "run"].nunique()
-        found.append(ExperimentAtScale(scale, figure_link, finished(judged), unmet, left_out_parts, unfinished))
+        found.append(ExperimentAtScale(experiment, scale, figure_link, scaled, unfinished))
     return found
 
 
@@ -192,7 +204,7 @@ RUN_METRICS = ("train/acc", "test/acc", "train/loss", "test/loss")
 def runs_table(runs: pd.DataFrame) -> list[str]:
     """One line per experiment × scale × condition (config minus seed-like keys): the runs' statuses and seeds, the
     final train and test metrics of the completed runs (mean ± std over seeds) and whether the condition met the
-    preconditions of its experiment's regime."""
+    preconditions of its experiment's regime and of its claims' own gates (`gate_cell`)."""
     if runs.empty:
         return []
     lines = ["| experiment | scale | condition | runs | " + " | ".join(f"final {m}" for m in RUN_METRICS) +
@@ -211,11 +223,23 @@ def runs_table(runs: pd.DataFrame) -> list[str]:
                     last = completed.groupby("run")[metric].last().dropna() if metric in ordered else pd.Series()
                     cells.append(f"{last.mean():.4g} ± {last.std(ddof=1) if len(last) > 1 else 0:.2g}" if len(last) else "")
                 status = ", ".join(f"{n} {name}" for name, n in sorted(statuses.items()))
-                preconditions = condition_preconditions(experiment, group)
-                gate = "; ".join(("met: " if p.met else "**not met**: ") + str(p) for p in preconditions) or "–"
+                gate = "; ".join(("met: " if p.met else "**not met**: ") + str(p) + (f" (for {', '.join(claims)})"
+                                 if claims else "") for p, claims in gate_cell(experiment, group)) or "–"  # fmt: skip
                 lines.append(f"| {experiment} | {scale} | {_cell(condition_label(config))} | {status} ({seeds} "
                              f"seeds) | " + " | ".join(cells) + f" | {_cell(gate)} |")  # fmt: skip
     return lines
+
+
+def gate_cell(experiment: str, condition: pd.DataFrame) -> list[tuple[Precondition, list[str]]]:
+    """Every precondition set on one condition: its experiment's regime (gating every claim: no claim named), then
+    each claim's own gates with the claims they gate."""
+    regime = condition_preconditions(experiment, condition)
+    shown = {str(p): (p, []) for p in regime}
+    for item in CLAIMS:
+        if item.experiment == experiment and item.gates:
+            for p in condition_preconditions(experiment, condition, item.gates)[len(regime):]:
+                shown.setdefault(str(p), (p, []))[1].append(item.label)
+    return list(shown.values())
 
 
 def _cell(text: str) -> str:
@@ -241,14 +265,17 @@ def write_report(folders: Sequence[str | os.PathLike], out: str | os.PathLike = 
         f"folders: {total} runs, {unfinished} of them unfinished (counted in the runs table, never in a claim)"
         f"{skipped}. Each "
         "claim is quoted from its paper. First its regime: every condition of the experiment must show the "
-        "preconditions under which the paper made its figure (e.g. GD fits the training set); if one does not, the "
-        "verdict is `not in regime` and the row gives the measured value, the threshold and what would reach it. "
+        "preconditions under which the paper made its figure (e.g. GD fits the training set), and those the claim's "
+        "own statistic needs (e.g. that what it reads at the end of the runs has stopped drifting); if one does not, "
+        "the verdict is `not in regime` and the row gives the measured value, the threshold and what would reach it. "
         "Otherwise the numbers are mean ± standard error over seeds (n, diverged runs counted and left out) and the "
         f"verdict is a one-sided Student-t test at {CONFIDENCE:.0%}: paired by seed where both sides have the same "
         "seeds (df = n − 1), else Welch's; `holds` / `fails` when t passes the critical value in the claimed / the "
         f"other direction, `inconclusive` otherwise, `inconclusive (n < {MIN_SEEDS})` with fewer than {MIN_SEEDS} "
-        "seeds whatever the numbers; the last column says how many seeds the observed difference would need at its "
-        "observed spread. `not run`: no records of the experiment were found. The scale column says how the runs "
+        "seeds whatever the numbers; for an inconclusive one the last column names the seeds to plan a new run with, "
+        "sized on the observed difference at its observed spread (not seeds to add to this one: adding seeds until "
+        "p < 0.05 voids the test). Thresholds marked `ours` are the suite's, where the paper states its claim in "
+        "words. `not run`: no records of the experiment were found. The scale column says how the runs "
         "were made: paper (the paper's sizes), cpu and cpu_quarter (reduced to fit a 2-core machine, see README), "
         "smoke (a few steps, for tests only).",
         "",
@@ -269,7 +296,8 @@ def write_report(folders: Sequence[str | os.PathLike], out: str | os.PathLike = 
         lines += ["", "## Runs", "", "Every condition of every experiment found (its config minus seed-like keys): "
                   "how many runs ended in each status and over how many seeds, the final logged metrics of the "
                   "completed ones (mean ± std over seeds), and whether the condition met its experiment's regime "
-                  "(– where the experiment sets no precondition on it).", "", *table]  # fmt: skip
+                  "and its claims' own preconditions (those name the claims they gate; – where nothing sets a "
+                  "precondition on it).", "", *table]  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
     return out

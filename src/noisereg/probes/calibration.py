@@ -5,7 +5,9 @@ prediction ŷ(x) = argmax, in `bins` equal-width bins of confidence (Guo et al. 
 
     `calibration/ece` = Σ_b (|B_b| / N) |acc(B_b) − conf(B_b)|      (expected calibration error)
 
-and `calibration/mce` = max_b |acc(B_b) − conf(B_b)| over non-empty bins. The reliability diagram's data — bin
+and `calibration/mce` = max_b |acc(B_b) − conf(B_b)| over non-empty bins; `calibration/overconfidence` =
+mean confidence − accuracy, signed (Σ_b (|B_b| / N)(conf(B_b) − acc(B_b))): Guo et al.'s miscalibration of modern
+networks is overconfidence (> 0), the premise of Camuto et al.'s calibration claim. The reliability diagram's data — bin
 edges and centres, counts, accuracy and mean confidence per bin (NaN where a bin is empty) — is the artifact
 `calibration/<step>.npz`.
 """
@@ -55,6 +57,13 @@ def reliability(probabilities: torch.Tensor, labels: torch.Tensor, bins: int) ->
             "bin_centers": ((edges[1:] + edges[:-1]) / 2).numpy()}  # fmt: skip
 
 
+def overconfidence(table: dict[str, np.ndarray]) -> float:
+    """Mean confidence − accuracy from a reliability table: > 0 overconfident, < 0 underconfident."""
+    filled = table["counts"] > 0
+    weights = table["counts"][filled] / table["counts"].sum()
+    return float((weights * (table["confidence"][filled] - table["accuracy"][filled])).sum())
+
+
 def expected_calibration_error(table: dict[str, np.ndarray]) -> tuple[float, float]:
     """(ECE, MCE) from a reliability table."""
     filled = table["counts"] > 0
@@ -88,4 +97,5 @@ class CalibrationProbe(Probe):
             self.model.train(was_training)
         table = reliability(probabilities, self.labels, self.bins)
         ece, mce = expected_calibration_error(table)
-        return Measurement(metrics={"calibration/ece": ece, "calibration/mce": mce}, artifacts={self.name: table})
+        metrics = {"calibration/ece": ece, "calibration/mce": mce, "calibration/overconfidence": overconfidence(table)}
+        return Measurement(metrics=metrics, artifacts={self.name: table})

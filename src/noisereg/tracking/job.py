@@ -57,18 +57,19 @@ NOT_PART_OF_THE_RUN = ("trainer.resume", "trainer.progress_bar", "trainer.checkp
                        "trainer.keep_checkpoint", "logger", "dataset.root", "dataset.download")  # fmt: skip
 
 
-def _flatten(config: Any, prefix: str = "") -> dict[str, Any]:
+def flatten_config(config: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config as one level of dotted keys (`trainer.optimizer.lr`)."""
     if isinstance(config, dict):
         flat: dict[str, Any] = {}
         for key, value in config.items():
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(flatten_config(value, f"{prefix}{key}."))
         return flat
     return {prefix[:-1]: config}
 
 
 def config_difference(recorded: dict[str, Any], config: dict[str, Any]) -> str | None:
     """The first setting that differs between a recorded run and this one, as `key: this vs recorded`."""
-    ours, theirs = _flatten(config), _flatten(recorded)
+    ours, theirs = flatten_config(config), flatten_config(recorded)
     for key in sorted(set(ours) | set(theirs)):
         if any(key == ignored or key.startswith(ignored + ".") for ignored in NOT_PART_OF_THE_RUN):
             continue
