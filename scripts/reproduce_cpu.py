@@ -9,7 +9,10 @@ of noisereg/tracking/evidence.py, which each sweep is brought to as it finishes 
 fresh reproduction lists every record that came out differently). An override
 `+cpu_budget=<name>` (conf/cpu_budget/<name>.yaml) says how that experiment shrinks at scale=cpu (fewer seeds, draws
 or steps); its sweep then goes into results/runs/<experiment>/<name>/, so one experiment can run under several
-budgets (Camuto's Fig. 3: the MLP and the CNN). Launched again without --fresh it skips the jobs that finished and resumes the others. Then `scripts/report.py` draws every figure into
+budgets (Camuto's Fig. 3: the MLP and the CNN). Launched again without --fresh it skips the jobs that finished and
+resumes the others; with --fresh it first deletes what it will write again (all of results/ for the whole plan, only
+the chosen experiments' records and figures for --paper/--only; a name the plan does not hold is refused before
+anything is touched). Then `scripts/report.py` draws every figure into
 results/<experiment>/ and writes results/REPORT.md. Experiments whose data cannot be had here (CIFAR-10 offline)
 are skipped with a line saying so; the report lists their claims as `not run`.
 """
@@ -22,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+from noisereg.errors import SettingError
 from noisereg.tracking.evidence import thin_records
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,23 +71,56 @@ PLAN = [
 NEEDS_DATA = {"fig5_cnn", "fig6_resnet", "fig11_toy_cnn", "fig12_wide_cnn"}  # CIFAR-10: no offline copy here
 
 
+def entry_folder(experiment: str, overrides: list[str]) -> Path:
+    """Where an entry's sweep goes: results/runs/<experiment>/, a `+cpu_budget=<name>` entry's in <name>/ below it."""
+    budget = [o.split("=", 1)[1] for o in overrides if o.startswith("+cpu_budget=")]
+    return RESULTS / "runs" / experiment / budget[0] if budget else RESULTS / "runs" / experiment
+
+
+def selected(papers: list[str] | None, only: list[str] | None) -> list[tuple]:
+    """The PLAN entries chosen by --paper / --only (all without either); a `SettingError` naming the option for a name
+    the plan does not hold or an option given without names (which once started the whole 3-hour plan)."""
+    for option, names, known in (("--paper", papers, {e[0] for e in PLAN}), ("--only", only, {e[1] for e in PLAN})):
+        if names is not None and not names:
+            raise SettingError(f"{option} needs at least one name (one of: {', '.join(sorted(known))})")
+        unknown = sorted(set(names or ()) - known)
+        if unknown:
+            raise SettingError(f"{option} {' '.join(unknown)}: not in the plan; choose from {', '.join(sorted(known))}")
+    return [entry for entry in PLAN if (only is None or entry[1] in only) and (papers is None or entry[0] in papers)]
+
+
+def clear(entries: list[tuple], everything: bool) -> None:
+    """--fresh: the whole of results/ for the whole plan; for a part of it, only the folders it will write again (its
+    records and its figures), never another experiment's."""
+    if everything:
+        paths = list(RESULTS.glob("*"))
+    else:
+        paths = [entry_folder(e[1], list(e[3:])) for e in entries] + [RESULTS / e[1] for e in entries]
+    for path in paths:
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--fresh", action="store_true", help="delete results/ first (records, figures, report)")
+    parser.add_argument("--fresh", action="store_true", help="delete what it will write again first: all of results/ "
+                        "for the whole plan, else only the chosen experiments' records and figures")  # fmt: skip
     parser.add_argument("--paper", nargs="*", help="run only these papers' experiments (orvieto, blanc, levi, camuto)")
     parser.add_argument("--only", nargs="*", help="run only these experiments (the report still reads all records)")
     arguments = parser.parse_args(argv)
+    try:
+        entries = selected(arguments.paper, arguments.only)
+    except SettingError as refusal:  # before anything is touched
+        print(f"reproduce: {refusal}", file=sys.stderr)
+        return 2
     if arguments.fresh:
-        for path in RESULTS.glob("*"):
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-    runs = RESULTS / "runs"
+        clear(entries, everything=arguments.paper is None and arguments.only is None)
     started = time.monotonic()
-    for paper, experiment, scale, *overrides in PLAN:
-        if (arguments.only and experiment not in arguments.only) or (arguments.paper and paper not in arguments.paper):
-            continue
+    for paper, experiment, scale, *overrides in entries:
         tic = time.monotonic()
-        budget = [o.split("=", 1)[1] for o in overrides if o.startswith("+cpu_budget=")]
-        folder = runs / experiment / budget[0] if budget else runs / experiment
+        folder = entry_folder(experiment, overrides)
         command = [sys.executable, str(ROOT / "run.py"), "-m", f"+experiment={experiment}", f"scale={scale}",
                    "logger.mode=disabled", "trainer.progress_bar=false", f"hydra.sweep.dir={folder}", *overrides]
         print(f"reproduce: {experiment} at scale={scale} {' '.join(overrides)}...", flush=True)

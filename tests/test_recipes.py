@@ -7,7 +7,6 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import json
-from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
@@ -19,17 +18,15 @@ from noisereg.tracking.job import NOT_PART_OF_THE_RUN, flatten_config
 RUNS = ROOT / "results" / "runs"
 
 
-def reproduce_plan() -> list[tuple]:
+def reproduce_cpu():
     spec = importlib.util.spec_from_file_location("reproduce_cpu", ROOT / "scripts" / "reproduce_cpu.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.PLAN
+    return module
 
 
-def entry_folder(experiment: str, overrides: list[str]) -> Path:
-    """Where reproduce_cpu.py writes an entry's sweep (a `+cpu_budget=<name>` entry in a subfolder of that name)."""
-    budget = [o.split("=", 1)[1] for o in overrides if o.startswith("+cpu_budget=")]
-    return RUNS / experiment / budget[0] if budget else RUNS / experiment
+REPRODUCE = reproduce_cpu()
+entry_folder = REPRODUCE.entry_folder
 
 
 def is_sweep(override: str) -> bool:
@@ -84,7 +81,7 @@ def unmatched(made: list[dict], committed: list[dict]) -> tuple[list[dict], list
     return left, alone
 
 
-PLAN = [entry for entry in reproduce_plan() if entry_folder(entry[1], list(entry[3:])).exists()]
+PLAN = [entry for entry in REPRODUCE.PLAN if entry_folder(entry[1], list(entry[3:])).exists()]
 
 
 def test_every_committed_folder_has_its_command():
@@ -107,3 +104,28 @@ def test_the_command_composes_to_the_committed_runs(entry):
                                             for k, v in sorted(run.items()) if jobs[0].get(k, "<unset>") != v)  # fmt: skip
         pytest.fail(f"{folder}: {len(jobs)} job(s) of the command have no committed run, {len(runs)} committed run(s) "
                     f"come from no job{example[:600]}")  # fmt: skip
+
+
+def test_a_selection_the_plan_does_not_hold_is_refused_before_anything_is_touched(tmp_path, monkeypatch, capsys):
+    """`--fresh --only fig99` (a typo) once deleted all of results/ and then failed; `--only` without a name started
+    the whole plan."""
+    monkeypatch.setattr(REPRODUCE, "RESULTS", tmp_path)
+    (tmp_path / "runs" / "fig2_synthetic" / "0").mkdir(parents=True)
+    (tmp_path / "runs" / "fig2_synthetic" / "0" / "summary.json").write_text("{}")
+    (tmp_path / "REPORT.md").write_text("report")
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    for argv in (["--fresh", "--only", "fig99"], ["--fresh", "--paper", "orvietto"], ["--only"], ["--fresh", "--paper"]):
+        assert REPRODUCE.main(argv) == 2, argv
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and ("--only" in lines[0] or "--paper" in lines[0]), lines
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+
+
+def test_fresh_on_a_part_clears_only_that_part(tmp_path, monkeypatch):
+    monkeypatch.setattr(REPRODUCE, "RESULTS", tmp_path)
+    for folder in ("runs/fig2_synthetic/0", "runs/fig1_variance/0", "fig2_synthetic", "fig1_variance"):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "file").write_text("x")
+    REPRODUCE.clear(REPRODUCE.selected(None, ["fig2_synthetic"]), everything=False)
+    assert not (tmp_path / "runs" / "fig2_synthetic").exists() and not (tmp_path / "fig2_synthetic").exists()
+    assert (tmp_path / "runs" / "fig1_variance" / "0" / "file").exists() and (tmp_path / "fig1_variance").exists()
