@@ -21,6 +21,7 @@ from noisereg.figures import CLAIMS, plot_experiment
 from noisereg.figures.claims import Evidence, between, share
 from noisereg.losses import build_loss
 from noisereg.models import build_model
+from noisereg.models.relu_1d import Relu1dSettings
 from noisereg.noise import LabelNoise
 from noisereg.probes import ProbeContext
 from noisereg.probes.function_1d import Function1dProbe
@@ -44,6 +45,18 @@ def context(model, data) -> ProbeContext:
 
 
 # -- models, data, probes ------------------------------------------------------------------------------------------
+
+
+def test_the_relu_networks_output_scale_scales_the_output_weights_alone():
+    """model.output_scale κ: cᵢ ~ N(0, (κs)²/m), every other draw as at κ = 1, the default (Figs 2-3 take κ = 7)."""
+    default, same, scaled = (build_model("relu_1d", (1,), 1, torch.Generator().manual_seed(5), **settings)
+                             for settings in ({}, {"output_scale": 1.0}, {"output_scale": 7.0}))  # fmt: skip
+    for name, value in default.state_dict().items():
+        assert torch.equal(same.state_dict()[name], value), name
+        expected = 7.0 * value if name == "output.weight" else value
+        torch.testing.assert_close(scaled.state_dict()[name], expected, msg=name)
+    with pytest.raises(SettingError, match="model.output_scale"):
+        Relu1dSettings(output_scale=0.0).check()
 
 
 def test_the_relu_network_regularizer_is_equation_16_and_its_trace_is_exact():

@@ -13,7 +13,7 @@ import pytest
 from scipy import stats
 
 from noisereg.errors import SettingError
-from noisereg.figures.claims import Evidence, critical_t, final, greater, less, within
+from noisereg.figures.claims import Evidence, Precondition, critical_t, final, greater, less, within
 from noisereg.figures.report import evaluate_claims, runs_table, write_report
 from noisereg.records import load_runs
 
@@ -35,10 +35,10 @@ def test_a_paired_t_of_2_5_decides_by_the_seed_count():
     assert three.verdict == "inconclusive" and "df 2: t = 2.5 vs ±2.92" in three.rule
     assert ten.verdict == "holds" and "df 9: t = 2.5 vs ±1.83" in ten.rule
     assert less(*paired(2.5, 10)).verdict == "fails"
-    # What would settle the 3-seed one: a new run of the smallest n with 2.5·√(n/3) > t_crit(n − 1), at the observed
-    # spread; never seeds added to this one (adding seeds until p < 0.05 voids the test).
-    needed = next(n for n in range(3, 100) if 2.5 * math.sqrt(n / 3) > stats.t.ppf(0.95, n - 1))
-    assert three.settle.startswith(f"plan ≥ {needed} seeds for a new run (sized on the observed difference")
+    # What would settle the 3-seed one: a new run of the smallest n with 2.5·√(n/3) > t_0.95(n − 1) + t_0.80(n − 1)
+    # (80 % power at the observed spread); never seeds added to this one (adding seeds until p < 0.05 voids the test).
+    needed = next(n for n in range(3, 100) if 2.5 * math.sqrt(n / 3) > stats.t.ppf(0.95, n - 1) + stats.t.ppf(0.8, n - 1))
+    assert three.settle.startswith(f"plan ≥ {needed} seeds for a new run (sized for 80% power on the observed")
     assert "not seeds added to this one" in three.settle and "would make it" not in three.settle
 
 
@@ -285,3 +285,16 @@ def test_fig1_leaves_out_a_diverged_run_not_its_whole_width(tmp_path):
     assert "1 diverged GD+noise run(s) at d₁ = 1000 left out of the pairs" in partly.numbers
     wholly = judged(load_runs(fig1_records(tmp_path / "wholly", {("gd_noise", 1000, s) for s in range(4)})))
     assert "d₁=100 / d₁=10" in wholly.numbers and "d₁ = 1000 left out: every run of a mode diverged" in wholly.numbers
+
+
+def test_a_gate_that_cannot_be_computed_is_an_unmet_precondition_not_a_crash():
+    import pandas as pd
+
+    from noisereg.figures.claims import condition_preconditions
+
+    def divides_by_zero(condition):
+        return [Precondition("ratio", 1.0 / float(condition["step"].min()), 1.0, True, "")]  # step 0: 1/0
+
+    condition = pd.DataFrame({"run": ["a", "a"], "step": [0, 10], "status": ["completed"] * 2})
+    [unmet] = condition_preconditions("no such experiment", condition, gates=[divides_by_zero])
+    assert not unmet.met and "divides_by_zero could not be computed" in unmet.what and "ZeroDivisionError" in unmet.what

@@ -45,9 +45,13 @@ def assert_rows_agree(member: list[dict], alone: list[dict]) -> None:
 # Orvieto Fig. 2's linear net under parameter noise, full batch, one step per call (the noise is drawn each step).
 FIG2 = ["+experiment=fig2_synthetic", "trainer.steps=200", "trainer.eval_every=50", "curvature.every=100",
         "trainer.checkpoint_every=50", "logger.mode=disabled", "trainer.keep_checkpoint=true"]
+# Label noise annealed to 0 (noise.anneal_steps): δ_t changes within a block of steps.
+ANNEALED = ["noise.delta=0.2", "noise.stop_step=200", "noise.anneal_steps=120"]
 AGREEMENT = {
     "label noise, one step per call": [*RUN, "trainer.steps_per_call=1"],
     "label noise, blocks of 50": [*RUN, "trainer.steps_per_call=50"],
+    "annealed label noise, one step per call": [*RUN, *ANNEALED, "trainer.steps_per_call=1"],
+    "annealed label noise, blocks of 50": [*RUN, *ANNEALED, "trainer.steps_per_call=50"],
     "GD+noise": [*FIG2, "noise=gd_noise"],
     "layer-wise": [*FIG2, "noise=layerwise"],
 }
@@ -72,6 +76,19 @@ def test_each_member_agrees_with_its_seed_run_alone(tmp_path, case):
             torch.testing.assert_close(ours[name], theirs[name], rtol=TOLERANCE, atol=1e-7)
     first, second = (read_metrics(tmp_path / "members" / f"seed_{s}") for s in (4, 5))
     assert first[-1]["train/loss"] != second[-1]["train/loss"], "members differ in their seeds"
+
+
+def test_members_draw_annealed_label_noise_on_its_schedule(tmp_path):
+    """Each member's blocks tell its label noise how many steps they draw for: the records' δ_t, that of the last
+    step drawn before the row, is δ·min(1, (stop_step − t)/anneal_steps) at t = step − 1, not at the block's start
+    (the statistics of the draws against δ_t: test_noise_statistics.py)."""
+    run(compose(*AGREEMENT["annealed label noise, blocks of 50"], "trainer.members=2"), tmp_path)
+    for seed in (0, 1):
+        rows = read_metrics(tmp_path / f"seed_{seed}")[1:]
+        assert [row["step"] for row in rows] == [40, 80, 120, 160, 200, 240]
+        for row in rows:
+            expected = 0.2 * min(1.0, max(0.0, (200 - (row["step"] - 1)) / 120))
+            assert row["noise/delta"] == pytest.approx(expected), row["step"]
 
 
 def crashing_at(step: int, monkeypatch):

@@ -138,6 +138,8 @@ def test_inactive_noise_does_nothing_and_schedule_switches_it_off():
     lambda m: LayerwiseNoise(m, sigma=0.1, order="sideways"),
     lambda m: LayerwiseNoise(m, sigma=0.1, groups="neurons"),
     lambda m: LabelNoise(delta=-0.1),
+    lambda m: LabelNoise(delta=0.1, anneal_steps=10),  # annealing needs the step δ reaches 0 at
+    lambda m: LabelNoise(delta=0.1, anneal_steps=20, stop_step=10),
 ])
 def test_bad_settings_name_the_setting(bad):
     with pytest.raises(SettingError, match=r"noise\."):
@@ -181,6 +183,37 @@ def test_label_noise_off_when_inactive():
     noise.begin_step(step=1, epoch=0)
     y = torch.randn(10, 1)
     assert torch.equal(noise.targets(None, y), y)
+
+
+def test_annealed_label_noise_follows_its_schedule_step_by_step_and_in_blocks():
+    """noise.anneal_steps: δ_t = δ·min(1, (stop_step − t)/anneal_steps). The std of the drawn noise against δ_t,
+    drawn one step at a time (the one-step loop) and for a block of steps in one call, one leading row per step
+    (train/fused.py's blocks, the members')."""
+    delta, stop, anneal = 0.4, 1000, 400
+    schedule = lambda t: delta * min(1.0, (stop - t) / anneal)  # noqa: E731
+    noise = LabelNoise(delta=delta, seed=0, stop_step=stop, anneal_steps=anneal)
+    y = torch.zeros(20000, 1)
+    for step in (0, 599, 600, 700, 900, 990):
+        noise.begin_step(step, epoch=0)
+        assert_std_close(noise.targets(None, y) - y, schedule(step), f"step {step}")
+        assert noise.metrics() == {"noise/delta": pytest.approx(schedule(step))}
+    noise.begin_step(stop, epoch=0)
+    assert torch.equal(noise.targets(None, y), y) and noise.metrics() == {"noise/delta": 0.0}
+
+    start, length, batch = 500, 500, 64  # a block across the start of annealing to its end
+    noise.begin_step(start, epoch=0, steps=length)
+    drawn = noise.targets(None, torch.zeros(length, batch, 1))
+    expected = torch.tensor([schedule(start + k) for k in range(length)], dtype=torch.float64)
+    for rows in torch.arange(length).split(50):  # 50 steps × 64 draws: their std against the rms of δ_t
+        assert_std_close(drawn[rows], float(expected[rows].square().mean().sqrt()), f"block rows {rows[0]}..")
+    assert_std_close(drawn.double() / expected.view(-1, 1, 1), 1.0, "block noise / δ_t")
+    assert noise.metrics() == {"noise/delta": pytest.approx(schedule(start + length - 1))}, "the last step drawn"
+
+    plain, annealed = (LabelNoise(delta=delta, seed=3, stop_step=stop, anneal_steps=a) for a in (0, anneal))
+    for mode in (plain, annealed):
+        mode.begin_step(0, epoch=0, steps=length)  # before annealing: the draws of a run without it
+    block = torch.zeros(length, 1, 1)
+    assert torch.equal(plain.targets(None, block), annealed.targets(None, block))
 
 
 # -- noise injection node -----------------------------------------------------------------------------------------

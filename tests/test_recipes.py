@@ -66,14 +66,23 @@ def composed_runs(jobs: list[tuple[list[str], list[int]]]) -> list[dict]:
     return configs
 
 
+# Settings the schema gained after some committed runs were recorded (their run.json lacks them; each one's default
+# is what those runs did). Any other setting a job has and its run lacks is a difference.
+ADDED_LATER = {"trainer.members", "model.output_scale", "noise.anneal_steps", "noise.groups", "noise.kind",
+               "noise.noise_input", "noise.order", "noise.variance"}  # fmt: skip
+
+
+def same_run(job: dict, run: dict) -> bool:
+    return set(job) - set(run) <= ADDED_LATER and all(job.get(k, "<unset>") == v for k, v in run.items())
+
+
 def unmatched(made: list[dict], committed: list[dict]) -> tuple[list[dict], list[dict]]:
-    """Pair each committed run with a job whose config has its every setting (a setting added to the schema after the
-    run was recorded is absent from its run.json); the jobs and runs left without a partner."""
+    """Pair each committed run with a job of the same settings (but those ADDED_LATER, where its run.json lacks
+    them); the jobs and runs left without a partner."""
     left = list(made)
     alone = []
     for run in committed:
-        partner = next((i for i, job in enumerate(left) if all(job.get(k, "<unset>") == v for k, v in run.items())),
-                       None)  # fmt: skip
+        partner = next((i for i, job in enumerate(left) if same_run(job, run)), None)
         if partner is None:
             alone.append(run)
         else:

@@ -42,6 +42,7 @@ from noisereg.tracking.records import FINISHED
 CONFIDENCE = 0.95  # one-sided
 MIN_SEEDS = 3  # fewer decide nothing
 MOST_SEEDS = 1000  # "what would settle it" looks this far
+POWER = 0.80  # ... for a new run that would find the observed difference this often, were it the true one
 
 
 def critical_t(df: float) -> float:
@@ -121,18 +122,19 @@ class Test:
         return f"{self.how}, n={self.n}, df {df}: t = {_fmt(self.t)} vs ±{critical_t(self.df):.3g}"
 
     def seeds_to_settle(self) -> Settle:
-        """The seeds to plan a new experiment with: those at which the observed difference would be significant at the
-        observed spread (a power calculation for the next run, not a count to extend this one to)."""
+        """The seeds to plan a new experiment with: the fewest at which the observed difference, were it the true one,
+        would be found significant with 80 % power at the observed spread (a power calculation for the next run, not
+        a count to extend this one to: the smallest n that merely reaches significance has only about 50 % power)."""
         if self.spread is None or not math.isfinite(self.estimate) or not math.isfinite(self.error):
             return NOTHING_TO_SETTLE
         if self.estimate == 0 or self.error == 0:
             return Settle(math.inf, "no new run of any size: the difference is smaller than its spread") \
                 if self.estimate == 0 else NOTHING_TO_SETTLE  # fmt: skip
         for n in range(max(self.n, MIN_SEEDS), MOST_SEEDS + 1):
-            if abs(self.estimate) / self.spread(n) > critical_t(n - 1):
-                return Settle(n, f"plan ≥ {n} seeds for a new run (sized on the observed difference, which points to "
-                                 f"`{'holds' if self.estimate > 0 else 'fails'}`, at its observed spread; not seeds "
-                                 "added to this one)")  # fmt: skip
+            if abs(self.estimate) / self.spread(n) > critical_t(n - 1) + float(stats.t.ppf(POWER, n - 1)):
+                return Settle(n, f"plan ≥ {n} seeds for a new run (sized for {POWER:.0%} power on the observed "
+                                 f"difference, which points to `{'holds' if self.estimate > 0 else 'fails'}`, at its "
+                                 "observed spread; not seeds added to this one)")  # fmt: skip
         return Settle(math.inf, f"no new run of up to {MOST_SEEDS} seeds: the difference is smaller than its spread")
 
 
@@ -531,7 +533,19 @@ def condition_preconditions(experiment: str, condition: pd.DataFrame, gates: Seq
     claim's own); none where there is no gate or the condition has no finished run."""
     done = finished(condition)
     chosen = [gate for gate in (REGIMES.get(experiment), *gates) if gate is not None]
-    return [p for gate in chosen for p in gate(done)] if not done.empty else []
+    return [p for gate in chosen for p in _checked(gate, done)] if not done.empty else []
+
+
+def _checked(gate: Gate, condition: pd.DataFrame) -> list[Precondition]:
+    """A gate's preconditions; one that cannot be computed on these records (a metric they lack, a zero it divides
+    by) is an unmet precondition that says why, never an exception that takes the whole report with it."""
+    try:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return list(gate(condition))
+    except (ArithmeticError, KeyError, ValueError, SettingError) as error:
+        name = getattr(gate, "__name__", "a precondition")
+        return [Precondition(f"{name} could not be computed on these records ({type(error).__name__}: {error})",
+                             math.nan, math.nan, True, "records that log what the gate reads")]  # fmt: skip
 
 
 def mean_final(runs: pd.DataFrame, metric: str) -> float:
@@ -559,12 +573,13 @@ class LateTrend:
     """How much a metric still moved at the end of the runs: the mean over runs of each run's least-squares slope
     over its last `fraction` of steps × that window's length, relative to the run's mean level there (−0.01: it
     fell by 1 % across the window), with the standard error of that mean (each run's from its own residuals, the
-    runs independent)."""
+    runs independent), and the fewest evaluations any run had in its window."""
 
     change: float
     error: float
     runs: int
     fraction: float
+    fewest: int = 0
 
     @property
     def in_errors(self) -> float:
@@ -592,16 +607,19 @@ def late_trend(runs: pd.DataFrame, metric: str, fraction: float = 0.2) -> LateTr
     """The late trend of `metric` (`LateTrend`) over the runs with at least 4 finite values in their last `fraction`
     of steps: whether a slowly moving quantity has stopped moving, judged against its own noise rather than a fixed
     tolerance (under label noise it fluctuates from one evaluation to the next)."""
-    trends = []
+    trends, counts = [], []
     for _, rows in runs.groupby("run"):
         rows = rows[np.isfinite(rows[metric].astype(float))].sort_values("step") if metric in rows else rows.iloc[0:0]
         if len(rows) < 4:
+            counts.append(len(rows))
             continue
         steps, values = rows["step"].to_numpy(float), rows[metric].to_numpy(float)
         window = steps > steps[-1] - fraction * (steps[-1] - steps[0])
+        counts.append(int(window.sum()))
         if window.sum() >= 4:
             trends.append(_run_trend(steps[window], values[window]))
     if not trends:
-        return LateTrend(math.nan, math.nan, 0, fraction)
+        return LateTrend(math.nan, math.nan, 0, fraction, min(counts, default=0))
     changes, errors = np.array(trends).T
-    return LateTrend(float(changes.mean()), float(np.sqrt((errors**2).sum())) / len(trends), len(trends), fraction)
+    return LateTrend(float(changes.mean()), float(np.sqrt((errors**2).sum())) / len(trends), len(trends), fraction,
+                     min(counts))  # fmt: skip

@@ -4,6 +4,11 @@ Regression: y + Z with Z ~ N(0, δ²) (`distribution="gaussian"`) or Z = ±δ wi
 (`distribution="rademacher"`, Blanc et al.'s ±δ). Classification: each label is replaced, with probability p,
 by a class drawn uniformly from all classes (it may draw the true class again, as in Damian et al.).
 Its implicit regularizer is (1/n) Σᵢ ‖∇θ h(xᵢ)‖² (Blanc et al. Eq. 1), logged as `reg/blanc`.
+
+`anneal_steps` (ours; regression): δ falls linearly to 0 over the last `anneal_steps` steps before `stop_step`,
+δ_t = δ·min(1, (stop_step − t)/anneal_steps), so that the noisy phase ends at rest rather than mid-jitter; logged
+as `noise/delta`. A block of steps (train/fused.py) draws its targets in one call, one leading row per step, and
+says how many steps it spans (`begin_step(..., steps=L)`): each row gets its own step's δ_t.
 """
 from __future__ import annotations
 
@@ -32,6 +37,7 @@ class LabelNoiseSettings(GdSettings):  # σ composes in sweeps of modes but labe
     delta: float = 0.1
     flip_probability: float = 0.1
     distribution: str = "gaussian"
+    anneal_steps: int = 0  # δ → 0 linearly over the last anneal_steps steps before noise.stop_step (0: abrupt)
 
 
 class LabelNoise(NoiseMode):
@@ -44,9 +50,16 @@ class LabelNoise(NoiseMode):
         distribution: str = "gaussian",
         num_classes: int | None = None,
         seed: int | None = None,
+        anneal_steps: int = 0,
         **schedule: Any,
     ):
         super().__init__(**schedule)
+        if anneal_steps and (self.stop_step is None or not 0 < anneal_steps <= self.stop_step):
+            raise SettingError(f"noise.anneal_steps={anneal_steps} must lie in [0, noise.stop_step] and needs "
+                               f"noise.stop_step, the step δ reaches 0 at (it is {self.stop_step}); e.g. "
+                               "noise.stop_step=1000000 noise.anneal_steps=100000")  # fmt: skip
+        self.anneal_steps = int(anneal_steps)
+        self.step, self.steps = 0, 1
         if distribution not in DISTRIBUTIONS:
             raise SettingError(f"noise.distribution={distribution!r} is unknown; choose one of {list(DISTRIBUTIONS)}")
         if not 0.0 <= flip_probability <= 1.0:
@@ -61,6 +74,19 @@ class LabelNoise(NoiseMode):
         if data is not None and data.task == "classification":
             self.num_classes = data.num_outputs
 
+    def begin_step(self, step: int, epoch: int, batch_indices: torch.Tensor | None = None, steps: int = 1) -> None:
+        """As every mode's; `steps` > 1: the next `targets` call draws for the `steps` steps from `step` at once,
+        one leading row of targets per step (a block, train/fused.py)."""
+        super().begin_step(step, epoch, batch_indices)
+        self.step, self.steps = step, steps
+
+    def delta_at(self, steps: torch.Tensor) -> torch.Tensor:
+        """δ_t at the steps t: δ·min(1, (stop_step − t)/anneal_steps) while annealing (δ before, 0 from stop_step)."""
+        if not self.anneal_steps:
+            return torch.full(steps.shape, self.delta, dtype=torch.float64)
+        remaining = (self.stop_step - steps.double()) / self.anneal_steps
+        return self.delta * remaining.clamp(0.0, 1.0)
+
     def targets(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         if not self.active:
             return targets
@@ -72,7 +98,19 @@ class LabelNoise(NoiseMode):
         else:
             signs = torch.randint(0, 2, targets.shape, generator=generator, device=targets.device)
             noise = signs.to(targets.dtype) * 2 - 1
-        return targets + self.delta * noise
+        if not self.anneal_steps or self.step + self.steps <= self.stop_step - self.anneal_steps:
+            return targets + self.delta * noise  # (annealing not begun: the draws of a run without it)
+        if self.steps > 1 and targets.shape[0] != self.steps:
+            raise ValueError(f"a block of {self.steps} steps needs one leading row of targets per step, got "
+                             f"{tuple(targets.shape)}")  # fmt: skip
+        delta = self.delta_at(self.step + torch.arange(self.steps)).to(device=targets.device, dtype=targets.dtype)
+        delta = delta.view(-1, *[1] * (targets.dim() - 1)) if self.steps > 1 else delta[0]  # one δ_t per step
+        return targets + delta * noise
+
+    def metrics(self) -> dict[str, float]:
+        # δ_t of the last step drawn for (as `noise/active`): the annealing schedule in the records.
+        last = torch.tensor(self.step + self.steps - 1)
+        return {"noise/delta": float(self.delta_at(last))} if self.anneal_steps else {}
 
     def _flip(self, labels: torch.Tensor, generator) -> torch.Tensor:
         if self.num_classes is None:
