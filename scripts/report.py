@@ -29,10 +29,21 @@ def main(argv: list[str]) -> int:
     out = arguments.out or str(Path(arguments.folders[0]) / "report" / "REPORT.md")
     from noisereg.figures import write_report
     from noisereg.records import find_runs
+    from noisereg.tracking.records import IDENTITY, METRICS, SUMMARY
+
+    RECORD_FILES = {SUMMARY, IDENTITY, METRICS}
+
+    def is_run_directory(folder: Path) -> bool:
+        return any((folder / name).is_file() for name in RECORD_FILES)
 
     try:
         if Path(out).is_dir():
             raise SettingError(f"--out {out} is a folder; give the report's file, e.g. --out {Path(out) / 'REPORT.md'}")
+        inside = next((parent for parent in Path(out).resolve().parents if is_run_directory(parent)), None)
+        if inside is not None or Path(out).name in RECORD_FILES:
+            raise SettingError(f"--out {out} is {'inside the run directory ' + str(inside) if inside else 'a record file'}"
+                               "; a report there would overwrite or mix with records: write it elsewhere, e.g. --out "
+                               "report/REPORT.md")  # fmt: skip
         if not find_runs(arguments.folders):
             raise SettingError(f"no run records (summary.json or run.json) under {' '.join(arguments.folders)}; "
                                "give the folders a sweep wrote, e.g. multirun/<date>/<time>")  # fmt: skip

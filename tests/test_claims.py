@@ -298,3 +298,18 @@ def test_a_gate_that_cannot_be_computed_is_an_unmet_precondition_not_a_crash():
     condition = pd.DataFrame({"run": ["a", "a"], "step": [0, 10], "status": ["completed"] * 2})
     [unmet] = condition_preconditions("no such experiment", condition, gates=[divides_by_zero])
     assert not unmet.met and "divides_by_zero could not be computed" in unmet.what and "ZeroDivisionError" in unmet.what
+
+
+def test_each_run_counts_once_however_it_is_reached(tmp_path, capsys, monkeypatch):
+    """The same folder as a relative and an absolute path read "120 runs"; a copied run folder changed means, n and
+    tallies (and one copy in the committed Fig. 2 records turned a `holds` into `inconclusive`)."""
+    fig7_records(tmp_path / "sweep", gd_train_acc=0.99)
+    alone = write_report([tmp_path / "sweep"], tmp_path / "alone" / "REPORT.md").read_text()
+    shutil.copytree(tmp_path / "sweep" / "layerwise-1", tmp_path / "sweep" / "copy-of-layerwise-1")
+    monkeypatch.chdir(tmp_path)
+    runs = load_runs([Path("sweep"), tmp_path / "sweep"])
+    assert runs["run"].nunique() == 9 and runs.attrs["duplicates"] == [str(Path("sweep") / "layerwise-1")]
+    assert "the same config and seed as sweep/copy-of-layerwise-1" in capsys.readouterr().err
+    again = write_report([Path("sweep")], tmp_path / "again" / "REPORT.md").read_text()
+    claims = lambda text: [line for line in text.splitlines() if line.startswith("| Orvieto")]  # noqa: E731
+    assert claims(again) == claims(alone) and "1 runs skipped as repeats" in again

@@ -240,3 +240,15 @@ def test_report_and_plot_refuse_an_empty_folder_and_a_wrong_out(tmp_path, unfini
         assert_one_line(result.returncode, result.stderr, fragment)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "empty"]
     assert json.loads((unfinished_run / "run.json").read_text())  # untouched
+
+
+def test_report_refuses_an_out_inside_a_run_directory_or_onto_a_record(tmp_path, unfinished_run):
+    """`--out <run>/summary.json` (or metrics.jsonl) once overwrote that record with the report."""
+    before = {p.name: p.read_bytes() for p in unfinished_run.iterdir() if p.is_file()}
+    for out, fragment in ((unfinished_run / "run.json", "inside the run directory"),
+                          (unfinished_run / "report" / "REPORT.md", "inside the run directory"),
+                          (tmp_path / "elsewhere" / "metrics.jsonl", "a record file")):  # fmt: skip
+        result = _script("report.py", str(unfinished_run), "--out", str(out))
+        assert_one_line(result.returncode, result.stderr, fragment)
+    assert {p.name: p.read_bytes() for p in unfinished_run.iterdir() if p.is_file()} == before
+    assert not (unfinished_run / "report").exists() and not (tmp_path / "elsewhere").exists()

@@ -19,21 +19,39 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from noisereg.tracking.records import IDENTITY, METRICS, SUMMARY, read_identity, read_metrics, read_summary
+from noisereg.tracking.records import FINISHED, IDENTITY, METRICS, SUMMARY, read_identity, read_metrics, read_summary
 
 RUN_COLUMNS = ("run", "experiment", "status", "steps", "seed", "scale")
 
 
 def find_runs(folders: Iterable[str | os.PathLike]) -> list[Path]:
-    """Every run directory (a folder with summary.json or run.json) under the folders, at any depth."""
-    found: set[Path] = set()
+    """Every run directory (a folder with summary.json or run.json) under the folders, at any depth, each once
+    however it was reached (the same folder given as a relative and an absolute path, or inside another folder
+    given): named by the first path it was found under."""
+    found: dict[Path, Path] = {}
     for folder in folders:
         folder = Path(folder)
         if not folder.exists():
             raise FileNotFoundError(f"{folder} does not exist")
         for name in (SUMMARY, IDENTITY):
-            found.update(path.parent for path in folder.rglob(name))
-    return sorted(found)
+            for path in sorted(folder.rglob(name)):
+                found.setdefault(path.parent.resolve(), path.parent)
+    return sorted(set(found.values()))
+
+
+# Config keys that say how a run was watched, stored or executed, not what it computed: two runs that differ only in
+# these (and share their seed) are the same run (members: seeds trained side by side as one batched model, each
+# member's records those of its single run).
+NOT_A_CONDITION = ("logger.", "trainer.device", "trainer.progress_bar", "trainer.resume", "trainer.checkpoint",
+                   "trainer.keep_checkpoint", "trainer.members", "dataset.root", "curvature.chunk_size", "hydra.")  # fmt: skip
+
+
+def run_identity(rows: list[dict[str, Any]]) -> str:
+    """What makes a run the run it is: its config (seed included) but the keys in NOT_A_CONDITION."""
+    first = rows[0]
+    kept = {key: repr(value) for key, value in first.items() if "." in key and "/" not in key and key not in RUN_COLUMNS
+            and not any(key == ignored or key.startswith(ignored) for ignored in NOT_A_CONDITION)}  # fmt: skip
+    return repr(sorted(kept.items())) + repr(first.get("seed")) + repr(first.get("experiment"))
 
 
 def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
@@ -75,21 +93,35 @@ def run_table(directory: Path) -> list[dict[str, Any]]:
 
 
 def load_runs(folders: Iterable[str | os.PathLike] | str | os.PathLike) -> pd.DataFrame:
-    """Every run under the folders, a row per logged step. A run whose records cannot be read (a truncated
-    summary.json, a garbage line inside metrics.jsonl) is skipped with one warning line naming it; the skipped
-    directories are in `runs.attrs["damaged"]`, for the report to count."""
+    """Every run under the folders, a row per logged step, each run once. A run whose records cannot be read (a
+    truncated summary.json, a garbage line inside metrics.jsonl) is skipped with one warning line naming it, and so
+    is a second run of the same config and seed (a copied folder; `-m seed=0,1 trainer.members=3` trains seeds 1
+    and 2 twice): the skipped directories are in `runs.attrs["damaged"]` and `runs.attrs["duplicates"]`, for the
+    report to count."""
     if isinstance(folders, (str, os.PathLike)):
         folders = [folders]
-    rows, damaged = [], []
+    damaged, duplicates, kept = [], [], {}
     for directory in find_runs(folders):
         try:
-            rows.extend(run_table(directory))
+            table = run_table(directory)
         except (ValueError, OSError, TypeError, AttributeError, KeyError) as error:  # JSONDecodeError is a ValueError
             damaged.append(str(directory))
             print(f"noisereg: warning: skipped the damaged run {directory} ({type(error).__name__}: "
                   f"{str(error).splitlines()[0] if str(error) else 'unreadable'})", file=sys.stderr)  # fmt: skip
+            continue
+        identity = run_identity(table)
+        if identity in kept:  # a copied run folder, a seed trained twice: one seed counted twice would be a verdict
+            first = kept[identity]
+            if first[0]["status"] not in FINISHED and table[0]["status"] in FINISHED:
+                kept[identity], table = table, first  # a finished run is the one to keep
+            duplicates.append(table[0]["run"])
+            print(f"noisereg: warning: skipped the run {table[0]['run']}: the same config and seed as "
+                  f"{kept[identity][0]['run']} (each run is counted once)", file=sys.stderr)  # fmt: skip
+            continue
+        kept[identity] = table
+    rows = [row for table in kept.values() for row in table]
     frame = pd.DataFrame(rows)
-    frame.attrs["damaged"] = damaged
+    frame.attrs["damaged"], frame.attrs["duplicates"] = damaged, duplicates
     return frame
 
 

@@ -349,15 +349,9 @@ def is_seed_like(column: str) -> bool:
     return column == "seed" or column.endswith(".seed")
 
 
-# Config keys that say how a run was watched or where it ran, not what it computed: never a condition (members:
-# seeds trained side by side as one batched model, each member's records those of its single run).
-NOT_A_CONDITION = ("logger.", "trainer.device", "trainer.progress_bar", "trainer.resume", "trainer.checkpoint",
-                   "trainer.keep_checkpoint", "trainer.members", "dataset.root", "curvature.chunk_size", "hydra.")  # fmt: skip
-
-
 def condition_keys(runs: pd.DataFrame) -> list[str]:
     """The config keys that make a condition: every dotted config column but the seed-like ones and those above."""
-    from noisereg.records import config_columns
+    from noisereg.records import NOT_A_CONDITION, config_columns
 
     return [c for c in config_columns(runs)
             if not is_seed_like(c) and not any(c == key or c.startswith(key) for key in NOT_A_CONDITION)]  # fmt: skip

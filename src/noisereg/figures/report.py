@@ -258,6 +258,9 @@ def write_report(folders: Sequence[str | os.PathLike], out: str | os.PathLike = 
     damaged = runs.attrs.get("damaged", [])
     skipped = (f"; {len(damaged)} damaged runs skipped ({', '.join(damaged[:3])}{', …' if len(damaged) > 3 else ''})"
                if damaged else "")  # fmt: skip
+    duplicates = runs.attrs.get("duplicates", [])
+    skipped += (f"; {len(duplicates)} runs skipped as repeats of a run's config and seed ({', '.join(duplicates[:3])}"
+                f"{', …' if len(duplicates) > 3 else ''})" if duplicates else "")  # fmt: skip
     lines = [
         "# Claims report",
         "",
