@@ -68,8 +68,9 @@ def composed_runs(jobs: list[tuple[list[str], list[int]]]) -> list[dict]:
 
 # Settings the schema gained after some committed runs were recorded (their run.json lacks them; each one's default
 # is what those runs did). Any other setting a job has and its run lacks is a difference.
-ADDED_LATER = {"trainer.members", "model.output_scale", "noise.anneal_steps", "noise.groups", "noise.kind",
-               "noise.noise_input", "noise.order", "noise.variance"}  # fmt: skip
+ADDED_LATER = {"trainer.members", "trainer.early_eval_every", "trainer.early_eval_until", "model.output_scale",
+               "noise.anneal_steps", "noise.groups", "noise.kind", "noise.noise_input", "noise.order",
+               "noise.variance"}  # fmt: skip
 
 
 def same_run(job: dict, run: dict) -> bool:

@@ -84,6 +84,19 @@ def test_noise_switches_off_at_its_stop_epoch_in_the_loop():
     assert [r["noise/active"] for r in rows] == [1.0, 1.0, 1.0, 0.0, 0.0]
 
 
+@pytest.mark.parametrize("steps_per_call", [1, 4])
+def test_early_evaluations_come_every_few_steps_up_to_their_end(steps_per_call):
+    """A catapult rises and recovers within Levi's first epoch, between evaluations once an epoch: with
+    early_eval_every=1 up to epoch 1 (4 steps of 10 of 40 points) rows come at steps 0-4, then at every other epoch,
+    in one-step loops and in blocks of steps alike."""
+    model, data = model_and_data()
+    rows = []
+    train(model, data, NoiseMode(), settings(steps=None, epochs=6, batch_size=10, eval_every=2, eval_unit="epochs",
+                                             early_eval_every=1, early_eval_until=1, steps_per_call=steps_per_call),
+          log=rows.append)  # fmt: skip
+    assert [row["step"] for row in rows] == [0, 1, 2, 3, 4, 8, 16, 24]
+
+
 def test_mse_on_one_hot_targets_for_classification():
     from noisereg.train.loop import loss_targets
 
@@ -97,6 +110,7 @@ def test_mse_on_one_hot_targets_for_classification():
     (dict(schedule="step"), "trainer.schedule"),
     (dict(batch_size=0), "trainer.batch_size"),
     (dict(optimizer=OptimizerSettings(lr=0.1, nesterov=True)), "nesterov"),
+    (dict(early_eval_every=2), "trainer.early_eval_until"),
 ])
 def test_bad_trainer_settings(bad, setting):
     model, data = model_and_data()

@@ -153,6 +153,8 @@ class Run:
         self.per_epoch = state.batches.steps_per_epoch
         self.eval_interval = interval_in_steps(settings.eval_every, settings.eval_unit, data.n_train,
                                                settings.batch_size)  # fmt: skip
+        self.early_until = interval_in_steps(settings.early_eval_until, settings.eval_unit, data.n_train,
+                                             settings.batch_size)  # fmt: skip
         self.checkpoint_interval = interval_in_steps(settings.checkpoint_every, settings.checkpoint_unit,
                                                      data.n_train, settings.batch_size)  # fmt: skip
         self.intervals = block_intervals(settings, state.probes)
@@ -170,8 +172,16 @@ class Run:
 
     def block_end(self) -> int:
         """Where a block of steps from the current step ends (train/fused.py)."""
-        return block_end(self.state.step, self.n_steps, self.settings, self.intervals, self.state.noise,
+        intervals = [*self.intervals, self.settings.early_eval_every if self.state.step < self.early_until else None]
+        return block_end(self.state.step, self.n_steps, self.settings, intervals, self.state.noise,
                          self.per_epoch)  # fmt: skip
+
+    def evaluates_at(self, step: int) -> bool:
+        """A row at every `eval_every`, every `early_eval_every` steps up to `early_eval_until`, the last step, and
+        whenever a probe is due."""
+        early = self.settings.early_eval_every
+        return (step % self.eval_interval == 0 or step == self.n_steps or bool(early and step <= self.early_until
+                and step % early == 0) or any(p.due(step, self.n_steps) for p in self.state.probes))  # fmt: skip
 
     def measure(self, step: int, batch_loss: float | None) -> tuple[Row, Artifacts]:
         state, data, settings = self.state, self.data, self.settings
@@ -223,7 +233,7 @@ class Run:
                 row = {"step": step, "epoch": step / self.per_epoch, "train/batch_loss": losses[-1]}
                 self.record(row, {})
                 return TrainResult("diverged", step, row, f"non-finite training loss at step {step}")
-        if step % self.eval_interval == 0 or step == self.n_steps or any(p.due(step, self.n_steps) for p in state.probes):
+        if self.evaluates_at(step):
             row, artifacts = self.measure(step, float(loss.detach()))
             self.record(row, artifacts)
             if _diverged(row):

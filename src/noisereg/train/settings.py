@@ -40,6 +40,11 @@ class TrainerSettings:
     schedule: str = "constant"
     eval_every: int = 50  # in eval_unit
     eval_unit: str = "steps"  # steps | epochs (Levi's figures log once per epoch)
+    # Denser evaluations early in the run, besides every `eval_every`: every `early_eval_every` steps up to
+    # `early_eval_until` (in eval_unit), e.g. to see a catapult that rises and recovers within the first epoch
+    # (Levi et al.). 0: none.
+    early_eval_every: int = 0
+    early_eval_until: int = 0
     eval_batch_size: int = 4096
     divergence_check_every: int = 1  # steps; >1 avoids a host sync per step on GPUs
     # Many steps per call (train/fused.py): the steps between two evaluations run in blocks of up to this many,
@@ -102,6 +107,10 @@ class TrainerSettings:
             raise SettingError("trainer.eval_every, trainer.eval_batch_size and trainer.divergence_check_every must be >= 1")
         if self.eval_unit not in UNITS:
             raise SettingError(f"trainer.eval_unit={self.eval_unit!r} is unknown; choose steps or epochs")
+        if self.early_eval_every < 0 or self.early_eval_until < 0 or bool(self.early_eval_every) != bool(
+                self.early_eval_until):  # fmt: skip
+            raise SettingError(f"trainer.early_eval_every={self.early_eval_every} and trainer.early_eval_until="
+                               f"{self.early_eval_until} must both be > 0 (steps; until in eval_unit), or both 0")
         if self.threads is not None and self.threads < 1:
             raise SettingError(f"trainer.threads={self.threads} must be >= 1, or null for torch's default")
         if self.steps_per_call < 1:
