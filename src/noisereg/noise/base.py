@@ -88,8 +88,9 @@ class NoiseMode:
         """Add parameters or forward hooks to the model (NIN, GNI), or find the parameter groups to perturb.
         Called once, before the optimizer is built."""
 
-    def begin_step(self, step: int, epoch: int, batch_indices: torch.Tensor | None = None) -> None:
-        """Called before every training step; `batch_indices` index the training set (NIN `resample: fixed`)."""
+    def begin_step(self, step: int, epoch: int, batch_indices: torch.Tensor | None = None, steps: int = 1) -> None:
+        """Called before every training step; `batch_indices` index the training set (NIN `resample: fixed`);
+        `steps` > 1: a block of that many steps from `step` follows, its targets drawn at once (train/fused.py)."""
         stopped = (self.stop_step is not None and step >= self.stop_step) or (
             self.stop_epoch is not None and epoch >= self.stop_epoch
         )

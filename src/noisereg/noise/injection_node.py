@@ -163,8 +163,8 @@ class NoiseInjectionNode(NoiseMode):
         # Host generator keeps draws identical on CPU and GPU for a given seed.
         return (torch.randn(self.n_train, generator=self.generator) * self.sigma).to(device)
 
-    def begin_step(self, step: int, epoch: int, batch_indices: torch.Tensor | None = None) -> None:
-        super().begin_step(step, epoch, batch_indices)
+    def begin_step(self, step: int, epoch: int, batch_indices: torch.Tensor | None = None, steps: int = 1) -> None:
+        super().begin_step(step, epoch, batch_indices, steps)
         if self.resample == "epoch" and epoch != self.table_epoch:
             self.epsilon_table = self._draw_table(self.node.weight.device)
             self.table_epoch = epoch

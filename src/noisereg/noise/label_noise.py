@@ -77,7 +77,7 @@ class LabelNoise(NoiseMode):
     def begin_step(self, step: int, epoch: int, batch_indices: torch.Tensor | None = None, steps: int = 1) -> None:
         """As every mode's; `steps` > 1: the next `targets` call draws for the `steps` steps from `step` at once,
         one leading row of targets per step (a block, train/fused.py)."""
-        super().begin_step(step, epoch, batch_indices)
+        super().begin_step(step, epoch, batch_indices, steps)
         self.step, self.steps = step, steps
 
     def delta_at(self, steps: torch.Tensor) -> torch.Tensor:

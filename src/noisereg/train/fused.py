@@ -32,7 +32,6 @@ from noisereg.data.batches import BatchIterator
 from noisereg.data.tensors import TensorDataset
 from noisereg.errors import SettingError
 from noisereg.noise.base import NoiseMode
-from noisereg.noise.label_noise import LabelNoise
 from noisereg.noise.parameter_noise import ParameterNoise
 from noisereg.probes.base import Probe
 from noisereg.train.evaluation import loss_targets
@@ -215,11 +214,8 @@ class StepBlocks(BlockRunner):
         else:
             inputs, targets = data.train_inputs[rows], data.train_targets[rows]
         # A block never crosses the step where the noise switches; label noise's δ may change from step to step
-        # within one (noise.anneal_steps): it is told the block's length, one leading row of targets per step.
-        if isinstance(state.noise, LabelNoise):
-            state.noise.begin_step(start, epoch, rows, steps=length)
-        else:
-            state.noise.begin_step(start, epoch, rows)
+        # within one (noise.anneal_steps): the mode is told the block's length, one leading row of targets per step.
+        state.noise.begin_step(start, epoch, rows, steps=length)
         targets = loss_targets(state.noise.targets(inputs, targets), settings.loss, data.num_outputs)
         like = self.parameters[0]
         rates = torch.tensor(block_learning_rates(state.schedule, length), dtype=like.dtype, device=like.device)
