@@ -145,13 +145,15 @@ def test_figs_2_and_3_without_a_complex_sgd_model_are_not_in_regime(tmp_path):
 
 def test_the_curve_length_claim_is_gated_on_the_length_and_the_interpolant_claims_marked_ours(tmp_path):
     """SGD's curves 1.2× the interpolant's and label noise's reg/blanc flat, but its length still falling over the
-    noisy phase: the shorter-curve claim is not in regime on that length; Fig. 2's claims, whose max deviation is
-    flat, are judged, their tolerance and spread ratio marked as ours."""
-    root = relu_records(tmp_path, 1.2, np.linspace(5.6, 5.3, NOISY_STEPS))
+    noisy phase: the function has not stopped moving, so the shorter-curve claim and Fig. 2's claims about the
+    function at rest are not in regime on that length; once it is flat, Fig. 2's claims are judged, their tolerance
+    and spread ratio marked as ours."""
+    root = relu_records(tmp_path / "falling", 1.2, np.linspace(5.6, 5.3, NOISY_STEPS))
     shorter = verdicts(root, "blanc_fig3_curve_length")["SGD with independent label"]
     assert shorter.verdict == "not in regime" and "late trend of function/curve_length -" in shorter.numbers
     assert "SGD: curve length" not in shorter.numbers, "the premise is met"
-    fig2 = verdicts(root, "blanc_fig2_relu_interpolation")
+    assert verdicts(root, "blanc_fig2_relu_interpolation")["for any three co-linear"].verdict == "not in regime"
+    fig2 = verdicts(relu_records(tmp_path / "flat", 1.2, np.full(NOISY_STEPS, 5.3)), "blanc_fig2_relu_interpolation")
     linear, spread = fig2["for any three co-linear"], fig2["training without label noise"]
     assert linear.verdict == "holds" and linear.rule.startswith("ours: at least 80% of runs within 0.02")
     assert spread.verdict != "not in regime" and "ours: spread with label noise < ¼" in spread.rule
@@ -192,3 +194,16 @@ def test_the_time_scale_claim_needs_a_loss_floor_under_the_fit_threshold():
         assert premise.met is met and premise.measured == pytest.approx(floor, rel=1e-3), premise
     claim = next(c for c in CLAIMS if c.evaluate is regularizer_falls_on_a_longer_time_scale)
     assert the_fit_is_seen_above_the_noise_floor in claim.gates
+
+
+def test_the_drift_is_judged_at_full_noise_not_while_it_is_annealed_away():
+    """δ annealed to 0 over the last 10 % takes the jitter out of the iterate on purpose (its max deviation fell
+    130 % across the window that held the annealing): the trend is read before it begins."""
+    import pandas as pd
+
+    from noisereg.figures.blanc import noisy_phase
+
+    steps = np.arange(0, 1_000_001, 10_000)
+    condition = pd.DataFrame({"step": steps, "noise.stop_step": 9e5, "noise.anneal_steps": 1e5})
+    assert noisy_phase(condition)["step"].max() == 800_000
+    assert noisy_phase(condition.assign(**{"noise.anneal_steps": 0}))["step"].max() == 900_000
