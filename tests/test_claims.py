@@ -313,3 +313,22 @@ def test_each_run_counts_once_however_it_is_reached(tmp_path, capsys, monkeypatc
     again = write_report([Path("sweep")], tmp_path / "again" / "REPORT.md").read_text()
     claims = lambda text: [line for line in text.splitlines() if line.startswith("| Orvieto")]  # noqa: E731
     assert claims(again) == claims(alone) and "1 runs skipped as repeats" in again
+
+
+def test_a_setting_added_after_a_run_was_recorded_reads_at_its_default(tmp_path):
+    """Fig. 7's seeds ran in two processes, one started before trainer.early_eval_every existed: its runs' records
+    lack the key. They are the same condition as runs recorded with its default, and the same run to resume."""
+    from noisereg.figures.report import conditions
+    from noisereg.tracking.job import config_difference
+
+    root = fig7_records(tmp_path, gd_train_acc=0.99)
+    for run in root.glob("layerwise-*"):
+        for name in ("run.json", "summary.json"):
+            record = json.loads((run / name).read_text())
+            record["config"]["trainer"] = {"early_eval_every": 0, "members": 1}
+            (run / name).write_text(json.dumps(record))
+    assert [label for label, _ in conditions(load_runs(root))] == [{"noise.name": m} for m in ("gd", "gd_noise",
+                                                                                               "layerwise")]  # fmt: skip
+    assert config_difference({"trainer": {}}, {"trainer": {"early_eval_every": 0, "members": 1}}) is None
+    assert config_difference({"trainer": {}}, {"trainer": {"early_eval_every": 6}}) == (
+        "trainer.early_eval_every=6 here, 0 there")

@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 from conftest import ROOT, compose
 from noisereg.app import member_config, prepare
 from noisereg.tracking.job import NOT_PART_OF_THE_RUN, flatten_config
+from noisereg.tracking.records import ADDED_LATER as RECORDED_LATER
 
 RUNS = ROOT / "results" / "runs"
 
@@ -66,11 +67,11 @@ def composed_runs(jobs: list[tuple[list[str], list[int]]]) -> list[dict]:
     return configs
 
 
-# Settings the schema gained after some committed runs were recorded (their run.json lacks them; each one's default
-# is what those runs did). Any other setting a job has and its run lacks is a difference.
-ADDED_LATER = {"trainer.members", "trainer.early_eval_every", "trainer.early_eval_until", "model.output_scale",
-               "noise.anneal_steps", "noise.groups", "noise.kind", "noise.noise_input", "noise.order",
-               "noise.variance"}  # fmt: skip
+# Settings some committed runs' run.json lacks, beyond tracking.records.ADDED_LATER (read at their defaults): the
+# noise modes' schema keys that older records of those modes were written without (each one's default is what those
+# runs did). Any other setting a job has and its run lacks is a difference.
+ADDED_LATER = {*RECORDED_LATER, "model.output_scale", "noise.anneal_steps", "noise.groups", "noise.kind",
+               "noise.noise_input", "noise.order", "noise.variance"}  # fmt: skip
 
 
 def same_run(job: dict, run: dict) -> bool:

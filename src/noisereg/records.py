@@ -19,7 +19,16 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from noisereg.tracking.records import FINISHED, IDENTITY, METRICS, SUMMARY, read_identity, read_metrics, read_summary
+from noisereg.tracking.records import (
+    ADDED_LATER,
+    FINISHED,
+    IDENTITY,
+    METRICS,
+    SUMMARY,
+    read_identity,
+    read_metrics,
+    read_summary,
+)
 
 RUN_COLUMNS = ("run", "experiment", "status", "steps", "seed", "scale")
 
@@ -73,12 +82,15 @@ def _number(value: Any) -> Any:
 
 
 def run_table(directory: Path) -> list[dict[str, Any]]:
-    """The rows of one run: its logged steps, each with the run's config and status."""
+    """The rows of one run: its logged steps, each with the run's config and status (a setting the schema gained
+    after the run was recorded at the default it ran at, where its group of settings is there: ADDED_LATER)."""
     summary = read_summary(directory) if (directory / SUMMARY).exists() else {}
     identity = read_identity(directory) if (directory / IDENTITY).exists() else {}
     config = summary.get("config") or identity.get("config") or {}
     rows = read_metrics(directory) if (directory / METRICS).exists() else []
     common = flatten(config)
+    groups = {key.split(".")[0] for key in common}
+    common = {**{k: v for k, v in ADDED_LATER.items() if k.split(".")[0] in groups and k not in common}, **common}
     common.update(
         run=str(directory),
         experiment=config.get("name", summary.get("name")),

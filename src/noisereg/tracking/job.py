@@ -35,6 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 from noisereg.errors import SettingError
 from noisereg.tracking.lock import RunLock, describe, lock_owner
 from noisereg.tracking.records import (
+    ADDED_LATER,
     CHECKPOINT,
     FINISHED,
     IDENTITY,
@@ -70,6 +71,7 @@ def flatten_config(config: Any, prefix: str = "") -> dict[str, Any]:
 def config_difference(recorded: dict[str, Any], config: dict[str, Any]) -> str | None:
     """The first setting that differs between a recorded run and this one, as `key: this vs recorded`."""
     ours, theirs = flatten_config(config), flatten_config(recorded)
+    theirs = {**{key: value for key, value in ADDED_LATER.items() if key in ours}, **theirs}  # recorded before them
     for key in sorted(set(ours) | set(theirs)):
         if any(key == ignored or key.startswith(ignored + ".") for ignored in NOT_PART_OF_THE_RUN):
             continue

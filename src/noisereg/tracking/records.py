@@ -31,6 +31,9 @@ from noisereg.errors import SettingError
 
 STATUSES = ("completed", "diverged", "failed", "interrupted")
 FINISHED = ("completed", "diverged")  # a result: a run directory holding one is left alone
+# Settings added to the schema after runs were recorded, with the default those runs ran at: a record without one of
+# them is the same run as a config holding the default (resuming it, grouping it with newer runs of its condition).
+ADDED_LATER = {"trainer.members": 1, "trainer.early_eval_every": 0, "trainer.early_eval_until": 0}
 METRICS, SUMMARY, IDENTITY, CHECKPOINT, ARTIFACTS = "metrics.jsonl", "summary.json", "run.json", "checkpoint.pt", "artifacts"
 RECORD_FILES = (IDENTITY, METRICS, SUMMARY, CHECKPOINT)
 RESTART = "trainer.resume=restart discards this run's records and runs it again"
