@@ -75,8 +75,8 @@ class Window:
         return (rows[self.unit].astype(float) <= self.length).to_numpy()
 
 
-# Ours. The MLPs evaluate once an epoch: their first 3 epochs (10 % of the 30-epoch runs of Figs 2-3, now fixed;
-# 3 evaluations after the start). The linear toy model: 500 steps, 10 % of its configured 5,000
+# Ours. The MLPs: their first 3 epochs (10 % of the 30-epoch runs of Figs 2-3), which Figs 2-3 evaluate every 6
+# steps (trainer.early_eval_every: a catapult rises and recovers within the first epoch), Fig. 1 once an epoch. The linear toy model: 500 steps, 10 % of its configured 5,000
 # (conf/experiment/levi_fig2_linear_toy.yaml), the window its verdicts were judged in when it was 10 % of the run.
 CATAPULT_WINDOWS = {
     "levi_fig2_linear_toy": Window("step", 500),
