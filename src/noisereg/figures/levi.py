@@ -506,8 +506,10 @@ def table1_phases(runs: pd.DataFrame) -> Verdict:
     found = "; ".join(f"c={c:g} ({expected[c]}): " + ", ".join(sorted(table[table["noise.strength"] == c]["phase"]))
                       for c in strengths)  # fmt: skip
     verdict = unanimous("runs in their Table 1 column's phase", outcomes, "the phase rule puts the run in its column")
-    missed_catapult = any(not ok and expected[row["noise.strength"]] == "catapult" for (_, row), ok in
-                          zip(table.iterrows(), outcomes.values()))  # fmt: skip
+    # A catapult read as decay by runs evaluated once an epoch may have risen and recovered between evaluations.
+    sparse = "trainer.early_eval_every" not in runs or not runs["trainer.early_eval_every"].fillna(0).astype(float).any()
+    missed_catapult = sparse and any(expected[row["noise.strength"]] == "catapult" and row["phase"] in PHASES[:2]
+                                     for _, row in table.iterrows())  # fmt: skip
     settle = Settle(math.inf, "a catapult rises and recovers within the first epoch, between evaluations once an "
                     "epoch: evaluations every few steps in the first epochs would see it (not yet a trainer option)") \
         if missed_catapult and verdict.verdict != "holds" else NOTHING_TO_SETTLE  # fmt: skip

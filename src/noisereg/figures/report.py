@@ -23,6 +23,7 @@ from noisereg.figures.claims import (
     MIN_SEEDS,
     PARTS,
     Claim,
+    POWER,
     Gate,
     Precondition,
     condition_keys,
@@ -276,8 +277,9 @@ def write_report(folders: Sequence[str | os.PathLike], out: str | os.PathLike = 
         "seeds (df = n − 1), else Welch's; `holds` / `fails` when t passes the critical value in the claimed / the "
         f"other direction, `inconclusive` otherwise, `inconclusive (n < {MIN_SEEDS})` with fewer than {MIN_SEEDS} "
         "seeds whatever the numbers; for an inconclusive one the last column names the seeds to plan a new run with, "
-        "sized on the observed difference at its observed spread (not seeds to add to this one: adding seeds until "
-        "p < 0.05 voids the test). Thresholds marked `ours` are the suite's, where the paper states its claim in "
+        f"sized for {POWER:.0%} power on the observed difference at its observed spread (not seeds to add to this one: "
+        "adding seeds until p < 0.05 voids the test). Thresholds marked `ours` are the suite's, where the paper states "
+        "its claim in "
         "words. `not run`: no records of the experiment were found. The scale column says how the runs "
         "were made: paper (the paper's sizes), cpu and cpu_quarter (reduced to fit a 2-core machine, see README), "
         "smoke (a few steps, for tests only).",
