@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 
 from conftest import ROOT, compose
 from noisereg.app import member_config, prepare
-from noisereg.tracking.job import NOT_PART_OF_THE_RUN, flatten_config
+from noisereg.tracking.job import flatten_config, is_part_of_the_run
 from noisereg.tracking.records import ADDED_LATER as RECORDED_LATER
 
 RUNS = ROOT / "results" / "runs"
@@ -48,8 +48,7 @@ def sweep_jobs(experiment: str, scale: str, overrides: list[str]) -> list[tuple[
 
 def part_of_the_run(config: dict) -> dict:
     """A config's dotted settings but those that only say how a run was watched or stored."""
-    return {key: value for key, value in flatten_config(config).items()
-            if not any(key == ignored or key.startswith(ignored + ".") for ignored in NOT_PART_OF_THE_RUN)}  # fmt: skip
+    return {key: value for key, value in flatten_config(config).items() if is_part_of_the_run(key)}
 
 
 def composed_runs(jobs: list[tuple[list[str], list[int]]]) -> list[dict]:

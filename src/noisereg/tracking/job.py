@@ -68,12 +68,17 @@ def flatten_config(config: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: config}
 
 
+def is_part_of_the_run(key: str) -> bool:
+    """Whether a dotted setting changes what a run computes (not one of NOT_PART_OF_THE_RUN or below it)."""
+    return not any(key == ignored or key.startswith(ignored + ".") for ignored in NOT_PART_OF_THE_RUN)
+
+
 def config_difference(recorded: dict[str, Any], config: dict[str, Any]) -> str | None:
     """The first setting that differs between a recorded run and this one, as `key: this vs recorded`."""
     ours, theirs = flatten_config(config), flatten_config(recorded)
     theirs = {**{key: value for key, value in ADDED_LATER.items() if key in ours}, **theirs}  # recorded before them
     for key in sorted(set(ours) | set(theirs)):
-        if any(key == ignored or key.startswith(ignored + ".") for ignored in NOT_PART_OF_THE_RUN):
+        if not is_part_of_the_run(key):
             continue
         if ours.get(key, "<unset>") != theirs.get(key, "<unset>"):
             return f"{key}={ours.get(key, '<unset>')} here, {theirs.get(key, '<unset>')} there"
