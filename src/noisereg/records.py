@@ -55,11 +55,20 @@ NOT_A_CONDITION = ("logger.", "trainer.device", "trainer.progress_bar", "trainer
                    "trainer.keep_checkpoint", "trainer.members", "dataset.root", "curvature.chunk_size", "hydra.")  # fmt: skip
 
 
+def is_config_key(column: str) -> bool:
+    """A column that came from the runs' configs (a dotted name), not a metric or a run column."""
+    return "." in column and "/" not in column and column not in RUN_COLUMNS
+
+
+def is_watching_only(key: str) -> bool:
+    """A config key in (or below) NOT_A_CONDITION: how a run was watched, stored or executed."""
+    return any(key == ignored or key.startswith(ignored) for ignored in NOT_A_CONDITION)
+
+
 def run_identity(rows: list[dict[str, Any]]) -> str:
     """What makes a run the run it is: its config (seed included) but the keys in NOT_A_CONDITION."""
     first = rows[0]
-    kept = {key: repr(value) for key, value in first.items() if "." in key and "/" not in key and key not in RUN_COLUMNS
-            and not any(key == ignored or key.startswith(ignored) for ignored in NOT_A_CONDITION)}  # fmt: skip
+    kept = {key: repr(value) for key, value in first.items() if is_config_key(key) and not is_watching_only(key)}
     return repr(sorted(kept.items())) + repr(first.get("seed")) + repr(first.get("experiment"))
 
 
@@ -139,7 +148,7 @@ def load_runs(folders: Iterable[str | os.PathLike] | str | os.PathLike) -> pd.Da
 
 def config_columns(runs: pd.DataFrame) -> list[str]:
     """The columns that came from the runs' configs (dotted names), not metrics or run columns."""
-    return [c for c in runs.columns if "." in c and "/" not in c and c not in RUN_COLUMNS]
+    return [c for c in runs.columns if is_config_key(c)]
 
 
 def final_rows(runs: pd.DataFrame) -> pd.DataFrame:

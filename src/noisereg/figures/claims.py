@@ -351,10 +351,9 @@ def is_seed_like(column: str) -> bool:
 
 def condition_keys(runs: pd.DataFrame) -> list[str]:
     """The config keys that make a condition: every dotted config column but the seed-like ones and those above."""
-    from noisereg.records import NOT_A_CONDITION, config_columns
+    from noisereg.records import config_columns, is_watching_only
 
-    return [c for c in config_columns(runs)
-            if not is_seed_like(c) and not any(c == key or c.startswith(key) for key in NOT_A_CONDITION)]  # fmt: skip
+    return [c for c in config_columns(runs) if not is_seed_like(c) and not is_watching_only(c)]
 
 
 def select(runs: pd.DataFrame, **where: Any) -> pd.DataFrame:
