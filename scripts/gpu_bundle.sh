@@ -14,8 +14,9 @@ if [ $# -ne 1 ]; then
     echo "usage: bash scripts/gpu_bundle.sh <dir> (e.g. gpu_bundle; it must fit the 64 MiB a working tree carries)" >&2
     exit 2
 fi
-cd "$(dirname "$0")/.."
 BUNDLE=$1
+case "$BUNDLE" in /*) ;; *) BUNDLE="$PWD/$BUNDLE" ;; esac  # named from where the command is typed
+cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 LIMIT_MIB=60
 # The packages, at the versions `make install` put in .venv when there is one (the GPU runs what CI tested); the
@@ -34,6 +35,9 @@ for name in sys.argv[1:]:
 mapfile -t PACKAGES < <(pinned "${BINARY[@]}")
 mapfile -t SOURCE_PACKAGES < <(pinned "${SOURCE_ONLY[@]}")
 
+# A bundle built before holds other versions: pip --no-index on the GPU machine would find two of a package and
+# refuse (ResolutionImpossible). Its wheels are replaced, never added to.
+rm -rf "$BUNDLE/wheels"
 mkdir -p "$BUNDLE/wheels" "$BUNDLE/FashionMNIST/raw"
 "$PYTHON" -m pip download --quiet --no-deps --only-binary=:all: --dest "$BUNDLE/wheels" \
     --python-version 3.12 --implementation cp --abi cp312 --abi abi3 --abi none \

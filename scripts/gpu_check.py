@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -245,6 +246,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--only", nargs="+", choices=list(PARTS), help="run only these parts")
     parser.add_argument("--part", choices=list(PARTS), help=argparse.SUPPRESS)  # a child process: one part
     arguments = parser.parse_args(argv)
+    if not math.isfinite(arguments.budget_seconds) or arguments.budget_seconds <= 0:
+        print(f"gpu_check: error: --budget-seconds {arguments.budget_seconds:g}: give a finite number of seconds above "
+              f"0, e.g. --budget-seconds {sum(BUDGETS.values())}", file=sys.stderr)  # fmt: skip
+        return 2
     import noisereg  # noqa: F401  (before torch: the OpenMP wait policy, see noisereg/__init__.py)
     import torch
 

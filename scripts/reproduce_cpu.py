@@ -36,8 +36,8 @@ RESULTS = ROOT / "results"
 # model and its Fig. 2 (bottom) and Fig. 3 MLPs; Blanc's experiments) the entry adds nothing. The wider Orvieto MLPs
 # run at scale=cpu (conf/scale/cpu.yaml), Figs 4, 3 and 10 also with 2 seeds and 1000 steps (README, "results/"):
 # they need a GPU for the paper's widths, and stay `not in regime`. Camuto's experiments at scale=cpu with their
-# budgets (conf/cpu_budget/; README, "Camuto et al."). Levi's Fig. 1 at a quarter of the width with the shorter
-# lengths and sweeps below (README, "Levi et al.").
+# budgets (conf/cpu_budget/; README, "Camuto et al."), Figs 4-5 at the paper's scale with 3 seeds. Levi's Fig. 1 at a
+# quarter of the width with fewer strengths (README, "Levi et al.").
 PLAN = [
     ("orvieto", "fig1_variance", "paper"),
     ("orvieto", "fig2_synthetic", "paper"),
@@ -51,13 +51,15 @@ PLAN = [
     ("camuto", "camuto_fig3_explicit_vs_gni", "cpu", "+cpu_budget=camuto_fig3_mlp"),
     ("camuto", "camuto_fig3_explicit_vs_gni", "cpu", "+cpu_budget=camuto_fig3_cnn"),
     ("camuto", "camuto_fig3_explicit_vs_gni", "cpu", "+cpu_budget=camuto_fig3_deep_mlp"),
-    ("camuto", "camuto_fig4_fourier", "cpu", "+cpu_budget=camuto_fig4_fourier"),
-    ("camuto", "camuto_fig5_layer_frequencies", "cpu", "+cpu_budget=camuto_fig5_layer_frequencies"),
+    # Figs 4-5 at the paper's size, length and lr (60,000 Adam steps), 3 of its 10 seeds: ~7 min a run on one core.
+    # The same runs carry Fig. 5's layer statistics (conf/experiment/camuto_fig4_fourier.yaml), which Fig. 5 reads.
+    ("camuto", "camuto_fig4_fourier", "paper", "seed=0,1,2"),
     ("levi", "levi_fig2_linear_toy", "paper"),
     ("levi", "levi_fig3_mlp_ce", "paper"),
     ("levi", "levi_fig2_mlp_mse", "paper"),
-    ("levi", "levi_fig1_decay_times", "cpu_quarter", "trainer.epochs=15", "dataset.n_train=8400", "dataset.n_test=5000",
-     "noise.strength=0,1e-4,1e-2,0.03,0.1,1,10", "seed=0,1"),
+    # Fig. 1 at a quarter of the width (256: a reduced width, the label scale=cpu_quarter carries), on the paper's
+    # data, length (100 epochs) and 3 seeds; 7 of the paper's 11 strengths, one or more per phase of the cpu pilots.
+    ("levi", "levi_fig1_decay_times", "cpu_quarter", "noise.strength=0,1e-4,1e-2,0.1,1,3,10"),
     # Blanc et al.: tiny models, millions of steps in compiled blocks (one core each); the sizes of their experiment
     # files (README, "Blanc et al.": Fig. 1 at d = 20). Measured on 2 shared cores (load average 4-6): 43 min in all;
     # a 1e7-step ReLU run ~95 s (~1e5 steps/s), Fig. 2 17 min, Fig. 3 5 min (14 beside a test run), Fig. 1 at 2.5e6

@@ -10,9 +10,11 @@ sizes come first. Before anything runs, the plan: each experiment's jobs, how ma
 (noisereg/cost.py: FLOPs counted on the meta device at speeds measured here, scaled by the measured times of the
 runs already finished here when there are some), fitted into `--budget-minutes` in that order (an experiment that
 does not fit is left out and said so; a later, smaller one may still fit). Each experiment is one sweep into
-<out>/runs/<experiment>/: launched again it skips the jobs that finished and resumes the others from their
-checkpoints, and an experiment whose jobs all finished is skipped. At the end of the budget the running sweep gets
-SIGTERM (its job checkpoints and stops), and what finished is reported. Then the figures and <out>/REPORT.md
+<out>/runs/<experiment>/, a folder per job named by its swept settings (noise=gd,seed=0): launched again, with the
+same or more seeds, it skips the jobs that finished and resumes the others from their checkpoints; a job counts as
+done only where a finished run holds its config, and an experiment whose jobs are all done is skipped. At the end of
+the budget, or when this script is stopped (Ctrl-C, SIGTERM: exit 130 or 143), the running sweep gets SIGTERM (its
+job checkpoints and stops), and what finished is reported. A sweep with failed or refused jobs makes the exit status 1. Then the figures and <out>/REPORT.md
 (scripts/report.py) from everything under <out>/runs/.
 
 Runs from a bare GPU machine with the bundle (scripts/gpu_bundle.sh; README "On a GPU"): Fashion-MNIST from
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import os
 import signal
 import subprocess
@@ -166,24 +169,30 @@ class Estimator:
 
 
 def estimate(experiment: str, overrides: list[str], folder: Path, composer: Composer, estimator: Estimator) -> Planned:
+    """The experiment's jobs, those done (a finished run here whose config is the job's: records of another scale,
+    seed count or setting do not count) and the estimated time of the others."""
     from omegaconf import OmegaConf
+
+    from noisereg.app import prepare
+    from noisereg.tracking.job import config_difference
 
     jobs = composer.sweep_jobs(overrides)
     finished = finished_runs(folder)
-    remaining = max(0, len(jobs) - len(finished))
-    # The jobs not done yet: the last ones of the sweep (Hydra's job numbers follow this order).
-    seconds = sum(estimator.seconds(composer.compose(job)) for job in jobs[len(jobs) - remaining:])
+    configs = [OmegaConf.to_container(prepare(composer.compose(job)), resolve=True) for job in jobs]
+    to_run = [job for job, config in zip(jobs, configs)
+              if not any(config_difference(s.get("config", {}), config) is None for s in finished)]  # fmt: skip
+    seconds = sum(estimator.seconds(composer.compose(job)) for job in to_run)
     source = "FLOP count"
     device = estimator.speed.device.split(":")[0]
     here = [s for s in finished if str(s.get("device", "")).split(":")[0] == device and s.get("wall_time_s")]
-    if here and remaining:
+    if here and to_run:
         # a record's config names the data where it ran: counted here with this plan's dataset settings
         dataset = composer.compose(jobs[0]).dataset
         counted = sum(estimator.seconds(OmegaConf.merge(s["config"], {"dataset": dataset})) for s in here)
         ratio = sum(s["wall_time_s"] for s in here) / counted
         seconds *= ratio
         source = f"FLOP count × {ratio:.2f}, the ratio measured on {len(here)} finished runs here"
-    return Planned(experiment, overrides, folder, len(jobs), len(jobs) - remaining, seconds, source)
+    return Planned(experiment, overrides, folder, len(jobs), len(jobs) - len(to_run), seconds, source)
 
 
 def fit(plans: list[Planned], budget_s: float) -> None:
@@ -215,34 +224,56 @@ def print_plan(plans: list[Planned], speed: DeviceSpeed, budget_s: float, scale:
     print(f"reproduce-gpu: estimated {describe(total)} of training in all, then the figures and the report")
 
 
-def run_sweep(plan: Planned, deadline: float) -> str:
-    """The experiment's sweep, stopped by SIGTERM at the deadline (its running job checkpoints); its outcome line."""
-    command = [sys.executable, str(ROOT / "run.py"), "-m", *plan.overrides, f"hydra.sweep.dir={plan.folder}"]
+# Each job's folder is named by the settings its sweep gives it (noise=gd,seed=0), not by Hydra's job number, which
+# another --seeds renumbers: a relaunch with more seeds finds each finished job in its own folder.
+JOB_FOLDERS = ["hydra.sweep.subdir=${hydra.job.override_dirname}",
+               "hydra.job.config.override_dirname.exclude_keys=[experiment,scale,trainer.device,logger.mode,"
+               "trainer.progress_bar,dataset.root]"]  # fmt: skip
+
+
+def run_sweep(plan: Planned, deadline: float) -> tuple[str, bool]:
+    """The experiment's sweep, stopped by SIGTERM at the deadline or when this script is stopped (its running job
+    checkpoints); its outcome line, and whether every job it ran completed or diverged."""
+    command = [sys.executable, str(ROOT / "run.py"), "-m", *plan.overrides, f"hydra.sweep.dir={plan.folder}",
+               *JOB_FOLDERS]  # fmt: skip
     log = plan.folder.parent / f"{plan.experiment}.log"
     plan.folder.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a") as output:
+        # its own session: a Ctrl-C reaches this script alone, which stops the sweep as the deadline does
         process = subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             process.wait(timeout=max(1.0, deadline - time.monotonic()))
             stopped = ""
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            stop(process)
             stopped = " (stopped at the end of the budget; launch again to resume)"
+        except KeyboardInterrupt:
+            stop(process)
+            raise
     lines = [line for line in log.read_text(errors="replace").splitlines() if line.startswith("noisereg: sweep")]
-    return (lines[-1] if lines else f"exit status {process.returncode}, see {log}") + stopped
+    outcome = (lines[-1] if lines else f"exit status {process.returncode}, see {log}") + stopped
+    return outcome, bool(stopped) or process.returncode == 0
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM to the sweep's processes (the running job checkpoints and stops), SIGKILL after STOP_GRACE_S."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def assumed_speed(text: str) -> DeviceSpeed:
+    usage = "give four numbers, BF16_TFLOPS,FP32_TFLOPS,STEP_US,TENSOR_US, e.g. 600,50,150,20"
     try:
         bf16, fp32, step, tensor = (float(v) for v in text.split(","))
     except ValueError:
-        raise SettingError(f"--assume {text}: give four numbers, BF16_TFLOPS,FP32_TFLOPS,STEP_US,TENSOR_US, e.g. "
-                           "600,50,150,20") from None  # fmt: skip
+        raise SettingError(f"--assume {text}: {usage}") from None
+    if not all(math.isfinite(v) for v in (bf16, fp32, step, tensor)) or min(bf16, fp32) <= 0 or min(step, tensor) < 0:
+        raise SettingError(f"--assume {text}: the speeds must be finite and above 0, the times finite and at least 0; "
+                           f"{usage}")  # fmt: skip
     return DeviceSpeed("cuda (assumed)", bf16 * 1e12, fp32 * 1e12, step * 1e-6, tensor * 1e-6)
 
 
@@ -274,8 +305,9 @@ def main(argv: list[str]) -> int:
     if arguments.assume and not arguments.plan_only:
         print("reproduce-gpu: error: --assume plans for another machine: use it with --plan-only", file=sys.stderr)
         return 2
-    if arguments.seeds < 1 or arguments.budget_minutes <= 0:
-        print("reproduce-gpu: error: --seeds and --budget-minutes must be positive", file=sys.stderr)
+    if arguments.seeds < 1 or not math.isfinite(arguments.budget_minutes) or arguments.budget_minutes <= 0:
+        print(f"reproduce-gpu: error: --seeds {arguments.seeds} --budget-minutes {arguments.budget_minutes:g}: both "
+              "must be finite and positive, e.g. --seeds 3 --budget-minutes 8", file=sys.stderr)  # fmt: skip
         return 2
     out = Path(arguments.out or ("results/gpu" if arguments.scale == "paper" else "outputs/reproduce_gpu_smoke"))
     out = out if out.is_absolute() else ROOT / out
@@ -301,18 +333,35 @@ def main(argv: list[str]) -> int:
     if arguments.plan_only:
         return 0
     deadline = started + budget_s
-    for plan in plans:
-        if not plan.included:
-            continue
-        if time.monotonic() >= deadline:
-            print(f"reproduce-gpu: {plan.experiment} not started: the budget is spent")
-            continue
-        tic = time.monotonic()
-        print(f"reproduce-gpu: {plan.experiment} ({plan.jobs - plan.done} jobs to run)...", flush=True)
-        outcome = run_sweep(plan, deadline)
-        removed = thin_records(plan.folder) if plan.folder.exists() else 0  # the committed form (tracking/evidence.py)
-        print(f"reproduce-gpu: {plan.experiment} took {describe(time.monotonic() - tic)} (estimated "
-              f"{describe(plan.seconds)}; {removed} artifact snapshots no figure reads dropped): {outcome}", flush=True)
+    received = {}
+
+    def on_signal(signum: int, frame) -> None:  # SIGTERM reads as Ctrl-C: the running sweep is stopped either way
+        received["signal"] = signum
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    failed = []
+    try:
+        for plan in plans:
+            if not plan.included:
+                continue
+            if time.monotonic() >= deadline:
+                print(f"reproduce-gpu: {plan.experiment} not started: the budget is spent")
+                continue
+            tic = time.monotonic()
+            print(f"reproduce-gpu: {plan.experiment} ({plan.jobs - plan.done} jobs to run)...", flush=True)
+            outcome, ok = run_sweep(plan, deadline)
+            failed += [] if ok else [plan.experiment]
+            removed = thin_records(plan.folder) if plan.folder.exists() else 0  # the committed form (evidence.py)
+            print(f"reproduce-gpu: {plan.experiment} took {describe(time.monotonic() - tic)} (estimated "
+                  f"{describe(plan.seconds)}; {removed} artifact snapshots no figure reads dropped): {outcome}",
+                  flush=True)  # fmt: skip
+    except KeyboardInterrupt:
+        signum = received.get("signal", signal.SIGINT)
+        print(f"reproduce-gpu: stopped by {signal.Signals(signum).name}: the running sweep was told to stop and its "
+              "job wrote its checkpoint; launch the same command again to resume", file=sys.stderr, flush=True)  # fmt: skip
+        return 128 + int(signum)
     if not any(out.glob("runs/*/*/summary.json")):
         print(f"reproduce-gpu: no finished records under {out / 'runs'}: no report")
         return 1
@@ -323,6 +372,10 @@ def main(argv: list[str]) -> int:
                             cwd=ROOT, capture_output=True, text=True)  # fmt: skip
     print(report.stdout + report.stderr, end="")
     print(f"reproduce-gpu: all done in {describe(time.monotonic() - started)}")
+    if failed:
+        print(f"reproduce-gpu: jobs failed or were refused in {', '.join(failed)}: their sweep lines above say where "
+              "to read why", file=sys.stderr)  # fmt: skip
+        return 1
     return report.returncode
 
 

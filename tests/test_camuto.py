@@ -22,6 +22,7 @@ from noisereg.data.tensors import TensorDataset
 from noisereg.errors import SettingError
 from noisereg.figures import CLAIMS, plot_experiment
 from noisereg.figures.claims import Evidence, below, exceeds, rank_correlation, tally
+from noisereg.figures.report import evaluate_claims
 from noisereg.losses import HalfMSELoss
 from noisereg.models import MLP, StridedCNN
 from noisereg.noise import ActivationNoise, ExplicitActivationRegularizer
@@ -442,6 +443,30 @@ def test_each_camuto_figure_is_drawn_and_its_json_is_the_records(smoke_records, 
                     assert n == len(values) and mean == pytest.approx(statistics.fmean(values), rel=1e-12)
                 checked += 1
     assert checked or experiment == "camuto_fig4_fourier"  # heat maps and artifact curves only: checked below
+
+
+def test_fig5_is_drawn_and_judged_from_fig4s_runs_where_it_has_none(smoke_records, tmp_path):
+    """The paper draws Fig. 5 from Fig. 4's networks: camuto_fig4_fourier's runs carry the layer statistics, and
+    Fig. 5's figure and claim read them (their gd and gni arms) where Fig. 5 has no runs of its own; where it has,
+    its own runs alone."""
+    fig4 = smoke_records / "camuto_fig4_fourier"
+    _, data = plot_experiment("camuto_fig5_layer_frequencies", [fig4], tmp_path / "from_fig4")
+    figure = json.loads(data.read_text())
+    fig4_runs = len(list(fig4.rglob("summary.json")))
+    assert f"{fig4_runs} runs" in figure["caption"]
+    (panel,) = [p for p in figure["panels"] if (p["row"], p["column"]) == (0, 0)]  # GNI: ‖W̃ₖ‖ per layer k
+    assert {s["metric"] for s in panel["series"]} == {f"layers/masked_weight_norm/{k}" for k in (2, 3, 4, 5)}
+    series = panel["series"][0]
+    members = runs_matching(fig4, {"noise.name": "gni"})
+    assert series["runs"] == len(members) == 2
+    rows = [row for row in evaluate_claims([fig4], tmp_path / "out", draw=False, runs=load_runs(fig4))
+            if row.claim.experiment == "camuto_fig5_layer_frequencies"]
+    assert rows and all(row.verdict != "not run" for row in rows)
+
+    both = [fig4, smoke_records / "camuto_fig5_layer_frequencies"]
+    _, data = plot_experiment("camuto_fig5_layer_frequencies", both, tmp_path / "own")
+    own_runs = len(list(both[1].rglob("summary.json")))
+    assert own_runs != fig4_runs and f"{own_runs} runs" in json.loads(data.read_text())["caption"]
 
 
 def test_the_heat_map_is_the_mean_amplitude_over_runs(smoke_records, tmp_path):

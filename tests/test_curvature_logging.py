@@ -116,3 +116,12 @@ def test_non_piecewise_linear_models_get_hutchinson_with_an_error_bar(tmp_path):
     rows = curvature_rows(tmp_path)
     assert all(row["hessian/trace_sem"] > 0 for row in rows)
     assert all(row["hessian/trace"] != row["reg/ggn_trace"] for row in rows)
+    assert all(row["hessian/probes"] == 20 for row in rows), "the probes the value and its error rest on"
+
+
+def test_the_pyhessian_method_logs_every_probe_it_was_asked_for(tmp_path):
+    pytest.importorskip("pyhessian")
+    run(compose("model=mlp", "model.widths=[16,16]", "trainer.steps=2", "curvature.every=2", "curvature.probes=30",
+                "curvature.method=pyhessian", *QUIET), tmp_path)  # fmt: skip
+    rows = curvature_rows(tmp_path)
+    assert rows and all(row["hessian/probes"] == 30 and row["hessian/trace_sem"] > 0 for row in rows)

@@ -93,6 +93,85 @@ def test_reproduce_gpu_at_smoke_scale_plans_runs_reports_and_counts_what_is_done
     assert more.returncode == 0, more.stdout + more.stderr
     assert more.stdout.count("the ratio measured on") == 2, more.stdout
     assert "fig9_mlp3: 6 jobs (3 done)" in more.stdout and "levi_fig3_mlp_ce: 8 jobs (4 done)" in more.stdout
+    # and run: a second seed changes Hydra's job numbers, not the folders (named by the jobs' settings), so nothing
+    # is refused and every job finishes
+    second = run_script(*arguments[:5], "2", "--no-images", "--only", "fig9_mlp3", "--out", str(tmp_path / "gpu"),
+                        "--budget-minutes", "10", env={"PYTHONPATH": str(ROOT / "src")})  # fmt: skip
+    assert second.returncode == 0 and "refused" not in second.stdout, second.stdout + second.stderr
+    folders = sorted(path.parent.name for path in (tmp_path / "gpu" / "runs" / "fig9_mlp3").glob("*/summary.json"))
+    assert folders == sorted(f"noise={noise},seed={seed}" for noise in ("gd", "gd_noise", "layerwise") for seed in (0, 1))
+    # records of another scale are not this plan's: none of the paper-scale jobs is done
+    paper = run_script(sys.executable, "scripts/reproduce_gpu.py", "--scale", "paper", "--seeds", "2", "--only",
+                       "fig9_mlp3", "--out", str(tmp_path / "gpu"), "--plan-only", "--assume", "600,50,150,20",
+                       env={"PYTHONPATH": str(ROOT / "src")})  # fmt: skip
+    assert paper.returncode == 0 and "fig9_mlp3: 6 jobs (0 done)" in paper.stdout, paper.stdout + paper.stderr
+
+
+@pytest.mark.parametrize("arguments, fragment", [
+    (["--assume", "0,0,0,0"], "--assume 0,0,0,0: the speeds must be finite and above 0"),
+    (["--assume", "600,nan,150,20"], "--assume 600,nan,150,20"),
+    (["--assume", "600,50,-1,20"], "the times finite and at least 0"),
+    (["--budget-minutes", "nan"], "--budget-minutes nan"),
+    (["--budget-minutes", "inf"], "--budget-minutes inf"),
+    (["--budget-minutes", "-3"], "--budget-minutes -3"),
+])  # fmt: skip
+def test_reproduce_gpu_refuses_impossible_numbers_in_one_line(tmp_path, arguments, fragment):
+    completed = run_script(sys.executable, "scripts/reproduce_gpu.py", "--plan-only", "--out", str(tmp_path / "gpu"),
+                           *arguments, env={"PYTHONPATH": str(ROOT / "src")})  # fmt: skip
+    lines = (completed.stdout + completed.stderr).strip().splitlines()
+    assert completed.returncode == 2 and len(lines) == 1 and fragment in lines[0], lines
+    assert not (tmp_path / "gpu").exists()
+
+
+@pytest.mark.parametrize("budget", ["0", "-5", "nan", "inf"])
+def test_gpu_check_refuses_a_budget_that_is_not_a_time_in_one_line(tmp_path, budget):
+    completed = run_script("bash", "scripts/gpu_check.sh", str(tmp_path / "check"), "--allow-cpu", "--budget-seconds",
+                           budget)  # fmt: skip
+    lines = (completed.stdout + completed.stderr).strip().splitlines()
+    assert completed.returncode == 2 and len(lines) == 1 and f"--budget-seconds {budget}" in lines[0], lines
+    assert not (tmp_path / "check").exists()
+
+
+def test_gpu_check_names_its_folder_from_where_it_is_typed(tmp_path):
+    completed = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), "check"], cwd=tmp_path,
+                               capture_output=True, text=True, env=dict(os.environ, **NO_GPU), timeout=300)  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    completed = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), "check", "--allow-cpu", "--only",
+                                "versions"], cwd=tmp_path, capture_output=True, text=True,
+                               env=dict(os.environ, **NO_GPU), timeout=300)  # fmt: skip
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert (tmp_path / "check" / "gpu_check.json").exists() and not (ROOT / "check").exists()
+
+
+def test_a_stopped_reproduce_gpu_stops_its_sweep_whose_job_checkpoints(tmp_path):
+    """SIGTERM to the script: the running sweep (its own session) is stopped, its job writes its checkpoint, the
+    script says so in one line and exits 143; no process of it is left."""
+    import signal
+    import time
+
+    import psutil
+
+    command = [sys.executable, "scripts/reproduce_gpu.py", "--scale", "paper", "--seeds", "1", "--only", "fig7_mlp1",
+               "--budget-minutes", "60", "--no-images", "--out", str(tmp_path / "gpu")]  # fmt: skip
+    script = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=dict(os.environ, WANDB_SILENT="true", PYTHONPATH=str(ROOT / "src"), **NO_GPU))
+    try:
+        deadline = time.monotonic() + 300
+        while not list((tmp_path / "gpu" / "runs").rglob("metrics.jsonl")) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(2)
+        processes = psutil.Process(script.pid).children(recursive=True)
+        assert processes, "the sweep runs"
+        script.send_signal(signal.SIGTERM)
+        _, stderr = script.communicate(timeout=200)
+    finally:
+        if script.poll() is None:
+            script.kill()
+    assert script.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    assert "Traceback" not in stderr and stderr.count("stopped by SIGTERM") == 1, stderr
+    assert not [p for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    (summary,) = [json.loads(p.read_text()) for p in (tmp_path / "gpu" / "runs").rglob("summary.json")]
+    assert summary["status"] == "interrupted" and list((tmp_path / "gpu" / "runs").rglob("checkpoint.pt"))
 
 
 def test_the_plan_fits_the_budget_in_order_and_skips_what_is_done(tmp_path):

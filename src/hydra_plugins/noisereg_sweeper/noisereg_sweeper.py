@@ -1,9 +1,11 @@
 """`hydra/sweeper=noisereg` (the default in conf/config.yaml): Hydra's basic sweeper, plus a one-line account of
 the sweep's jobs once they have run, and an exit status that says whether every job completed or diverged
-(noisereg/tracking/sweep.py). Kept in `hydra_plugins`, where Hydra looks for plugins, and light to import.
+(noisereg/tracking/sweep.py). On submitit's local launcher it hands over at most as many jobs at once as the machine
+holds and ends them when the launch is stopped (noisereg/tracking/local_jobs.py). Kept in `hydra_plugins`, where Hydra looks for plugins, and light to import.
 No `from __future__ import annotations`: Hydra runs this module before it is in sys.modules, where dataclasses
 would look its string annotations up."""
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
@@ -27,8 +29,18 @@ class NoiseregSweeper(BasicSweeper):
             from noisereg.tracking.slurm_states import use_squeue_where_no_accounting
 
             use_squeue_where_no_accounting()
+        stopping: Any = nullcontext()
+        if type(self.launcher).__name__ == "LocalLauncher":  # submitit's, which starts all it is given at once
+            from noisereg.tracking import local_jobs
+
+            if self.max_batch_size is None:
+                cores, available = local_jobs.cores(), local_jobs.free_bytes()
+                self.max_batch_size = local_jobs.job_limit(cores, available)
+                print(local_jobs.limit_line(self.max_batch_size, cores, available), flush=True)
+            stopping = local_jobs.ended_on_interrupt(str(self.config.hydra.sweep.dir))
         try:
-            returns = super().sweep(arguments)
+            with stopping:
+                returns = super().sweep(arguments)
         except Exception as error:  # submitit's: the cluster refused the jobs, or one of them ended without a result
             if type(error).__module__.split(".")[0] != "submitit":
                 raise

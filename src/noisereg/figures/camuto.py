@@ -364,8 +364,11 @@ def layer_metrics(runs: pd.DataFrame, quantity: str) -> list[tuple[int, str]]:
     return sorted((int(c[len(prefix):]), c) for c in runs.columns if c.startswith(prefix) and c[len(prefix):].isdigit())
 
 
+# The paper draws Fig. 5 from Fig. 4's networks: camuto_fig4_fourier's runs carry the layer statistics too, and Fig. 5
+# reads them where it has no runs of its own (one sweep for both figures).
 @figure("camuto_fig5_layer_frequencies", PAPER, "Fig. 5: per square layer k, ‖W̃ₖ‖ (the layer-to-layer Jacobian) "
-        "and Tr(Wₖ) over training, with and without GNI", panels=(2, 2))  # fmt: skip
+        "and Tr(Wₖ) over training, with and without GNI", panels=(2, 2),
+        reads_also=("camuto_fig4_fourier",))  # fmt: skip
 def fig5_layer_frequencies(runs: pd.DataFrame, canvas: Canvas) -> None:
     for row, (quantity, title) in enumerate(LAYER_QUANTITIES.items()):
         for column, arm in enumerate(("gni", "gd")):

@@ -254,19 +254,32 @@ def scale_of(runs: pd.DataFrame, experiment: str, folders: Sequence[str]) -> str
     return scales[0]
 
 
-def runs_of(experiment: str, folders: Sequence[str | os.PathLike], runs: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The runs of one experiment under the folders; a one-line error naming what was found instead."""
+def experiment_rows(runs: pd.DataFrame, experiment: str, reads_also: Sequence[str] = ()) -> pd.DataFrame:
+    """The rows an experiment's figure and claims read, with only the columns those runs logged or configured (so
+    nothing loaded beside it can change them): its own runs, or where it has none, those of the experiments in
+    `reads_also` (a figure the paper draws from another figure's networks), labelled as its own."""
+    if runs.empty:
+        return runs
+    selected = runs[runs["experiment"] == experiment]
+    if selected.empty and reads_also:
+        selected = runs[runs["experiment"].isin(reads_also)].assign(experiment=experiment)
+    return selected.dropna(axis=1, how="all")
+
+
+def runs_of(experiment: str, folders: Sequence[str | os.PathLike], runs: pd.DataFrame | None = None,
+            reads_also: Sequence[str] = ()) -> pd.DataFrame:
+    """`experiment_rows` of the runs under the folders; a one-line error naming what was found instead."""
     if runs is None:
         runs = load_runs(folders)
     shown = ", ".join(str(f) for f in folders)
     if runs.empty:
         raise SettingError(f"no run records (summary.json or run.json) under {shown}")
-    # Only the columns this experiment's runs logged: nothing loaded beside it can change its figure.
-    selected = runs[runs["experiment"] == experiment].dropna(axis=1, how="all")
+    selected = experiment_rows(runs, experiment, reads_also)
     if selected.empty:
         found = runs.groupby("experiment")["run"].nunique()
         listing = ", ".join(f"{name} ({count} runs)" for name, count in found.items())
-        raise SettingError(f"no runs of {experiment} under {shown}; found: {listing}")
+        also = f" (nor of {', '.join(reads_also)}, whose runs it also reads)" if reads_also else ""
+        raise SettingError(f"no runs of {experiment}{also} under {shown}; found: {listing}")
     return selected
 
 

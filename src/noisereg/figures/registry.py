@@ -34,14 +34,19 @@ class FigureSpec:
     draw: Callable[[pd.DataFrame, Canvas], None]
     spread: str  # the band drawn around a mean: std (Orvieto App. F) or sem (Orvieto Fig. 6)
     panels: tuple[int, int]
+    reads_also: tuple[str, ...] = ()  # experiments whose runs it is drawn and judged from where it has none of its own
 
 
 FIGURES: dict[str, FigureSpec] = {}
 
 
-def figure(experiment: str, paper: str, title: str, spread: str = "std", panels: tuple[int, int] = (1, 1)):
+def figure(experiment: str, paper: str, title: str, spread: str = "std", panels: tuple[int, int] = (1, 1),
+           reads_also: Sequence[str] = ()):
+    """Register a figure function under its experiment. `reads_also`: experiments whose runs carry this figure's
+    metrics too (the paper draws both figures from the same networks), read where the experiment has no runs of its
+    own, so one sweep serves both."""
     def register(draw: Callable[[pd.DataFrame, Canvas], None]) -> Callable[[pd.DataFrame, Canvas], None]:
-        FIGURES[experiment] = FigureSpec(experiment, paper, title, draw, spread, panels)
+        FIGURES[experiment] = FigureSpec(experiment, paper, title, draw, spread, panels, tuple(reads_also))
         return draw
 
     return register
@@ -56,7 +61,7 @@ def plot_experiment(
     if experiment not in FIGURES:
         raise SettingError(f"no figure is defined for {experiment}; figures exist for: {', '.join(sorted(FIGURES))}")
     folders = [str(f) for f in folders]
-    selected = runs_of(experiment, folders, runs)
+    selected = runs_of(experiment, folders, runs, FIGURES[experiment].reads_also)
     scale = scale_of(selected, experiment, folders)
     spec = FIGURES[experiment]
     canvas = Canvas(spec, caption(selected, scale), group_keys(selected))

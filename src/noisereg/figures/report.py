@@ -30,7 +30,7 @@ from noisereg.figures.claims import (
     condition_preconditions,
     finished,
 )
-from noisereg.figures.grouping import SCALES
+from noisereg.figures.grouping import SCALES, experiment_rows
 from noisereg.figures.registry import FIGURES, plot_experiment
 from noisereg.records import load_runs
 from noisereg.tracking.records import FINISHED
@@ -51,10 +51,9 @@ class ReportRow:
 
 
 def experiment_runs(runs: pd.DataFrame, experiment: str) -> pd.DataFrame:
-    """One experiment's rows with only the columns its own runs logged or configured."""
-    if runs.empty:
-        return runs
-    return runs[runs["experiment"] == experiment].dropna(axis=1, how="all")
+    """One experiment's rows (grouping.experiment_rows: its own runs, or those its figure reads also)."""
+    spec = FIGURES.get(experiment)
+    return experiment_rows(runs, experiment, spec.reads_also if spec is not None else ())
 
 
 def conditions(runs: pd.DataFrame) -> list[tuple[dict, pd.DataFrame]]:

@@ -114,6 +114,8 @@ class CurvatureProbe(Probe):
         else:
             estimate = self._hessian_trace()
             metrics["hessian/trace"], metrics["hessian/trace_sem"] = estimate.value, estimate.stderr
+            if estimate.samples is not None:  # a Monte-Carlo method: the probes its value and error rest on
+                metrics["hessian/probes"] = len(estimate.samples)
         loss = self._loss()
         context = CurvatureContext(
             self.model, self.loss_fn, self.inputs, self.targets, loss, ggn.value, self.settings.chunk_size
@@ -131,7 +133,7 @@ class CurvatureProbe(Probe):
             options["probes"] = self.settings.probes
         if method == "hutchpp":
             options["matvecs"] = self.settings.probes
-        if method in ("auto", "hutchinson", "hutchpp"):
+        if method in ("auto", "hutchinson", "hutchpp", "pyhessian"):
             options["seed"] = self.settings.seed
         return hessian_trace(self.model, self.loss_fn, self.inputs, self.targets, method=method, **options)
 
