@@ -96,6 +96,21 @@ def group_options(group: str) -> list[str]:
     return sorted(options)
 
 
+def list_options(group: str) -> int:
+    from noisereg.config import REGISTERED_GROUPS
+
+    options = group_options(group)
+    if not options:
+        folders = {p.name for p in CONFIG_DIR.iterdir() if p.is_dir() and not p.name.startswith(("_", "hydra"))}
+        groups = sorted(folders | set(REGISTERED_GROUPS))
+        print(f"noisereg: error: {group} is not a config group ({', '.join(groups)}); `python run.py --cfg job` prints "
+              "every setting with its value", file=sys.stderr)  # fmt: skip
+        return 2
+    print(f"{group} options (python run.py {group}=<option>):")
+    print("\n".join(f"  {option}" for option in options))
+    return 0
+
+
 def _absolute_data_root(cfg: DictConfig) -> DictConfig:
     if cfg.get("dataset", {}).get("root") is not None:
         with open_dict(cfg):
@@ -241,6 +256,9 @@ def cli(argv: list[str]) -> int:
     if arguments.help or arguments.hydra_help or arguments.info or arguments.shell_completion:
         main()
         return 0
+    asked = [a.lstrip("+~")[:-2] for a in arguments.overrides if a.endswith("=?")]
+    if asked:  # `python run.py noise=?`: a group's options, one per line
+        return list_options(asked[0])
     problem = override_problem(arguments)
     if problem:
         print(f"noisereg: error: {problem}", file=sys.stderr)
@@ -266,4 +284,12 @@ def cli(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli(sys.argv[1:]))
+    try:
+        status = cli(sys.argv[1:])
+        sys.stdout.flush()
+    except BrokenPipeError:  # `python run.py --help | head`: the reader has all it wanted
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes at exit
+        status = 0
+    sys.exit(status)

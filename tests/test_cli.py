@@ -4,12 +4,14 @@ from __future__ import annotations
 import gzip
 import shutil
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import FMNIST_SYSTEM_DIR, run_cli, run_cli_in_process
+from conftest import FMNIST_SYSTEM_DIR, ROOT, run_cli, run_cli_in_process
 from noisereg.tracking import read_metrics, read_summary
 from noisereg.tracking.wandb_offline import read_offline_run
 
@@ -216,3 +218,30 @@ def test_a_diverging_run_is_a_result(tmp_path):
     assert summary["status"] == "diverged" and summary["steps"] < 200
     assert "non-finite" in summary["reason"]
     assert read_metrics(tmp_path / "run")[-1]["train/batch_loss"] in ("nan", "inf")
+
+
+def test_the_slurm_launcher_without_slurm_says_so_in_one_line(tmp_path):
+    """No sbatch or srun on PATH (a laptop, a login shell without the cluster's module): one line naming the
+    launcher and what to do instead, exit 2, no folder (submitit raised a traceback)."""
+    result = run_cli("-m", "+experiment=fig2_synthetic", "scale=smoke", "model.widths=[50]", "seed=0",
+                     "logger.mode=disabled", "hydra/launcher=slurm", "hydra.sweep.dir=sweep", cwd=tmp_path,
+                     env={"PATH": str(Path(sys.executable).parent)})  # fmt: skip
+    assert_one_line_error(result, "hydra/launcher=slurm: no SLURM here", "not found on PATH", "submitit_local")
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_a_question_mark_lists_a_groups_options(tmp_path):
+    listed = run_cli("noise=?", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines()[0].startswith("noise options")
+    assert {line.strip() for line in listed.stdout.splitlines()[1:]} >= {"gd", "gd_noise", "layerwise", "nin"}
+    assert_one_line_error(run_cli("bogus=?", cwd=tmp_path), "bogus is not a config group", "noise", "--cfg job")
+    assert not list(tmp_path.iterdir()), "nothing written"
+
+
+def test_help_read_in_part_ends_quietly(tmp_path):
+    """`python run.py --help | head -1`: the reader closes the pipe early; no BrokenPipeError traceback."""
+    piped = subprocess.run(["bash", "-c", f"'{sys.executable}' '{ROOT / 'run.py'}' --help | head -1; "
+                            "exit ${PIPESTATUS[0]}"], cwd=tmp_path, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert piped.returncode == 0 and piped.stderr == "", piped.stderr
+    assert piped.stdout.startswith("noisereg")

@@ -27,7 +27,12 @@ class NoiseregSweeper(BasicSweeper):
     def sweep(self, arguments: List[str]) -> Any:
         if type(self.launcher).__name__ == "SlurmLauncher":  # submitit's; job states without sacct where need be
             from noisereg.tracking.slurm_states import use_squeue_where_no_accounting
+            from noisereg.tracking.sweep import refuse, slurm_missing
 
+            missing = slurm_missing()
+            if missing:
+                refuse(missing)
+                return []
             use_squeue_where_no_accounting()
         stopping: Any = nullcontext()
         if type(self.launcher).__name__ == "LocalLauncher":  # submitit's, which starts all it is given at once

@@ -53,6 +53,25 @@ def report(job_returns: Iterable[Any], sweep_dir: str) -> SweepOutcome:
     return outcome
 
 
+def slurm_missing() -> str | None:
+    """One line when SLURM's commands are not on this machine's PATH (submitit would raise with a traceback)."""
+    import shutil
+
+    missing = [command for command in ("sbatch", "srun") if shutil.which(command) is None]
+    if not missing:
+        return None
+    return (f"hydra/launcher=slurm: no SLURM here ({' and '.join(missing)} not found on PATH); launch from a machine "
+            "of the cluster, or run the sweep here with hydra/launcher=submitit_local (or without hydra/launcher)")
+
+
+def refuse(line: str) -> SweepOutcome:
+    """A sweep that cannot start: its line, and exit status 2."""
+    global LAST
+    print(f"noisereg: error: {line}", file=sys.stderr, flush=True)
+    LAST = SweepOutcome(Counter({"refused": 1}), [line], bad_settings=True)
+    return LAST
+
+
 def report_launcher_error(error: Exception, sweep_dir: str) -> SweepOutcome:
     """The cluster launcher gave up on the sweep: sbatch refused its jobs (its message says why), or a job ended on
     the cluster without a result (cancelled, killed, or out of requeues), which ends submitit's wait for all of them."""
@@ -64,7 +83,11 @@ def report_launcher_error(error: Exception, sweep_dir: str) -> SweepOutcome:
         first = (f"job {lost.group(1)} ended on the cluster without a result ({state.group(1) if state else 'ended'}: "
                  "cancelled or killed there)")  # fmt: skip
     refused = first.startswith("sbatch:")
-    if refused:
+    if refused and re.search(r"contact slurm controller|Connection refused|connect failure", str(error), re.I):
+        line = (f"noisereg: error: no SLURM controller answers (sweep {sweep_dir}: {first}): slurmctld is not "
+                "running or not reachable from here (`scontrol ping` says which); start it, or launch from a "
+                "machine of the cluster")  # fmt: skip
+    elif refused:
         line = (f"noisereg: error: the cluster refused the jobs of sweep {sweep_dir}: {first}; check hydra.launcher."
                 "partition, gpus_per_node, cpus_per_task, mem_gb and timeout_min against `sinfo`")  # fmt: skip
     else:
