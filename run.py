@@ -198,6 +198,7 @@ def report_finished_before(summary: dict[str, Any], directory: str) -> None:
 def main(cfg: DictConfig) -> dict[str, Any] | None:
     from noisereg.app import run
     from noisereg.errors import SettingError
+    from noisereg.tracking.sweep import say_once
 
     hydra_cfg = HydraConfig.get()
     directory = hydra_cfg.runtime.output_dir
@@ -206,7 +207,7 @@ def main(cfg: DictConfig) -> dict[str, Any] | None:
     try:
         summary = run(_absolute_data_root(cfg), directory, run_name=run_name, in_sweep=in_sweep)
     except SettingError as error:
-        print(f"noisereg: error: {error}", file=sys.stderr)
+        say_once(f"noisereg: error: {error}", in_sweep)  # once for the jobs of a sweep refused alike
         if in_sweep:  # a job that must not touch its directory; the sweep goes on
             return {"status": "refused", "directory": directory, "reason": str(error)}
         sys.exit(2)
@@ -232,7 +233,7 @@ def main(cfg: DictConfig) -> dict[str, Any] | None:
         print(f"noisereg: {summary.get('reason', 'interrupted')}", file=sys.stderr)
         sys.exit(128 + int(getattr(signal, summary.get("signal", "SIGINT"))))
     if summary["status"] == "failed":
-        print(f"noisereg: error: {summary.get('reason', 'failed')}", file=sys.stderr)
+        say_once(f"noisereg: error: {summary.get('reason', 'failed')}", in_sweep)
         if not in_sweep:
             sys.exit(1)
     return {"status": summary["status"], "directory": directory, "reason": summary.get("reason", "")}

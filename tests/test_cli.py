@@ -245,3 +245,16 @@ def test_help_read_in_part_ends_quietly(tmp_path):
                             "exit ${PIPESTATUS[0]}"], cwd=tmp_path, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert piped.returncode == 0 and piped.stderr == "", piped.stderr
     assert piped.stdout.startswith("noisereg")
+
+
+def test_jobs_of_a_sweep_that_fail_alike_say_why_once(tmp_path):
+    """Three jobs with the same impossible setting (checked when the model is built, job by job): the reason once,
+    the sweep's line counting the three, exit 1, each job's summary holding the reason."""
+    result = run_cli("-m", "+experiment=fig2_synthetic", "scale=smoke", "logger.mode=disabled", "noise=nin",
+                     "noise.layer=7", "seed=0,1,2", "model.widths=[50]", "hydra.sweep.dir=sweep", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("noisereg: error")]
+    assert errors == ["noisereg: error: noise.layer=7 is out of range: the model has 2 layers (0..1)"], errors
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("noisereg: sweep")]
+    assert "0 of 3 jobs" in line and "3 failed (all for the reason printed above)" in line
+    assert all("noise.layer=7" in read_summary(p.parent)["reason"] for p in (tmp_path / "sweep").rglob("summary.json"))

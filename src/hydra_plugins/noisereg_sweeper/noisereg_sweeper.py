@@ -25,6 +25,9 @@ ConfigStore.instance().store(group="hydra/sweeper", name="noisereg", node=Noiser
 
 class NoiseregSweeper(BasicSweeper):
     def sweep(self, arguments: List[str]) -> Any:
+        from noisereg.tracking.sweep import new_sweep
+
+        new_sweep()
         if type(self.launcher).__name__ == "SlurmLauncher":  # submitit's; job states without sacct where need be
             from noisereg.tracking.slurm_states import use_squeue_where_no_accounting
             from noisereg.tracking.sweep import refuse, slurm_missing

@@ -27,11 +27,27 @@ class SweepOutcome:
 
 
 LAST: SweepOutcome | None = None  # the last sweep of this process, read by run.py for its exit status
+_SAID: set[str] = set()  # the error lines the jobs of this process's sweep printed
+
+
+def say_once(line: str, in_sweep: bool) -> None:
+    """A job's error line; in a sweep, once: its jobs that fail alike (CIFAR-10 missing for all 30) say it once, and
+    the sweep's last line counts them."""
+    if in_sweep and line in _SAID:
+        return
+    _SAID.add(line)
+    print(line, file=sys.stderr, flush=True)
+
+
+def new_sweep() -> None:
+    """A sweep starts: no error line said yet (the sweeper calls it)."""
+    _SAID.clear()
 
 
 def report(job_returns: Iterable[Any], sweep_dir: str) -> SweepOutcome:
     global LAST
     outcome = SweepOutcome()
+    job_returns = list(job_returns)
     for job in job_returns:
         value = job.return_value if isinstance(job.return_value, dict) else {"status": "failed", "reason": "no record"}
         status = value.get("status", "failed")
@@ -47,7 +63,10 @@ def report(job_returns: Iterable[Any], sweep_dir: str) -> SweepOutcome:
     if not outcome.ok:
         others = ", ".join(f"{n} {s}" for s, n in sorted(outcome.counts.items()) if s not in OK)
         shown = "; ".join(outcome.problems[:5]) + ("; ..." if len(outcome.problems) > 5 else "")
-        line += f"; {others}: see {shown}"
+        reasons = {job.return_value.get("reason") for job in job_returns if isinstance(job.return_value, dict)
+                   and job.return_value.get("status") not in OK}  # fmt: skip
+        alike = " (all for the reason printed above)" if len(reasons) == 1 and len(outcome.problems) > 1 else ""
+        line += f"; {others}{alike}: see {shown}"
     print(line, file=sys.stderr if not outcome.ok else sys.stdout, flush=True)
     LAST = outcome
     return outcome
