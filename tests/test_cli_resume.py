@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -92,7 +93,8 @@ def test_a_signal_stops_the_run_after_its_step_and_the_same_command_resumes(tmp_
     summary = read_summary(tmp_path / "D")
     assert summary["status"] == "interrupted" and summary["signal"] == signal.Signals(signum).name
     assert 500 <= summary["steps"] < 4000 and summary["final_metrics"]["step"] <= summary["steps"]
-    assert "run the same command to resume" in summary["reason"]
+    hint = f"resume with: python run.py {' '.join(RUN)} logger.mode=disabled hydra.run.dir={tmp_path / 'D'}"
+    assert hint in summary["reason"] and hint in stderr, (summary["reason"], stderr)
     result = run_cli(*command, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert f"from its checkpoint at step {summary['steps']}" in result.stdout
@@ -115,6 +117,25 @@ signal.signal(signal.SIGUSR2, requeue)
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
+
+
+def test_the_resume_command_names_a_default_folder_and_leaves_out_restart(tmp_path):
+    """A run in its default, time-stamped folder, started with trainer.resume=restart and stopped: the command it
+    prints names that folder and drops the restart, and typed as printed it resumes there."""
+    process = start(*RUN, "logger.mode=disabled", "trainer.resume=restart", cwd=tmp_path)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob("outputs/*/*/metrics.jsonl")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    (folder,) = [path.parent for path in tmp_path.glob("outputs/*/*/metrics.jsonl")]
+    wait_for_step(folder, 500, process)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    (line,) = [line for line in stderr.splitlines() if "resume with: python run.py " in line]
+    command = shlex.split(line.split("resume with: python run.py ", 1)[1])
+    assert f"hydra.run.dir={folder}" in command and not any(a.startswith("trainer.resume=") for a in command)
+    resumed = run_cli(*command, cwd=tmp_path)
+    assert resumed.returncode == 0 and "from its checkpoint at step" in resumed.stdout, resumed.stderr
+    assert read_summary(folder)["status"] == "completed" and len(list(tmp_path.glob("outputs/*/*"))) == 1
 
 
 def test_sigusr2_for_a_launcher_stops_after_the_step_then_goes_to_its_handler(tmp_path, reference):

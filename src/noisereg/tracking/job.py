@@ -24,6 +24,7 @@ requeues the job.
 from __future__ import annotations
 
 import contextlib
+import shlex
 import signal
 import threading
 import time
@@ -83,6 +84,23 @@ def config_difference(recorded: dict[str, Any], config: dict[str, Any]) -> str |
         if ours.get(key, "<unset>") != theirs.get(key, "<unset>"):
             return f"{key}={ours.get(key, '<unset>')} here, {theirs.get(key, '<unset>')} there"
     return None
+
+
+def resume_hint(directory: Path) -> str:
+    """How to resume the run in `directory`. Under Hydra, a single run: the exact command (its overrides without
+    trainer.resume=restart, and its folder named: a default folder has a time stamp, so the same command would start
+    a new run elsewhere); a sweep's job: its sweep with the sweep's folder named. Outside Hydra (the library): the
+    same call with the same folder."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return f"run the same call with the same folder ({directory}) to resume"
+    hydra = HydraConfig.get()
+    if hydra.mode == RunMode.MULTIRUN:
+        return f"run the same command with hydra.sweep.dir={hydra.sweep.dir} to resume the sweep"
+    overrides = [o for o in hydra.overrides.task if not o.startswith("trainer.resume=")]
+    return "resume with: python run.py " + " ".join(shlex.quote(o) for o in [*overrides, f"hydra.run.dir={directory}"])
 
 
 class Plan:
@@ -346,12 +364,12 @@ class _Job:
             self.summary["reason"] = result.reason
         if result.status == "interrupted" and received is not None:
             self.summary["signal"] = signal.Signals(received).name
-            self.summary["reason"] = f"{self.summary['signal']} at step {result.steps}; run the same command to resume"
+            self.summary["reason"] = f"{self.summary['signal']} at step {result.steps}; {resume_hint(self.directory)}"
 
     def stopped_mid_step(self, why: str, signal_name: str | None = None) -> None:
         state = self.experiment.state
         self.summary.update(status="interrupted", steps=state.step, final_metrics=state.last_row,
-                            reason=f"{why}; run the same command to resume from the last checkpoint")  # fmt: skip
+                            reason=f"{why}; {resume_hint(self.directory)} (from the last checkpoint)")  # fmt: skip
         if signal_name is not None:
             self.summary["signal"] = signal_name
 
