@@ -245,3 +245,28 @@ def test_every_figure_has_a_claim_and_a_registered_experiment():
     orvieto_experiments = {e for e in experiments if e.startswith("fig")}
     assert orvieto_experiments <= set(FIGURES), "every Orvieto experiment has its figure"
     assert {c.experiment for c in CLAIMS} <= set(FIGURES)
+
+
+def drawn_canvas(experiment: str, folder: Path):
+    """The experiment's figure drawn on a canvas, before it is saved (and closed): its axes to inspect."""
+    from noisereg.figures.canvas import Canvas
+    from noisereg.figures.grouping import group_keys, runs_of
+
+    runs = runs_of(experiment, [folder])
+    canvas = Canvas(FIGURES[experiment], "", group_keys(runs))
+    FIGURES[experiment].draw(runs, canvas)
+    return canvas, runs
+
+
+def test_a_panels_axis_names_its_first_series_and_a_points_legend_counts_per_point(smoke_records):
+    """Fig. 2's regularised-loss panels draw the closed-form minimum after the loss: the y axis stays the loss's.
+    Fig. 1's points are means over the runs at each width: the legend counts those (seeds), not all the runs."""
+    canvas, _ = drawn_canvas("fig2_synthetic", smoke_records / "fig2_synthetic")
+    assert canvas.axes[1, 0].get_ylabel() == "loss/regularized"
+    assert [s["metric"] for s in canvas.panels[(1, 0)]["series"]][-1] == "theory/regularized_minimum"
+    canvas, runs = drawn_canvas("fig1_variance", smoke_records / "fig1_variance")
+    legend = [text.get_text() for text in canvas.axes[0, 0].get_legend().get_texts()]
+    chosen = runs[runs["noise.name"] == "gd_noise"]
+    seeds = chosen.groupby(chosen["model.widths"].map(str))["run"].nunique()
+    assert seeds.nunique() == 1 and chosen["run"].nunique() > seeds.iloc[0]
+    assert any(f"(n={seeds.iloc[0]} per point)" in text for text in legend), legend

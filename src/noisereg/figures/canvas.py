@@ -58,12 +58,14 @@ class Canvas:
 
     def _panel(self, where: Panel, x: str, y: str, title: str | None, log_x: bool, log_y: bool):
         axis = self.axes[where]
+        new = where not in self.panels
         panel = self.panels.setdefault(where, {"row": where[0], "column": where[1], "title": title, "x": x, "y": y,
                                                "log_x": log_x, "log_y": log_y, "series": []})  # fmt: skip
         if title:
             axis.set_title(title, fontsize=9)
-        axis.set_xlabel(x, fontsize=8)
-        axis.set_ylabel(y, fontsize=8)
+        if new:  # the axes name the panel's quantity: its first series' (a later one, e.g. a closed-form minimum
+            axis.set_xlabel(x, fontsize=8)  # drawn over a loss, is told apart by its legend)
+            axis.set_ylabel(y, fontsize=8)
         if log_x:
             axis.set_xscale("log")
         if log_y:
@@ -131,7 +133,7 @@ class Canvas:
             series = series_of_rows(self._name(label, config, suffix, y), config, group, x, y, self.varying,
                                     average_diverged=False)
             (line, *_) = axis.errorbar(series.x, series.mean, yerr=getattr(series, self.spec.spread), marker="o", ms=4,
-                                       capsize=3, lw=1.2, label=self._legend(series))  # fmt: skip
+                                       capsize=3, lw=1.2, label=self._legend(series, per_point=True))  # fmt: skip
             for stop in series.diverged:
                 axis.plot([stop["x"]], [0], marker="x", ms=8, mew=2, color=line.get_color(), clip_on=False,
                           transform=axis.get_xaxis_transform())  # fmt: skip
@@ -285,8 +287,12 @@ class Canvas:
         self.panels[where]["spans"] = [{"phase": phase, "from": low, "to": high} for phase, low, high in spans]
 
     @staticmethod
-    def _legend(series: Series) -> str:
-        notes = [f"n={series.runs}"]
+    def _legend(series: Series, per_point: bool = False) -> str:
+        """The series' label with its n: its runs, or (`per_point`: one point per x, each a mean over the runs at
+        that x, e.g. seeds per width) the runs behind each point."""
+        low, high = (min(series.n), max(series.n)) if series.n else (0, 0)
+        per = f"n={low} per point" if low == high else f"n={low}–{high} per point"
+        notes = [per if per_point else f"n={series.runs}"]
         if series.diverged:
             notes.append(f"{len(series.diverged)} diverged (x)")
         if series.failed:
