@@ -174,6 +174,16 @@ def test_records_of_other_settings_are_never_mixed(tmp_path):
     assert snapshot(tmp_path) == before
 
 
+def test_a_refusal_names_the_group_choice_not_a_key_that_comes_with_it(tmp_path):
+    """noise=gd against noise=layerwise: the records differ in noise.name and in keys one mode has and the other
+    lacks (noise.groups, which sorts first); the refusal names noise.name, what the user typed."""
+    run(compose(*QUICK, "noise=layerwise"), tmp_path)
+    before = snapshot(tmp_path)
+    with pytest.raises(SettingError, match=r"noise.name=gd here, layerwise there"):
+        run(compose(*QUICK, "noise=gd"), tmp_path)
+    assert snapshot(tmp_path) == before
+
+
 def test_resume_never_refuses_and_restart_discards(tmp_path):
     run(compose(*QUICK), tmp_path)
     before = snapshot(tmp_path)

@@ -75,15 +75,17 @@ def is_part_of_the_run(key: str) -> bool:
 
 
 def config_difference(recorded: dict[str, Any], config: dict[str, Any]) -> str | None:
-    """The first setting that differs between a recorded run and this one, as `key: this vs recorded`."""
+    """The setting that tells a recorded run from this one, as `key: this vs recorded`: a config group's choice
+    (`noise.name`) before the settings that come with it (a mode's own keys, e.g. `noise.groups`), a setting both
+    have before one that only one of them has."""
     ours, theirs = flatten_config(config), flatten_config(recorded)
     theirs = {**{key: value for key, value in ADDED_LATER.items() if key in ours}, **theirs}  # recorded before them
-    for key in sorted(set(ours) | set(theirs)):
-        if not is_part_of_the_run(key):
-            continue
-        if ours.get(key, "<unset>") != theirs.get(key, "<unset>"):
-            return f"{key}={ours.get(key, '<unset>')} here, {theirs.get(key, '<unset>')} there"
-    return None
+    differing = [key for key in set(ours) | set(theirs)
+                 if is_part_of_the_run(key) and ours.get(key, "<unset>") != theirs.get(key, "<unset>")]  # fmt: skip
+    if not differing:
+        return None
+    key = min(differing, key=lambda k: (not k.endswith(".name"), not (k in ours and k in theirs), k))
+    return f"{key}={ours.get(key, '<unset>')} here, {theirs.get(key, '<unset>')} there"
 
 
 def resume_hint(directory: Path) -> str:
