@@ -144,11 +144,35 @@ def sweep_folder_problem(arguments) -> str | None:
 
     setup_globals()  # Hydra's `now` resolver, used by the default sweep directory
     cfg = _compose(arguments, _first_of_each_sweep(list(arguments.overrides)), return_hydra_config=True)
+    problem = overlapping_members(cfg, list(arguments.overrides))
+    if problem:
+        return problem
     try:
         folder = str(cfg.hydra.sweep.dir)
     except Exception:  # a directory depending on Hydra's runtime: a fresh one, nothing to check
         return None
     return output_folder_problem(folder, "hydra.sweep.dir")
+
+
+def overlapping_members(cfg: DictConfig, overrides: list[str]) -> str | None:
+    """A job with trainer.members=N trains seeds s … s+N−1: a sweep whose seeds lie closer than N apart would train
+    some seeds twice (and a report would pool them). The seeds are the command line's or the experiment's sweep."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    members = int(cfg.trainer.get("members") or 1)
+    swept = {o.partition("=")[0]: o.partition("=")[2] for o in overrides if o.startswith("seed=")}
+    seeds_text = swept.get("seed", str((cfg.hydra.sweeper.get("params") or {}).get("seed", "")))
+    if members < 2 or not seeds_text:
+        return None
+    parsed = OverridesParser.create().parse_overrides([f"seed={seeds_text}"])[0]
+    values = [int(v) for v in parsed.sweep_string_iterator()] if parsed.is_sweep_override() else [int(seeds_text)]
+    values = sorted(values)
+    for low, high in zip(values, values[1:]):
+        if high - low < members:
+            return (f"seed={seeds_text} with trainer.members={members}: the jobs of seed {low} and {high} would both "
+                    f"train seeds {high}…{low + members - 1} (each job trains seeds s…s+{members - 1}); "
+                    f"give seeds {members} apart, e.g. seed={','.join(str(values[0] + members * i) for i in range(len(values)))}")  # fmt: skip
+    return None
 
 
 def preflight(arguments) -> dict[str, Any] | None:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import noisereg.app as app
-from conftest import compose, run_cli, run_cli_in_process
+from conftest import _cli_module, compose, run_cli, run_cli_in_process
 from noisereg.app import run
 from noisereg.records import load_runs
 from noisereg.tracking import read_metrics, read_summary
@@ -197,3 +197,22 @@ def test_what_cannot_be_batched_is_one_line_and_writes_nothing(tmp_path, capsys,
     (line,) = result.stderr.strip().splitlines()
     assert all(words in line for words in named), line
     assert not (tmp_path / "job").exists()
+
+
+@pytest.mark.parametrize("seeds, overlap", [("0,1", "1…2"), ("0,2", "2…2"), ("range(0,9,3)", None), ("0,3", None)])
+def test_seeds_that_overlap_the_members_of_another_job_are_found(seeds, overlap):
+    """trainer.members=3 trains seeds s, s+1, s+2 in a job: seed=0,1 would train seeds 1 and 2 twice."""
+    overrides = ["+experiment=fig2_synthetic", "scale=smoke", f"seed={seeds}", "trainer.members=3"]
+    cfg = compose(*[o if not o.startswith("seed=") else "seed=0" for o in overrides], return_hydra_config=True)
+    problem = _cli_module().overlapping_members(cfg, overrides)
+    assert (problem is None) if overlap is None else (f"train seeds {overlap}" in problem and "seed=0,3" in problem)
+
+
+def test_a_sweep_whose_seeds_overlap_its_members_is_refused_before_any_job(tmp_path, capsys, monkeypatch):
+    result = run_cli_in_process("-m", "+experiment=fig2_synthetic", "scale=smoke", "logger.mode=disabled",
+                                "seed=0,1", "trainer.members=3", "hydra.sweep.dir=sweep", cwd=tmp_path, capsys=capsys,
+                                monkeypatch=monkeypatch)  # fmt: skip
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "seed=0,1 with trainer.members=3" in line and "give seeds 3 apart, e.g. seed=0,3" in line, line
+    assert not (tmp_path / "sweep").exists()
