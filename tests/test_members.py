@@ -154,8 +154,8 @@ def test_members_resumed_at_different_steps_catch_up_and_match(tmp_path, monkeyp
 def test_one_member_diverging_leaves_the_others_completed(tmp_path, monkeypatch):
     real_build = app.build
 
-    def build(cfg):  # member seed 1 starts far from the others: its SGD steps overflow
-        experiment = real_build(cfg)
+    def build(cfg, members=None):  # member seed 1 starts far from the others: its SGD steps overflow
+        experiment = real_build(cfg, members)
         if cfg.seed == 1:
             with torch.no_grad():
                 for parameter in experiment.model.parameters():
@@ -216,3 +216,20 @@ def test_a_sweep_whose_seeds_overlap_its_members_is_refused_before_any_job(tmp_p
     (line,) = result.stderr.strip().splitlines()
     assert "seed=0,1 with trainer.members=3" in line and "give seeds 3 apart, e.g. seed=0,3" in line, line
     assert not (tmp_path / "sweep").exists()
+
+
+@pytest.mark.parametrize("overrides, named", [
+    (["trainer.members=300000"], ["trainer.members=300000 needs about", "GB a member", "use fewer members"]),
+    (["trainer.members=3", "seed=9223372036854774"], ["seed=9223372036854774 with trainer.members=3",
+                                                      "up to 9223372036854776", "smaller seed"]),
+])  # fmt: skip
+def test_members_the_machine_cannot_hold_or_seed_are_one_line_before_any_folder(tmp_path, capsys, monkeypatch,
+                                                                                  overrides, named):
+    """The memory check counts every member (its weights, optimizer state, activations and data); the members'
+    seeds are checked against the largest seed, naming the two settings the user typed."""
+    result = run_cli_in_process("+experiment=fig7_mlp1", "scale=smoke", "logger.mode=disabled", *overrides,
+                                "hydra.run.dir=job", cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch)  # fmt: skip
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert all(words in line for words in named), line
+    assert not (tmp_path / "job").exists()

@@ -69,9 +69,10 @@ def _options(node: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(node, resolve=True)
 
 
-def build(cfg: DictConfig) -> Experiment:
+def build(cfg: DictConfig, members: int | None = None) -> Experiment:
     """Construct a prepared config's experiment. Raises `SettingError` for settings that do not fit together (a
-    model too large for memory, a noise layer the model lacks, a loss the data cannot take); writes nothing."""
+    model too large for memory, or `members` of it (default trainer.members), a noise layer the model lacks, a loss
+    the data cannot take); writes nothing."""
     device = resolve_device(cfg.trainer.device)
     torch.manual_seed(cfg.seed)  # anything not given its own generator below
     settings: TrainerSettings = OmegaConf.to_object(cfg.trainer)
@@ -86,7 +87,7 @@ def build(cfg: DictConfig) -> Experiment:
                             generator=generator)  # fmt: skip
 
     with torch.device("meta"):  # count parameters and activations without allocating them
-        check_fits(make_model(None), data, cfg, device)
+        check_fits(make_model(None), data, cfg, device, members or int(cfg.trainer.get("members") or 1))
     model = make_model(torch.Generator().manual_seed(stream_seed(cfg.seed, INIT_STREAM)))
     model = model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)
 
@@ -123,7 +124,7 @@ def member_config(cfg: DictConfig, seed: int) -> DictConfig:
 
 def build_member(cfg: DictConfig, members: int) -> Experiment:
     """A member's experiment, checked for training in a batch of `members` (build checks a config's own count)."""
-    experiment = build(cfg)
+    experiment = build(cfg, members)
     settings = dataclasses.replace(experiment.settings, members=members)
     check_members_apply(experiment.model, experiment.noise, experiment.state, settings)
     return experiment

@@ -169,6 +169,11 @@ def validate(cfg: DictConfig) -> DictConfig:
                                f"+probes.predictions.every=100; probes: {', '.join(PROBES.names())}")  # fmt: skip
         cfg.probes = {name: _merge(f"probes.{name}", PROBES.entry(name).schema, _resolved(node))
                       for name, node in probes.items()}  # fmt: skip
+    members = int(cfg.trainer.get("members") or 1)
+    if cfg.seed + members - 1 > JobSettings.LARGEST_SEED:  # its last member's seed, which the user did not type
+        raise SettingError(f"seed={cfg.seed} with trainer.members={members}: the members train seeds up to "
+                           f"{cfg.seed + members - 1}, beyond the largest seed {JobSettings.LARGEST_SEED}; use a "
+                           "smaller seed, e.g. seed=0")  # fmt: skip
     return cfg
 
 

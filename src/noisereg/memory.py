@@ -94,12 +94,21 @@ def _gigabytes(n: float) -> str:
     return f"{n / 2**30:.3g} GB"
 
 
-def check_fits(model: nn.Module, data: TensorDataset, cfg: DictConfig, device: torch.device) -> None:
+def check_fits(model: nn.Module, data: TensorDataset, cfg: DictConfig, device: torch.device, members: int = 1) -> None:
     """`model` on the meta device, `data` as training will see it; a one-line `SettingError` when the job needs more
-    memory than `device` has free."""
+    memory than `device` has free. `members`: the runs trained as one batched model (trainer.members), each holding
+    its own weights, optimizer state, activations and data."""
     parameters = training_bytes(sum(math.prod(p.shape) for p in model.parameters()), cfg)
     activations, batch, setting = activation_bytes(model, data, cfg)
     needed, available = parameters + activations, available_bytes(device)
+    if members > 1:
+        data_bytes = sum(t.numel() * t.element_size() for t in (data.train_inputs, data.test_inputs))
+        if members * (needed + data_bytes) > available:
+            raise SettingError(f"trainer.members={members} needs about {_gigabytes(members * (needed + data_bytes))} "
+                               f"({_gigabytes(needed + data_bytes)} a member: weights, optimizer state, activations "
+                               f"and data), but {_gigabytes(available)} is free on {device.type}; use fewer members, "
+                               f"e.g. trainer.members={max(1, int(available // (needed + data_bytes)))}, or a sweep "
+                               "over seeds")  # fmt: skip
     if needed > available:
         widths = "widths" in cfg.model
         shape = f"model.widths={list(cfg.model.widths)}" if widths else f"model={cfg.model.name}"
