@@ -258,3 +258,18 @@ def test_jobs_of_a_sweep_that_fail_alike_say_why_once(tmp_path):
     (line,) = [line for line in result.stderr.splitlines() if line.startswith("noisereg: sweep")]
     assert "0 of 3 jobs" in line and "3 failed (all for the reason printed above)" in line
     assert all("noise.layer=7" in read_summary(p.parent)["reason"] for p in (tmp_path / "sweep").rglob("summary.json"))
+
+
+def test_a_refused_relaunch_leaves_hydras_files_as_they_were(tmp_path):
+    """seed=0,1 then seed=1,2 into the same folder: job 0 now asks for seed 1 where seed 0 ran, job 1 for seed 2 where
+    seed 1 ran; both refuse, and every file of the first sweep, Hydra's .hydra/*.yaml and multirun.yaml included,
+    is byte for byte as it was."""
+    base = ["-m", "+experiment=fig2_synthetic", "scale=smoke", "logger.mode=disabled", "noise=gd", "model.widths=[50]",
+            "hydra.sweep.dir=sweep"]  # fmt: skip
+    assert run_cli(*base, "seed=0,1", cwd=tmp_path).returncode == 0
+    before = {p: p.read_bytes() for p in (tmp_path / "sweep").rglob("*") if p.is_file()}
+    assert any(p.parent.name == ".hydra" for p in before) and tmp_path / "sweep" / "multirun.yaml" in before
+    again = run_cli(*base, "seed=1,2", cwd=tmp_path)
+    assert again.returncode == 1 and "2 refused" in again.stderr, again.stderr
+    after = {p: p.read_bytes() for p in (tmp_path / "sweep").rglob("*") if p.is_file()}
+    assert after == before

@@ -25,9 +25,10 @@ ConfigStore.instance().store(group="hydra/sweeper", name="noisereg", node=Noiser
 
 class NoiseregSweeper(BasicSweeper):
     def sweep(self, arguments: List[str]) -> Any:
-        from noisereg.tracking.sweep import new_sweep
+        from noisereg.tracking.sweep import hydra_files, new_sweep
 
         new_sweep()
+        saved = hydra_files(str(self.config.hydra.sweep.dir))  # put back for the jobs that refuse their folder
         if type(self.launcher).__name__ == "SlurmLauncher":  # submitit's; job states without sacct where need be
             from noisereg.tracking.slurm_states import use_squeue_where_no_accounting
             from noisereg.tracking.sweep import refuse, slurm_missing
@@ -56,7 +57,9 @@ class NoiseregSweeper(BasicSweeper):
 
             report_launcher_error(error, str(self.config.hydra.sweep.dir))
             return []
-        from noisereg.tracking.sweep import report
+        from noisereg.tracking.sweep import report, restore_hydra_files
 
-        report([job for batch in returns for job in batch], str(self.config.hydra.sweep.dir))
+        jobs = [job for batch in returns for job in batch]
+        restore_hydra_files(saved, jobs)
+        report(jobs, str(self.config.hydra.sweep.dir))
         return returns

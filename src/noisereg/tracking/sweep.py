@@ -10,6 +10,7 @@ import re
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable
 
 OK = ("completed", "diverged", "skipped")
@@ -70,6 +71,27 @@ def report(job_returns: Iterable[Any], sweep_dir: str) -> SweepOutcome:
     print(line, file=sys.stderr if not outcome.ok else sys.stdout, flush=True)
     LAST = outcome
     return outcome
+
+
+def hydra_files(sweep_dir: str) -> dict[Path, bytes]:
+    """Hydra's own files already in a sweep folder: its multirun.yaml and each job folder's .hydra/*.yaml."""
+    root = Path(sweep_dir)
+    paths = [root / "multirun.yaml", *root.glob("*/.hydra/*.yaml")] if root.is_dir() else []
+    return {path: path.read_bytes() for path in paths if path.is_file()}
+
+
+def restore_hydra_files(saved: dict[Path, bytes], job_returns: Iterable[Any]) -> None:
+    """Hydra rewrites the .hydra/*.yaml of every job it launches, and the sweep's multirun.yaml, before a job can
+    refuse its folder: the files of each job that was refused or skipped (its records say what ran there) are put
+    back as they were, and multirun.yaml too when no job of this launch trained."""
+    values = [job.return_value for job in job_returns if isinstance(getattr(job, "return_value", None), dict)]
+    kept = {Path(v["directory"]).resolve() for v in values if v.get("status") in ("refused", "skipped")
+            and v.get("directory")}  # fmt: skip
+    trained = any(v.get("status") not in ("refused", "skipped") for v in values)
+    for path, content in saved.items():
+        if (path.name == "multirun.yaml" and not trained) or path.parent.parent.resolve() in kept:
+            if not path.is_file() or path.read_bytes() != content:
+                path.write_bytes(content)
 
 
 def slurm_missing() -> str | None:
