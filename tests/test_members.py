@@ -233,3 +233,26 @@ def test_members_the_machine_cannot_hold_or_seed_are_one_line_before_any_folder(
     (line,) = result.stderr.strip().splitlines()
     assert all(words in line for words in named), line
     assert not (tmp_path / "job").exists()
+
+
+def test_the_progress_follows_the_batch_when_the_first_member_leaves_it(tmp_path, monkeypatch, capsys):
+    """Member 0 diverges early and leaves the batch; the progress lines (stderr is not a terminal here) go on to the
+    last step with the members still training, not stop where member 0 did."""
+    real_build = app.build
+
+    def build(cfg, members=None):
+        experiment = real_build(cfg, members)
+        if cfg.seed == 0:
+            with torch.no_grad():
+                for parameter in experiment.model.parameters():
+                    parameter.mul_(1e3)
+        return experiment
+
+    monkeypatch.setattr(app, "build", build)
+    capsys.readouterr()
+    run(compose(*RUN, "trainer.members=3", "trainer.steps_per_call=20", "trainer.divergence_check_every=20",
+                "trainer.progress_bar=true"), tmp_path)  # fmt: skip
+    assert read_summary(tmp_path / "seed_0")["status"] == "diverged"
+    assert read_metrics(tmp_path / "seed_0")[-1]["step"] < 240
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("train: step")]
+    assert lines and lines[-1].startswith("train: step 240/240"), lines

@@ -106,11 +106,12 @@ def run_members(
     should_stop: Callable[[], bool] = lambda: False,
 ) -> list[TrainResult]:
     """Train every member from its state (fresh or restored) on its dataset to the end; one result per member, in
-    order. The progress bar follows the first member."""
+    order. The progress bar follows the batch: the member furthest behind among those still training."""
     with intra_op_threads(settings.threads):
         runs = [Run(state, data, loss_fn, settings, log, checkpoint)
                 for state, data, log, checkpoint in zip(states, datasets, logs, checkpoints)]  # fmt: skip
-        runs[0].progress = Progress(runs[0].n_steps, states[0].step, settings.progress_bar)
+        end = max(run.n_steps for run in runs)
+        progress = Progress(end, min(state.step for state in states), settings.progress_bar)
         results: list[TrainResult | None] = [run.start() for run in runs]
         groups: dict[tuple[int, ...], MemberBlocks] = {}  # compiled once per set of members advanced together
         try:
@@ -130,8 +131,12 @@ def run_members(
                 losses = groups[group].run(runs[group[0]].block_end())
                 for column, k in enumerate(group):
                     results[k] = runs[k].after_advance(before, losses[-1, column])
+                behind = min((run.state.step for k, run in enumerate(runs) if results[k] is None and not run.done),
+                             default=end)  # fmt: skip
+                if behind > progress.done:  # a member that diverged or finished no longer holds the bar back
+                    progress.update(behind - progress.done, float(losses[-1].float().mean()))
         finally:
-            runs[0].progress.close()
+            progress.close()
     return [result or run.completed() for result, run in zip(results, runs)]
 
 
