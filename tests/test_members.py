@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
 import noisereg.app as app
+from noisereg.errors import SettingError
 from conftest import _cli_module, compose, run_cli, run_cli_in_process
 from noisereg.app import run
 from noisereg.records import load_runs
@@ -256,3 +258,27 @@ def test_the_progress_follows_the_batch_when_the_first_member_leaves_it(tmp_path
     assert read_metrics(tmp_path / "seed_0")[-1]["step"] < 240
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("train: step")]
     assert lines and lines[-1].startswith("train: step 240/240"), lines
+
+
+def test_a_damaged_member_is_named_and_deleting_it_restarts_that_member_alone(tmp_path, monkeypatch):
+    """One member's checkpoint is damaged: the refusal names that member's folder and says to delete it (not
+    trainer.resume=restart, which would discard every member); deleted, that member starts again and catches up
+    while the other resumes, and both end with the records of an uninterrupted job."""
+    overrides = [*RUN, "trainer.steps_per_call=20", "trainer.members=2"]
+    assert run(compose(*overrides), tmp_path / "reference")["status"] == "completed"
+    job = tmp_path / "job"
+    with monkeypatch.context() as patch:
+        with pytest.raises(crashing_at(150, patch)):
+            run(compose(*overrides), job)
+    (job / "seed_1" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    kept = (job / "seed_0" / "metrics.jsonl").read_bytes()
+    with pytest.raises(SettingError) as refusal:
+        run(compose(*overrides), job)
+    assert f"delete {job / 'seed_1'} and run the same command" in str(refusal.value)
+    assert "trainer.resume=restart" not in str(refusal.value)
+    assert (job / "seed_0" / "metrics.jsonl").read_bytes() == kept
+    shutil.rmtree(job / "seed_1")
+    assert run(compose(*overrides), job)["status"] == "completed"
+    for seed in (0, 1):
+        assert (job / f"seed_{seed}" / "metrics.jsonl").read_bytes() == \
+            (tmp_path / "reference" / f"seed_{seed}" / "metrics.jsonl").read_bytes()

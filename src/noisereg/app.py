@@ -19,6 +19,7 @@ from torch import nn
 from noisereg.config import apply_scale, validate
 from noisereg.data.tensors import TensorDataset
 from noisereg.errors import SettingError
+from noisereg.tracking.records import RESTART
 from noisereg.losses import build_loss
 from noisereg.memory import check_fits
 from noisereg.noise.base import NoiseMode
@@ -147,15 +148,22 @@ def run(cfg: DictConfig, output_dir: str | os.PathLike, run_name: str | None = N
         return run_jobs([cfg], [Path(output_dir)], prepare, build, [run_name], in_sweep)[0]
     seeds = member_seeds(int(cfg.seed), members)
     directories = [Path(output_dir) / f"seed_{seed}" for seed in seeds]
-    summaries = run_jobs(
-        [member_config(cfg, seed) for seed in seeds],
-        directories,
-        prepare,
-        functools.partial(build_member, members=members),
-        [None if run_name is None else f"{run_name}/seed_{seed}" for seed in seeds],
-        in_sweep,
-        train_together=train_members,
-    )
+    try:
+        summaries = run_jobs(
+            [member_config(cfg, seed) for seed in seeds],
+            directories,
+            prepare,
+            functools.partial(build_member, members=members),
+            [None if run_name is None else f"{run_name}/seed_{seed}" for seed in seeds],
+            in_sweep,
+            train_together=train_members,
+        )
+    except SettingError as error:  # one member's records damaged: restarting the job would discard every member's
+        damaged = next((d for d in directories if str(d) in str(error)), None)
+        if damaged is None or RESTART not in str(error):
+            raise
+        raise SettingError(str(error).replace(RESTART, f"delete {damaged} and run the same command: that member "
+                                                       "starts again and catches up, the others resume")) from None
     return members_summary([{**summary, "directory": str(d)} for summary, d in zip(summaries, directories)])
 
 
