@@ -61,10 +61,10 @@ PLAN = [
     # data, length (100 epochs) and 3 seeds; 7 of the paper's 11 strengths, one or more per phase of the cpu pilots.
     ("levi", "levi_fig1_decay_times", "cpu_quarter", "noise.strength=0,1e-4,1e-2,0.1,1,3,10"),
     # Blanc et al.: tiny models, millions of steps in compiled blocks (one core each); the sizes of their experiment
-    # files (README, "Blanc et al.": Fig. 1 at d = 20). Measured on 2 shared cores (load average 4-6): 43 min in all;
-    # a 1e7-step ReLU run ~95 s (~1e5 steps/s), Fig. 2 17 min, Fig. 3 5 min (14 beside a test run), Fig. 1 at 2.5e6
+    # files (README, "Blanc et al.": Fig. 1 at d = 20). Measured on 2 shared cores (load average 4-6): about 38 min in all;
+    # a 1e7-step ReLU run ~95 s (~1e5 steps/s), Fig. 2 17 min, Fig. 1 at 2.5e6
     # steps 2.7 min, Thm 3 at 4e6 steps (3 seeds as members of one batched run) ~20 min.
-    ("blanc", "blanc_fig3_curve_length", "paper"),
+    # (Fig. 3 reads Fig. 2's runs: the same experiment file, the same two runs in the paper.)
     ("blanc", "blanc_fig1_matrix_sensing", "paper"),
     ("blanc", "blanc_thm3_single_point", "paper"),
     ("blanc", "blanc_fig1_lr_sweep", "paper"),

@@ -359,8 +359,10 @@ def without_label_noise_the_function_depends_on_the_initialisation(runs: pd.Data
     return all_of(less(noisy, plain), spread)
 
 
+# Fig. 3 plots Fig. 2's runs over the iterations (the paper: the same two runs): its experiment file is Fig. 2's, so
+# it reads Fig. 2's records where it has none of its own, and results/ stores them once.
 @figure("blanc_fig3_curve_length", PAPER, "Fig. 3: training loss, curve length and reg over iterations, two-layer "
-        "ReLU network on 12 points", panels=(3, 2))  # fmt: skip
+        "ReLU network on 12 points", panels=(3, 2), reads_also=("blanc_fig2_relu_interpolation",))  # fmt: skip
 def blanc_fig3_curve_length(runs: pd.DataFrame, canvas: Canvas) -> None:
     """One column per run kind, as the paper's two panels (without label noise, 4e5 steps; with it, 2e7), linear in
     the iterations: the loss falls at the very start, the length and reg much later."""
