@@ -59,6 +59,10 @@ def override_problem(arguments) -> str | None:
     Hydra reports the same problems in several lines (search path, hints); we compose first so the user sees one
     line naming the setting. Sweeps are checked with the first value of each swept setting."""
     overrides = [a for a in arguments.overrides if not a.lstrip("+~").startswith("hydra.")]
+    if "hydra/launcher=submitit_slurm" in overrides:  # the plugin's own name: no GPU and no requeue unless told
+        return ("hydra/launcher=submitit_slurm asks SLURM for no GPU and never requeues; use hydra/launcher=slurm, the "
+                "same launcher with our preset (a GPU a job, requeue at the time limit and on preemption, a checkpoint "
+                "on SLURM's warning; conf/hydra/launcher/slurm.yaml), with hydra.launcher.gpus_per_node=0 for CPU jobs")
     for argument in overrides:  # unknown option of a config group: list the options
         key, _, value = argument.partition("=")
         # (Hydra's own groups, hydra/launcher and the like, are checked by composing below: plugins add options)

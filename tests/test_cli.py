@@ -273,3 +273,27 @@ def test_a_refused_relaunch_leaves_hydras_files_as_they_were(tmp_path):
     assert again.returncode == 1 and "2 refused" in again.stderr, again.stderr
     after = {p: p.read_bytes() for p in (tmp_path / "sweep").rglob("*") if p.is_file()}
     assert after == before
+
+
+def test_submitit_slurm_by_its_own_name_is_refused_for_the_preset(tmp_path):
+    """The plugin's own name asks SLURM for no GPU and no requeue: one line naming hydra/launcher=slurm, exit 2."""
+    result = run_cli("-m", "+experiment=fig6_resnet", "scale=smoke", "hydra/launcher=submitit_slurm", "--cfg", "hydra",
+                     cwd=tmp_path)  # fmt: skip
+    assert_one_line_error(result, "hydra/launcher=submitit_slurm", "use hydra/launcher=slurm", "gpus_per_node=0")
+    preset = run_cli("+experiment=fig6_resnet", "scale=smoke", "hydra/launcher=slurm", "--cfg", "hydra", cwd=tmp_path)
+    assert preset.returncode == 0, preset.stderr
+    assert "gpus_per_node: 1" in preset.stdout and "max_num_timeout: 5" in preset.stdout
+
+
+def test_a_machines_own_settings_in_conf_local_apply_and_are_optional(tmp_path):
+    """conf/local/default.yaml (git-ignored) holds one machine's settings, e.g. a cluster's partition; without it
+    nothing changes."""
+    conf = tmp_path / "conf"
+    shutil.copytree(ROOT / "conf", conf, ignore=shutil.ignore_patterns("local"))
+    plain = run_cli("--config-dir", str(conf), "hydra/launcher=slurm", "--cfg", "hydra", cwd=tmp_path)
+    assert plain.returncode == 0 and "partition: null" in plain.stdout, plain.stderr
+    (conf / "local").mkdir()
+    (conf / "local" / "default.yaml").write_text("# @package _global_\nhydra:\n  launcher:\n    partition: gpu_a100\n")
+    local = run_cli("--config-dir", str(conf), "hydra/launcher=slurm", "--cfg", "hydra", cwd=tmp_path)
+    assert local.returncode == 0 and "partition: gpu_a100" in local.stdout, local.stderr
+    assert "/conf/local/" in (ROOT / ".gitignore").read_text().splitlines()
