@@ -297,3 +297,25 @@ def test_a_machines_own_settings_in_conf_local_apply_and_are_optional(tmp_path):
     local = run_cli("--config-dir", str(conf), "hydra/launcher=slurm", "--cfg", "hydra", cwd=tmp_path)
     assert local.returncode == 0 and "partition: gpu_a100" in local.stdout, local.stderr
     assert "/conf/local/" in (ROOT / ".gitignore").read_text().splitlines()
+
+
+def test_wandb_runs_carry_scale_group_notes_tags_and_their_place_in_the_sweep(tmp_path):
+    """Offline W&B runs of a two-job sweep evaluated by epochs, read back: the group and notes as set, the tags
+    as set plus the noise mode and `scale:smoke` (none of them in the run name), the sweep folder and job number in
+    the config, and `epoch` declared as the other metrics' x axis."""
+    result = run_cli("-m", "+experiment=fig2_synthetic", "scale=smoke", "model.widths=[50]", "noise=gd", "seed=0,1",
+                     "trainer.eval_unit=epochs", "trainer.eval_every=1", "trainer.steps=null", "trainer.epochs=2",
+                     "trainer.batch_size=20", "logger.group=my_group", "logger.notes=first try",
+                     "logger.tags=[alpha,beta]", "hydra.sweep.dir=sweep", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    folders = sorted(path.parent for path in (tmp_path / "sweep").rglob("summary.json"))
+    runs = [read_offline_run(folder) for folder in folders]
+    assert [run["config"]["job_number"] for run in runs] == [int(folder.name) for folder in folders] == [0, 1]
+    for run, folder in zip(runs, folders):
+        assert run["group"] == "my_group" and run["notes"] == "first try"
+        assert set(run["tags"]) == {"alpha", "beta", "gd", "scale:smoke"}
+        assert "logger" not in run["name"] and "alpha" not in run["name"], run["name"]
+        assert run["config"]["sweep_dir"] == "sweep"
+        assert run["metrics"].get("*") == "epoch" and "epoch" in run["metrics"]
+        assert [row["epoch"] for row in run["history"]] == [row["epoch"] for row in read_metrics(folder)]
+        assert len(run["history"]) >= 2

@@ -51,7 +51,9 @@ class LoggerSettings:
     mode: str = "offline"
     project: str = "noisereg"
     entity: Optional[str] = None
-    tags: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)  # beside the noise mode and `scale:<name>`, which every run has
+    group: Optional[str] = None  # W&B group; default: the experiment's name (`name`)
+    notes: Optional[str] = None
 
     def check(self, group: str = "logger") -> None:
         if self.mode not in LOGGER_MODES:

@@ -88,6 +88,18 @@ def config_difference(recorded: dict[str, Any], config: dict[str, Any]) -> str |
     return f"{key}={ours.get(key, '<unset>')} here, {theirs.get(key, '<unset>')} there"
 
 
+def launch_position() -> dict[str, Any]:
+    """Where a sweep put this job (W&B config keys `sweep_dir`, `job_number`), so that its run can be found among
+    its sweep's; nothing outside a Hydra sweep."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return {}
+    hydra = HydraConfig.get()
+    return {"sweep_dir": str(hydra.sweep.dir), "job_number": int(hydra.job.num)}
+
+
 def resume_hint(directory: Path) -> str:
     """How to resume the run in `directory`. Under Hydra, a single run: the exact command (its overrides without
     trainer.resume=restart, and its folder named: a default folder has a time stamp, so the same command would start
@@ -334,14 +346,17 @@ class _Job:
             mode=cfg.logger.mode,
             project=cfg.logger.project,
             entity=cfg.logger.entity,
-            tags=list(cfg.logger.tags) + [cfg.noise.name],
-            group=cfg.name,
+            # smoke, cpu and paper runs of an experiment share its group; the tag tells them apart
+            tags=[*cfg.logger.tags, cfg.noise.name, f"scale:{cfg.scale.name}"],
+            group=cfg.logger.group or cfg.name,
             name=self.run_name,
+            notes=cfg.logger.notes,
             job_type=cfg.noise.name,
-            config=config,
+            config={**config, **launch_position()},
             directory=directory,
             run_id=wandb_id,
             alongside=alongside,
+            x_axis="epoch" if cfg.trainer.eval_unit == "epochs" else None,  # the epoch-evaluated experiments
         )
         self.record = RunRecord(directory, resume_step=resume_step)
         if self.plan.action == "start":

@@ -98,8 +98,11 @@ class WandbLogger:
         run_id: str | None = None,
         job_type: str | None = None,
         alongside: bool = False,
+        notes: str | None = None,
+        x_axis: str | None = None,
     ):
-        """`alongside`: keep the process's other runs open (the members of a batched job log side by side)."""
+        """`alongside`: keep the process's other runs open (the members of a batched job log side by side).
+        `x_axis`: a logged metric (`epoch`) W&B plots the others against by default (define_metric)."""
         if mode not in MODES:
             raise SettingError(f"logger.mode={mode!r} is unknown; choose one of {list(MODES)}")
         self.run = None
@@ -116,6 +119,7 @@ class WandbLogger:
                 group=group,
                 name=name,
                 tags=tags,
+                notes=notes,
                 job_type=job_type,
                 config={**config, **chart_keys(config)},
                 dir=str(directory),
@@ -129,6 +133,9 @@ class WandbLogger:
             first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise SettingError(f"logger.mode={mode}: W&B could not start a run ({first_line}); {OFFLINE_INSTEAD}") from None
         self.id = self.run.id
+        if x_axis is not None:
+            self.run.define_metric(x_axis)
+            self.run.define_metric("*", step_metric=x_axis)
 
     @staticmethod
     def new_id() -> str:

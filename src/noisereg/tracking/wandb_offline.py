@@ -67,12 +67,13 @@ def _segments(path: Path) -> list[Path]:
 
 def read_offline_run(path: str | Path) -> dict[str, Any]:
     """`path`: an `offline-run-*` folder, its `.wandb` file, or a run directory. Returns group, name, config,
-    history, summary, exit code and run id. The segments of a resumed run are joined the way `wandb sync` joins
+    history, summary, exit code, run id, tags, notes, job type and the metrics' declared x axes (`define_metric`). The segments of a resumed run are joined the way `wandb sync` joins
     them: each segment's rows after the last step already seen."""
     from wandb.proto import wandb_internal_pb2
 
     run: dict[str, Any] = {"group": None, "name": None, "config": {}, "history": [], "summary": {},
-                           "exit_code": None, "id": None}  # fmt: skip
+                           "exit_code": None, "id": None, "tags": [], "notes": None, "job_type": None,
+                           "metrics": {}}  # fmt: skip
     for segment in _segments(Path(path)):
         last_step = run["history"][-1].get("_step", -1) if run["history"] else -1
         for raw in _records(segment.read_bytes()):
@@ -81,6 +82,8 @@ def read_offline_run(path: str | Path) -> dict[str, Any]:
             kind = record.WhichOneof("record_type")
             if kind == "run":
                 run["group"], run["name"], run["id"] = record.run.run_group, record.run.display_name, record.run.run_id
+                run["tags"], run["notes"] = list(record.run.tags), record.run.notes or None
+                run["job_type"] = record.run.job_type or None
                 run["config"].update({_item_key(i): json.loads(i.value_json) for i in record.run.config.update})
             elif kind == "config":
                 run["config"].update({_item_key(i): json.loads(i.value_json) for i in record.config.update})
@@ -90,6 +93,8 @@ def read_offline_run(path: str | Path) -> dict[str, Any]:
                     run["history"].append(row)
             elif kind == "summary":
                 run["summary"].update({_item_key(i): json.loads(i.value_json) for i in record.summary.update})
+            elif kind == "metric":  # define_metric: a metric's x axis (step_metric)
+                run["metrics"][record.metric.name or record.metric.glob_name] = record.metric.step_metric or None
             elif kind == "exit":
                 run["exit_code"] = record.exit.exit_code
     return run
