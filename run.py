@@ -44,13 +44,19 @@ def _compose(arguments, overrides: list[str], return_hydra_config: bool = False)
 
 
 def _first_of_each_sweep(overrides: list[str]) -> list[str]:
+    """Each swept setting at one of its values (the first of a list or range; an interval's start, as an optimising
+    sweeper such as Optuna's samples within it), to check the command before any job."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import IntervalSweep
+
+    def first(override) -> str:
+        value = override.value()
+        if isinstance(value, IntervalSweep):
+            return str(value.start)
+        return next(iter(override.sweep_string_iterator()))
 
     parsed = OverridesParser.create().parse_overrides(overrides)
-    return [
-        f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}" if o.is_sweep_override() else o.input_line
-        for o in parsed
-    ]
+    return [f"{o.get_key_element()}={first(o)}" if o.is_sweep_override() else o.input_line for o in parsed]
 
 
 def override_problem(arguments) -> str | None:
@@ -237,7 +243,7 @@ def main(cfg: DictConfig) -> dict[str, Any] | None:
     except SettingError as error:
         say_once(f"noisereg: error: {error}", in_sweep)  # once for the jobs of a sweep refused alike
         if in_sweep:  # a job that must not touch its directory; the sweep goes on
-            return {"status": "refused", "directory": directory, "reason": str(error)}
+            return job_return(cfg, {"status": "refused", "directory": directory, "reason": str(error)}, {})
         sys.exit(2)
     except OSError as error:  # the records cannot be written (a full disk, a folder made read-only meanwhile)
         if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
@@ -248,7 +254,7 @@ def main(cfg: DictConfig) -> dict[str, Any] | None:
     if summary.get("finished_before"):
         for member in summary.get("members", [summary]):
             report_finished_before(member, member.get("directory", directory))
-        return {"status": "skipped", "directory": directory}
+        return job_return(cfg, {"status": "skipped", "directory": directory}, summary)
     for member in summary.get("members", [summary]):  # a batched job (trainer.members=N): a line per member
         if member.get("finished_before"):
             report_finished_before(member, member.get("directory", directory))
@@ -264,7 +270,26 @@ def main(cfg: DictConfig) -> dict[str, Any] | None:
         say_once(f"noisereg: error: {summary.get('reason', 'failed')}", in_sweep)
         if not in_sweep:
             sys.exit(1)
-    return {"status": summary["status"], "directory": directory, "reason": summary.get("reason", "")}
+    return job_return(cfg, {"status": summary["status"], "directory": directory, "reason": summary.get("reason", "")},
+                      summary)
+
+
+def job_return(cfg: DictConfig, outcome: dict[str, Any], summary: dict[str, Any]) -> Any:
+    """What the job returns to its sweeper: the outcome (status, directory, reason) the sweep's line counts, or,
+    where `optimized_metric` names a metric (e.g. optimized_metric=test/acc with hydra/sweeper=optuna), that
+    metric's final value as a float carrying the outcome (NaN where the run has none: refused, failed, diverged
+    before logging it; with trainer.members, the mean over the members)."""
+    import math
+
+    from noisereg.tracking.sweep import JobResult
+
+    metric = cfg.get("optimized_metric")
+    if not metric:
+        return outcome
+    values = [float(member.get("final_metrics", {}).get(metric, math.nan))
+              for member in summary.get("members", [summary])] if summary else [math.nan]  # fmt: skip
+    value = sum(values) / len(values) if values else math.nan
+    return JobResult(value, outcome["status"], outcome.get("directory", ""), outcome.get("reason", ""))
 
 
 def cli(argv: list[str]) -> int:

@@ -80,7 +80,7 @@ FIXED_GROUPS: dict[str, type] = {
     "logger": LoggerSettings,
     "scale": ScaleSettings,
 }
-TOP_LEVEL_KEYS = {"name", "seed", "probes"} | set(REGISTERED_GROUPS) | set(FIXED_GROUPS)
+TOP_LEVEL_KEYS = {"name", "seed", "probes", "optimized_metric"} | set(REGISTERED_GROUPS) | set(FIXED_GROUPS)
 
 
 def register_with_hydra() -> None:
@@ -171,6 +171,10 @@ def validate(cfg: DictConfig) -> DictConfig:
                                f"+probes.predictions.every=100; probes: {', '.join(PROBES.names())}")  # fmt: skip
         cfg.probes = {name: _merge(f"probes.{name}", PROBES.entry(name).schema, _resolved(node))
                       for name, node in probes.items()}  # fmt: skip
+    metric = cfg.get("optimized_metric")
+    if metric is not None and (not isinstance(metric, str) or "/" not in metric):
+        raise SettingError(f"optimized_metric={metric!r} is not a logged metric's name; name one, e.g. "
+                           "optimized_metric=test/acc (or train/loss), or leave it null")  # fmt: skip
     members = int(cfg.trainer.get("members") or 1)
     if cfg.seed + members - 1 > JobSettings.LARGEST_SEED:  # its last member's seed, which the user did not type
         raise SettingError(f"seed={cfg.seed} with trainer.members={members}: the members train seeds up to "

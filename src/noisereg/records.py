@@ -52,7 +52,8 @@ def find_runs(folders: Iterable[str | os.PathLike]) -> list[Path]:
 # these (and share their seed) are the same run (members: seeds trained side by side as one batched model, each
 # member's records those of its single run).
 NOT_A_CONDITION = ("logger.", "trainer.device", "trainer.progress_bar", "trainer.resume", "trainer.checkpoint",
-                   "trainer.keep_checkpoint", "trainer.members", "dataset.root", "curvature.chunk_size", "hydra.")  # fmt: skip
+                   "trainer.keep_checkpoint", "trainer.members", "dataset.root", "curvature.chunk_size", "hydra.",
+                   "optimized_metric")  # fmt: skip
 
 
 def is_config_key(column: str) -> bool:

@@ -56,7 +56,8 @@ from noisereg.train.state import load_checkpoint
 
 # Settings that may change between the segments of one run: they change how it is watched, not what it computes.
 NOT_PART_OF_THE_RUN = ("trainer.resume", "trainer.progress_bar", "trainer.checkpoint_every", "trainer.checkpoint_unit",
-                       "trainer.keep_checkpoint", "logger", "dataset.root", "dataset.download")  # fmt: skip
+                       "trainer.keep_checkpoint", "logger", "dataset.root", "dataset.download",
+                       "optimized_metric")  # fmt: skip
 
 
 def flatten_config(config: Any, prefix: str = "") -> dict[str, Any]:

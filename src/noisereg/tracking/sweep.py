@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from hydra.experimental.callback import Callback
+
 OK = ("completed", "diverged", "skipped")
 
 
@@ -45,12 +47,35 @@ def new_sweep() -> None:
     _SAID.clear()
 
 
+class JobResult(float):
+    """A job's return value where `optimized_metric` is set: that metric's final value, a float for a sweeper that
+    optimises it (Optuna's), carrying the job's status, directory and reason for the sweep's outcome line."""
+
+    def __new__(cls, value: float, status: str, directory: str, reason: str = ""):
+        result = super().__new__(cls, value)
+        result.status, result.directory, result.reason = status, directory, reason
+        return result
+
+    def __reduce__(self):  # pickled back from a submitit job
+        return JobResult, (float(self), self.status, self.directory, self.reason)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "directory": self.directory, "reason": self.reason}
+
+
+def job_outcome(value: Any) -> dict[str, Any]:
+    """A job's return value as the outcome line reads it: run.py's dict, or a `JobResult`."""
+    if isinstance(value, JobResult):
+        return value.as_dict()
+    return value if isinstance(value, dict) else {"status": "failed", "reason": "no record"}
+
+
 def report(job_returns: Iterable[Any], sweep_dir: str) -> SweepOutcome:
     global LAST
     outcome = SweepOutcome()
     job_returns = list(job_returns)
     for job in job_returns:
-        value = job.return_value if isinstance(job.return_value, dict) else {"status": "failed", "reason": "no record"}
+        value = job_outcome(getattr(job, "return_value", None))
         status = value.get("status", "failed")
         outcome.counts[status] += 1
         if status not in OK:
@@ -64,8 +89,8 @@ def report(job_returns: Iterable[Any], sweep_dir: str) -> SweepOutcome:
     if not outcome.ok:
         others = ", ".join(f"{n} {s}" for s, n in sorted(outcome.counts.items()) if s not in OK)
         shown = "; ".join(outcome.problems[:5]) + ("; ..." if len(outcome.problems) > 5 else "")
-        reasons = {job.return_value.get("reason") for job in job_returns if isinstance(job.return_value, dict)
-                   and job.return_value.get("status") not in OK}  # fmt: skip
+        reasons = {job_outcome(job.return_value).get("reason") for job in job_returns
+                   if job_outcome(job.return_value).get("status") not in OK}  # fmt: skip
         alike = " (all for the reason printed above)" if len(reasons) == 1 and len(outcome.problems) > 1 else ""
         line += f"; {others}{alike}: see {shown}"
     print(line, file=sys.stderr if not outcome.ok else sys.stdout, flush=True)
@@ -80,11 +105,29 @@ def hydra_files(sweep_dir: str) -> dict[Path, bytes]:
     return {path: path.read_bytes() for path in paths if path.is_file()}
 
 
+class OutcomeLine(Callback):
+    """The outcome line and exit status for a sweep by any Hydra sweeper (`hydra/sweeper=optuna` included), from the
+    return values of the jobs this process ran (the basic launcher's). `hydra/sweeper=noisereg`, the default, prints
+    the line itself, with the returns of any launcher (submitit's jobs run in other processes)."""
+
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        self.jobs: list[Any] = []
+
+    def on_job_end(self, config: Any, job_return: Any, **kwargs: Any) -> None:
+        if hasattr(self, "jobs"):
+            self.jobs.append(job_return)
+
+    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        if "NoiseregSweeper" in str(config.hydra.sweeper.get("_target_", "")):
+            return
+        report(getattr(self, "jobs", []), str(config.hydra.sweep.dir))
+
+
 def restore_hydra_files(saved: dict[Path, bytes], job_returns: Iterable[Any]) -> None:
     """Hydra rewrites the .hydra/*.yaml of every job it launches, and the sweep's multirun.yaml, before a job can
     refuse its folder: the files of each job that was refused or skipped (its records say what ran there) are put
     back as they were, and multirun.yaml too when no job of this launch trained."""
-    values = [job.return_value for job in job_returns if isinstance(getattr(job, "return_value", None), dict)]
+    values = [job_outcome(getattr(job, "return_value", None)) for job in job_returns]
     kept = {Path(v["directory"]).resolve() for v in values if v.get("status") in ("refused", "skipped")
             and v.get("directory")}  # fmt: skip
     trained = any(v.get("status") not in ("refused", "skipped") for v in values)
