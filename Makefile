@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: install test test-paper run bench fmnist reproduce-cpu reproduce-gpu gpu-check gpu-bundle clean slurm-up slurm-down
+.PHONY: install test test-paper run bench fmnist reproduce-cpu reproduce-gpu gpu-check gpu-bundle clean slurm-up slurm-down sync
 
 install: fmnist
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,11 @@ gpu-check:
 # The wheels and Fashion-MNIST files a bare GPU machine needs, into gpu_bundle/ (git ignores it; carry it).
 gpu-bundle:
 	bash scripts/gpu_bundle.sh gpu_bundle
+
+# Upload every offline W&B run under DIR (a sweep's folder), 4 at a time, skipping those synced before.
+sync:
+	@test "$(origin DIR)" = "command line" || { echo "make sync DIR=<folder>: the folder whose offline W&B runs to upload, e.g. DIR=multirun/fig3" >&2; exit 2; }
+	$(BIN)/python scripts/sync_wandb.py $(DIR) $(ARGS)
 
 clean:
 	rm -rf outputs multirun .pytest_cache
