@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import noisereg  # noqa: F401  (before torch: OpenMP's passive wait policy, as run.py; see noisereg/__init__.py)
@@ -121,3 +122,24 @@ def skip_without_fmnist() -> None:
 @pytest.fixture
 def fmnist_available():
     skip_without_fmnist()
+
+
+def stop_once_training(process, folder: Path, runs: int, signum: int, timeout: float = 240) -> tuple[str, list]:
+    """Wait until `runs` runs under `folder` log rows, send `signum` to `process` and wait for it: its stderr and
+    the processes it had started then (to check none is left)."""
+    import psutil
+
+    try:
+        deadline = time.monotonic() + timeout
+        while len(list(folder.rglob("metrics.jsonl"))) < runs and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(2)  # the jobs are training
+        started = psutil.Process(process.pid).children(recursive=True)
+        assert started, "the jobs run as processes of the launch"
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=200)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return stderr, started
+

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, compose, skip_without_fmnist
+from conftest import ROOT, compose, skip_without_fmnist, stop_once_training
 
 NO_GPU = {"CUDA_VISIBLE_DEVICES": ""}  # the no-GPU path, also where this suite runs on a GPU machine
 
@@ -147,7 +147,6 @@ def test_a_stopped_reproduce_gpu_stops_its_sweep_whose_job_checkpoints(tmp_path)
     """SIGTERM to the script: the running sweep (its own session) is stopped, its job writes its checkpoint, the
     script says so in one line and exits 143; no process of it is left."""
     import signal
-    import time
 
     import psutil
 
@@ -155,18 +154,7 @@ def test_a_stopped_reproduce_gpu_stops_its_sweep_whose_job_checkpoints(tmp_path)
                "--budget-minutes", "60", "--no-images", "--out", str(tmp_path / "gpu")]  # fmt: skip
     script = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env=dict(os.environ, WANDB_SILENT="true", PYTHONPATH=str(ROOT / "src"), **NO_GPU))
-    try:
-        deadline = time.monotonic() + 300
-        while not list((tmp_path / "gpu" / "runs").rglob("metrics.jsonl")) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        time.sleep(2)
-        processes = psutil.Process(script.pid).children(recursive=True)
-        assert processes, "the sweep runs"
-        script.send_signal(signal.SIGTERM)
-        _, stderr = script.communicate(timeout=200)
-    finally:
-        if script.poll() is None:
-            script.kill()
+    stderr, processes = stop_once_training(script, tmp_path / "gpu" / "runs", 1, signal.SIGTERM, timeout=300)
     assert script.returncode == 128 + signal.SIGTERM, stderr[-3000:]
     assert "Traceback" not in stderr and stderr.count("stopped by SIGTERM") == 1, stderr
     assert not [p for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]

@@ -6,13 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, stop_once_training
 from noisereg.tracking import read_summary
 from noisereg.tracking.local_jobs import JOB_BYTES, job_limit
 
@@ -62,18 +61,7 @@ def test_a_stopped_local_sweep_ends_its_jobs_which_checkpoint_first(tmp_path):
                "trainer.checkpoint_every=100000", "hydra.sweeper.max_batch_size=2", "seed=0,1,2"]  # fmt: skip
     launch = subprocess.Popen(command, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 240
-        while len(list((tmp_path / "sweep").rglob("metrics.jsonl"))) < 2 and time.monotonic() < deadline:
-            time.sleep(0.5)
-        time.sleep(2)  # the jobs are training
-        descendants = psutil.Process(launch.pid).children(recursive=True)
-        assert descendants, "the jobs run as processes of the launch"
-        launch.send_signal(signal.SIGTERM)
-        _, stderr = launch.communicate(timeout=180)
-    finally:
-        if launch.poll() is None:
-            launch.kill()
+    stderr, descendants = stop_once_training(launch, tmp_path / "sweep", 2, signal.SIGTERM)
     assert launch.returncode == 128 + signal.SIGTERM, stderr[-3000:]
     assert "Traceback" not in stderr
     (line,) = [line for line in stderr.splitlines() if "stopped by SIGTERM" in line]

@@ -153,18 +153,23 @@ def test_members_resumed_at_different_steps_catch_up_and_match(tmp_path, monkeyp
             (tmp_path / "reference" / f"seed_{seed}" / "metrics.jsonl").read_bytes()
 
 
-def test_one_member_diverging_leaves_the_others_completed(tmp_path, monkeypatch):
+def diverging_member(monkeypatch, seed: int) -> None:
+    """The member of `seed` starts far from the others: its SGD steps overflow and it diverges mid-run."""
     real_build = app.build
 
-    def build(cfg, members=None):  # member seed 1 starts far from the others: its SGD steps overflow
+    def build(cfg, members=None):
         experiment = real_build(cfg, members)
-        if cfg.seed == 1:
+        if cfg.seed == seed:
             with torch.no_grad():
                 for parameter in experiment.model.parameters():
                     parameter.mul_(1e3)
         return experiment
 
     monkeypatch.setattr(app, "build", build)
+
+
+def test_one_member_diverging_leaves_the_others_completed(tmp_path, monkeypatch):
+    diverging_member(monkeypatch, seed=1)
     summary = run(compose(*RUN, "trainer.members=3", "trainer.steps_per_call=20", "trainer.divergence_check_every=20"),
                   tmp_path)  # fmt: skip
     statuses = [read_summary(tmp_path / f"seed_{seed}")["status"] for seed in (0, 1, 2)]
@@ -240,17 +245,7 @@ def test_members_the_machine_cannot_hold_or_seed_are_one_line_before_any_folder(
 def test_the_progress_follows_the_batch_when_the_first_member_leaves_it(tmp_path, monkeypatch, capsys):
     """Member 0 diverges early and leaves the batch; the progress lines (stderr is not a terminal here) go on to the
     last step with the members still training, not stop where member 0 did."""
-    real_build = app.build
-
-    def build(cfg, members=None):
-        experiment = real_build(cfg, members)
-        if cfg.seed == 0:
-            with torch.no_grad():
-                for parameter in experiment.model.parameters():
-                    parameter.mul_(1e3)
-        return experiment
-
-    monkeypatch.setattr(app, "build", build)
+    diverging_member(monkeypatch, seed=0)
     capsys.readouterr()
     run(compose(*RUN, "trainer.members=3", "trainer.steps_per_call=20", "trainer.divergence_check_every=20",
                 "trainer.progress_bar=true"), tmp_path)  # fmt: skip
