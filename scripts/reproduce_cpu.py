@@ -51,9 +51,10 @@ PLAN = [
     ("camuto", "camuto_fig3_explicit_vs_gni", "cpu", "+cpu_budget=camuto_fig3_mlp"),
     ("camuto", "camuto_fig3_explicit_vs_gni", "cpu", "+cpu_budget=camuto_fig3_cnn"),
     ("camuto", "camuto_fig3_explicit_vs_gni", "cpu", "+cpu_budget=camuto_fig3_deep_mlp"),
-    # Figs 4-5 at the paper's size, length and lr (60,000 Adam steps), 3 of its 10 seeds: ~7 min a run on one core.
+    # Figs 4-5 at the paper's size, length and lr (60,000 Adam steps), 3 of its 10 seeds: 7-11 min a run on one core.
     # The same runs carry Fig. 5's layer statistics (conf/experiment/camuto_fig4_fourier.yaml), which Fig. 5 reads.
-    ("camuto", "camuto_fig4_fourier", "paper", "seed=0,1,2"),
+    # The baseline and GNI only: the explicit-R arm (Fig. 4's third panel) costs ~20 min a run more on a CPU.
+    ("camuto", "camuto_fig4_fourier", "paper", "seed=0,1,2", "noise=gd,gni"),
     ("levi", "levi_fig2_linear_toy", "paper"),
     ("levi", "levi_fig3_mlp_ce", "paper"),
     ("levi", "levi_fig2_mlp_mse", "paper"),

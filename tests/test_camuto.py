@@ -517,3 +517,14 @@ def test_every_camuto_claim_reaches_a_verdict_on_smoke_records(smoke_records):
             continue
         verdict = item.evaluate(chosen)
         assert verdict.verdict in ("holds", "fails", "inconclusive") and verdict.numbers, item.quote
+
+
+def test_fig4s_claim_compares_gni_with_the_baseline_and_the_explicit_arm_where_it_ran(smoke_records):
+    """The quote compares GNI with the baseline; the explicit-R arm joins the verdict only where it was run."""
+    from noisereg.figures.camuto import noise_suppresses_high_frequencies
+
+    runs = load_runs(smoke_records / "camuto_fig4_fourier")
+    every_arm = noise_suppresses_high_frequencies(runs)
+    assert "GNI mean amplitude" in every_arm.numbers and "explicit R mean amplitude" in every_arm.numbers
+    without = noise_suppresses_high_frequencies(runs[runs["noise.name"] != "gni_explicit"])
+    assert "GNI mean amplitude" in without.numbers and "explicit R" not in without.numbers
