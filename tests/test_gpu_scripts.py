@@ -203,6 +203,10 @@ def bundle(tmp_path_factory) -> Path:
     """scripts/gpu_bundle.sh's folder, built once for this file's tests (they run in one worker: --dist loadfile)."""
     skip_without_fmnist()  # module scope: the function-scoped fmnist_available fixture cannot be asked
     folder = tmp_path_factory.mktemp("gpu") / "bundle"
+    # A bundle built before with other versions: its wheels must be replaced, not added to (two versions of a package
+    # make the GPU machine's `pip install --no-index` refuse). The test below finds each package once.
+    (folder / "wheels").mkdir(parents=True)
+    (folder / "wheels" / "hydra_core-1.0.0-py3-none-any.whl").write_bytes(b"a stale wheel")
     completed = run_script("bash", "scripts/gpu_bundle.sh", str(folder), timeout=600)
     unreachable = ("connection", "network is unreachable", "name resolution", "retrying")
     if completed.returncode != 0 and any(sign in completed.stderr.lower() for sign in unreachable):
