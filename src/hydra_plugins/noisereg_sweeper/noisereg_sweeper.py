@@ -1,7 +1,8 @@
 """`hydra/sweeper=noisereg` (the default in conf/config.yaml): Hydra's basic sweeper, plus a one-line account of
 the sweep's jobs once they have run, and an exit status that says whether every job completed or diverged
 (noisereg/tracking/sweep.py). On submitit's local launcher it hands over at most as many jobs at once as the machine
-holds and ends them when the launch is stopped (noisereg/tracking/local_jobs.py). Kept in `hydra_plugins`, where Hydra looks for plugins, and light to import.
+holds and ends them when the launch is stopped (noisereg/tracking/local_jobs.py); a relaunch's refused jobs keep
+their Hydra files. Kept in `hydra_plugins`, where Hydra looks for plugins, and light to import.
 No `from __future__ import annotations`: Hydra runs this module before it is in sys.modules, where dataclasses
 would look its string annotations up."""
 

@@ -74,8 +74,8 @@ def report(job_returns: Iterable[Any], sweep_dir: str) -> SweepOutcome:
     global LAST
     outcome = SweepOutcome()
     job_returns = list(job_returns)
-    for job in job_returns:
-        value = job_outcome(getattr(job, "return_value", None))
+    values = [job_outcome(getattr(job, "return_value", None)) for job in job_returns]
+    for job, value in zip(job_returns, values):
         status = value.get("status", "failed")
         outcome.counts[status] += 1
         if status not in OK:
@@ -89,8 +89,7 @@ def report(job_returns: Iterable[Any], sweep_dir: str) -> SweepOutcome:
     if not outcome.ok:
         others = ", ".join(f"{n} {s}" for s, n in sorted(outcome.counts.items()) if s not in OK)
         shown = "; ".join(outcome.problems[:5]) + ("; ..." if len(outcome.problems) > 5 else "")
-        reasons = {job_outcome(job.return_value).get("reason") for job in job_returns
-                   if job_outcome(job.return_value).get("status") not in OK}  # fmt: skip
+        reasons = {value.get("reason") for value in values if value.get("status") not in OK}
         alike = " (all for the reason printed above)" if len(reasons) == 1 and len(outcome.problems) > 1 else ""
         line += f"; {others}{alike}: see {shown}"
     print(line, file=sys.stderr if not outcome.ok else sys.stdout, flush=True)
