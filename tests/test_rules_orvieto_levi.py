@@ -302,3 +302,20 @@ def test_a_preset_sigma_the_grid_lacks_is_not_judged_at_a_far_one(tmp_path):
     verdict = layerwise_noise_raises_test_accuracy_of_the_wide_mlp(
         load_runs(sigma_records(tmp_path, "fig3_fmnist_sigma", accuracies)))
     assert verdict.verdict == "inconclusive" and "within ×2 of 0.05" in verdict.numbers, verdict.numbers
+
+
+def test_fig1_verdicts_at_a_reduced_width_say_so(tmp_path):
+    """Fig. 1 judged on 256-wide runs (results/ on a CPU) names its width before its numbers; at 1024, nothing."""
+    narrow = tmp_path / "narrow"
+    for seed in range(3):
+        for resample in ("epoch", "fixed"):
+            for strength in (0.0, 0.01, 0.1):
+                niw = 0.5 * (np.exp(-np.arange(31) / 6) if strength else np.ones(31))
+                write_run(narrow / f"{resample}-{strength}-{seed}",
+                          nin_config("levi_fig1_decay_times", seed, strength, resample, widths=(256, 256, 256)),
+                          epoch_rows(30, niw, 0.85))  # fmt: skip
+    for verdict in (levi.test_accuracy_matches_the_baseline(load_runs(narrow)),
+                    levi.mlp_decay_time_falls_with_sigma(load_runs(narrow))):  # fmt: skip
+        assert verdict.numbers.startswith("reduced width N_w = 256 (the paper's 1024): "), verdict.numbers
+    paper = levi.test_accuracy_matches_the_baseline(load_runs(fig1_records(tmp_path / "paper")))
+    assert "reduced width" not in paper.numbers
