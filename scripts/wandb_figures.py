@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -27,13 +28,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--project", default="noisereg")
     parser.add_argument("--entity", default=None, help="W&B entity (online: the workspace's owner)")
     arguments = parser.parse_args(argv)
+    # A W&B service inherited from a parent process would own these runs and write them relative to its own working
+    # directory (run.py drops it for the same reason): this process starts its own.
+    os.environ.pop("WANDB_SERVICE", None)
     from noisereg.figures.grouping import group_keys
     from noisereg.figures.report import evaluate_claims, experiment_runs
     from noisereg.records import load_runs
     from noisereg.tracking.wandb_figures import log_figure_run, workspace, workspace_spec
     from noisereg.tracking.wandb_logger import check_wandb
 
-    first = Path(arguments.folders[0])
+    first = Path(arguments.folders[0]).resolve()
     if arguments.mode == "online" and not arguments.entity:
         print("wandb-figures: error: --mode online saves workspaces under an entity: give --entity <your W&B entity>",
               file=sys.stderr)  # fmt: skip
