@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: install test test-paper run bench fmnist reproduce-cpu reproduce-gpu gpu-check gpu-bundle clean slurm-up slurm-down sync
+.PHONY: install test test-paper docs lint format run bench fmnist reproduce-cpu reproduce-gpu gpu-check gpu-bundle clean slurm-up slurm-down sync
 
 install: fmnist
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,21 @@ fmnist:
 
 test:
 	$(BIN)/python -m pytest
+
+# The documentation site (mkdocs.yml, docs/; docs/hooks.py generates the reference pages from the code and results/)
+# into site/, which git ignores: a broken link, a missing page or a failing generator fails the build.
+# ruff's lint and format check over the code (configured in pyproject.toml); `make format` applies both.
+LINTED := src scripts tests examples docs run.py
+lint:
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+
+format:
+	$(BIN)/ruff check --fix $(LINTED)
+	$(BIN)/ruff format $(LINTED)
+
+docs:
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --site-dir site
 
 # A single-node SLURM on this machine to try hydra/launcher=slurm (scripts/slurm.sh; exit 3 = cannot here, said why).
 slurm-up:

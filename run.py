@@ -1,11 +1,20 @@
-"""Entry point: `python run.py [overrides]`, `python run.py -m +experiment=fig3_fmnist_sigma` for a sweep.
+"""Entry point: `python run.py [overrides]`, `python run.py -m experiment=orvieto/fig3_fmnist_sigma` for a sweep.
+
+The command line is first put in today's names (noisereg.config.translate_overrides): the experiments sit in
+conf/experiment/<paper>/<figure>.yaml, and the older form, `+experiment=fig3_fmnist_sigma` (the experiment's `name:`,
+with a plus), becomes `experiment=orvieto/fig3_fmnist_sigma`.
 
 Before Hydra starts (and creates any folder), the command is checked: overrides that do not compose give one line;
 a single run is checked in full (settings, W&B, its run directory, construction), so bad input exits with 2 and
 writes nothing, and a run that already finished in its directory is reported and left alone. Hydra's own flags
 (--cfg, --info, --config-name, -m, ...) work as Hydra documents them.
 """
+
 from __future__ import annotations
+
+import noisereg  # noqa: F401  (first: sets OpenMP's wait policy before torch loads, see noisereg/__init__.py)
+
+# isort: split
 
 import errno
 import shutil
@@ -14,12 +23,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import noisereg  # noqa: F401  (first: sets OpenMP's wait policy before torch loads, see noisereg/__init__.py)
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import to_absolute_path
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
 CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 MINIMUM_FREE_BYTES = 64 * 1024  # Hydra's .hydra/ files, run.json and the first rows
@@ -39,8 +47,9 @@ def _compose(arguments, overrides: list[str], return_hydra_config: bool = False)
     register_with_hydra()
     config_dir = arguments.config_dir or str(CONFIG_DIR)
     with initialize_config_dir(config_dir=str(Path(config_dir).resolve()), version_base="1.3"):
-        return compose(config_name=arguments.config_name or "config", overrides=overrides,
-                       return_hydra_config=return_hydra_config)  # fmt: skip
+        return compose(
+            config_name=arguments.config_name or "config", overrides=overrides, return_hydra_config=return_hydra_config
+        )
 
 
 def _first_of_each_sweep(overrides: list[str]) -> list[str]:
@@ -66,9 +75,11 @@ def override_problem(arguments) -> str | None:
     line naming the setting. Sweeps are checked with the first value of each swept setting."""
     overrides = [a for a in arguments.overrides if not a.lstrip("+~").startswith("hydra.")]
     if "hydra/launcher=submitit_slurm" in overrides:  # the plugin's own name: no GPU and no requeue unless told
-        return ("hydra/launcher=submitit_slurm asks SLURM for no GPU and never requeues; use hydra/launcher=slurm, the "
-                "same launcher with our preset (a GPU a job, requeue at the time limit and on preemption, a checkpoint "
-                "on SLURM's warning; conf/hydra/launcher/slurm.yaml), with hydra.launcher.gpus_per_node=0 for CPU jobs")
+        return (
+            "hydra/launcher=submitit_slurm asks SLURM for no GPU and never requeues; use hydra/launcher=slurm, the "
+            "same launcher with our preset (a GPU a job, requeue at the time limit and on preemption, a checkpoint "
+            "on SLURM's warning; conf/hydra/launcher/slurm.yaml), with hydra.launcher.gpus_per_node=0 for CPU jobs"
+        )
     for argument in overrides:  # unknown option of a config group: list the options
         key, _, value = argument.partition("=")
         # (Hydra's own groups, hydra/launcher and the like, are checked by composing below: plugins add options)
@@ -77,14 +88,12 @@ def override_problem(arguments) -> str | None:
             unknown = [choice for choice in value.split(",") if choice not in options]
             if unknown:
                 return f"{key.lstrip('+~')}={unknown[0]} is unknown; choose one of: {', '.join(options)}"
-            if key == "experiment":
-                return f"experiment={value}: add experiments with a plus, +experiment={value}"
     try:  # with Hydra's own config, so that `hydra/launcher=<unknown>` is found here too
         _compose(arguments, _first_of_each_sweep(overrides), return_hydra_config=True)
     except Exception as error:  # Hydra's composition and parser errors: their first sentences and cause, one line
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
         if len(lines) > 2 and lines[1].startswith("Available options"):  # a missing option: name the others
-            options = lines[2:lines.index("Config search path:")] if "Config search path:" in lines else lines[2:]
+            options = lines[2 : lines.index("Config search path:")] if "Config search path:" in lines else lines[2:]
             return f"{lines[0]}; available: {', '.join(options)}"
         lines = lines[:2]
         if "missing EQUAL" in " ".join(lines):  # a value with spaces, unquoted, split by the shell
@@ -106,15 +115,26 @@ def group_options(group: str) -> list[str]:
     return sorted(options)
 
 
-def list_options(group: str) -> int:
+def config_groups() -> list[str]:
+    """The groups a command line picks from: conf/'s folders of YAML files (a paper's own, orvieto/fig4_width,
+    included; experiment/ for its papers' subfolders; not Hydra's nor the papers' shared bases) and the registries'."""
     from noisereg.config import REGISTERED_GROUPS
 
+    folders = {p.parent.relative_to(CONFIG_DIR).as_posix() for p in CONFIG_DIR.rglob("*.yaml")} - {"."}
+    folders = {"experiment" if f.startswith("experiment/") else f for f in folders}
+    folders = {f for f in folders if not f.startswith(("_", "hydra")) and f.rpartition("/")[2] != "base"}
+    return sorted(folders | set(REGISTERED_GROUPS))
+
+
+def list_options(group: str) -> int:
     options = group_options(group)
     if not options:
-        folders = {p.name for p in CONFIG_DIR.iterdir() if p.is_dir() and not p.name.startswith(("_", "hydra"))}
-        groups = sorted(folders | set(REGISTERED_GROUPS))
-        print(f"noisereg: error: {group} is not a config group ({', '.join(groups)}); `python run.py --cfg job` prints "
-              "every setting with its value", file=sys.stderr)  # fmt: skip
+        groups = config_groups()
+        print(
+            f"noisereg: error: {group} is not a config group ({', '.join(groups)}); `python run.py --cfg job` prints "
+            "every setting with its value",
+            file=sys.stderr,
+        )
         return 2
     print(f"{group} options (python run.py {group}=<option>):")
     print("\n".join(f"  {option}" for option in options))
@@ -144,8 +164,10 @@ def output_folder_problem(folder: str, setting: str) -> str | None:
         return f"{setting}={folder}: {existing} is read-only here; name a folder you can write to"
     free = shutil.disk_usage(existing).free
     if free < MINIMUM_FREE_BYTES:
-        return (f"{setting}={folder}: only {free // 1024} KiB free on the disk of {existing}, under the "
-                f"{MINIMUM_FREE_BYTES // 1024} KiB a run's first records take; free space or name a folder on another disk")
+        return (
+            f"{setting}={folder}: only {free // 1024} KiB free on the disk of {existing}, under the "
+            f"{MINIMUM_FREE_BYTES // 1024} KiB a run's first records take; free space or name a folder on another disk"
+        )
     return None
 
 
@@ -179,9 +201,11 @@ def overlapping_members(cfg: DictConfig, overrides: list[str]) -> str | None:
     values = sorted(values)
     for low, high in zip(values, values[1:]):
         if high - low < members:
-            return (f"seed={seeds_text} with trainer.members={members}: the jobs of seed {low} and {high} would both "
-                    f"train seeds {high}…{low + members - 1} (each job trains seeds s…s+{members - 1}); "
-                    f"give seeds {members} apart, e.g. seed={','.join(str(values[0] + members * i) for i in range(len(values)))}")  # fmt: skip
+            return (
+                f"seed={seeds_text} with trainer.members={members}: the jobs of seed {low} and {high} would both "
+                f"train seeds {high}…{low + members - 1} (each job trains seeds s…s+{members - 1}); "
+                f"give seeds {members} apart, e.g. seed={','.join(str(values[0] + members * i) for i in range(len(values)))}"
+            )
     return None
 
 
@@ -224,8 +248,10 @@ def _shown(summary: dict[str, Any]) -> str:
 
 
 def report_finished_before(summary: dict[str, Any], directory: str) -> None:
-    print(f"[{summary['status']}] {summary.get('name')} had finished in {directory} after {summary.get('steps', 0)} "
-          f"steps; nothing to do (trainer.resume=restart runs it again): {_shown(summary)}")  # fmt: skip
+    print(
+        f"[{summary['status']}] {summary.get('name')} had finished in {directory} after {summary.get('steps', 0)} "
+        f"steps; nothing to do (trainer.resume=restart runs it again): {_shown(summary)}"
+    )
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -248,8 +274,11 @@ def main(cfg: DictConfig) -> dict[str, Any] | None:
     except OSError as error:  # the records cannot be written (a full disk, a folder made read-only meanwhile)
         if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
             raise
-        print(f"noisereg: error: cannot write the records in {directory} ({error.strerror}); free space there or "
-              "write elsewhere (hydra.run.dir=...), then run the same command to resume", file=sys.stderr)  # fmt: skip
+        print(
+            f"noisereg: error: cannot write the records in {directory} ({error.strerror}); free space there or "
+            "write elsewhere (hydra.run.dir=...), then run the same command to resume",
+            file=sys.stderr,
+        )
         sys.exit(1)
     if summary.get("finished_before"):
         for member in summary.get("members", [summary]):
@@ -270,8 +299,9 @@ def main(cfg: DictConfig) -> dict[str, Any] | None:
         say_once(f"noisereg: error: {summary.get('reason', 'failed')}", in_sweep)
         if not in_sweep:
             sys.exit(1)
-    return job_return(cfg, {"status": summary["status"], "directory": directory, "reason": summary.get("reason", "")},
-                      summary)
+    return job_return(
+        cfg, {"status": summary["status"], "directory": directory, "reason": summary.get("reason", "")}, summary
+    )
 
 
 def job_return(cfg: DictConfig, outcome: dict[str, Any], summary: dict[str, Any]) -> Any:
@@ -286,8 +316,11 @@ def job_return(cfg: DictConfig, outcome: dict[str, Any], summary: dict[str, Any]
     metric = cfg.get("optimized_metric")
     if not metric:
         return outcome
-    values = [float(member.get("final_metrics", {}).get(metric, math.nan))
-              for member in summary.get("members", [summary])] if summary else [math.nan]  # fmt: skip
+    values = (
+        [float(member.get("final_metrics", {}).get(metric, math.nan)) for member in summary.get("members", [summary])]
+        if summary
+        else [math.nan]
+    )
     value = sum(values) / len(values) if values else math.nan
     return JobResult(value, outcome["status"], outcome.get("directory", ""), outcome.get("reason", ""))
 
@@ -295,10 +328,9 @@ def job_return(cfg: DictConfig, outcome: dict[str, Any], summary: dict[str, Any]
 def cli(argv: list[str]) -> int:
     import os
 
+    from noisereg.config import register_with_hydra, translate_overrides
     from noisereg.errors import SettingError
     from noisereg.tracking import sweep
-
-    from noisereg.config import register_with_hydra
 
     # A W&B service inherited from a parent process (WANDB_SERVICE, set by any process that used W&B) would own this
     # job's W&B runs: killed, the job would leave them "in use" there and its resume would be refused. Each job
@@ -306,6 +338,10 @@ def cli(argv: list[str]) -> int:
     os.environ.pop("WANDB_SERVICE", None)
 
     register_with_hydra()
+    translated = translate_overrides(argv, CONFIG_DIR)  # `+experiment=fig6_resnet` → `experiment=orvieto/fig6_resnet`
+    if sys.argv[1:] == argv:  # run as a script: Hydra's main() reads the command line from sys.argv
+        sys.argv[1:] = translated
+    argv = translated
     arguments = _hydra_arguments(argv)
     if arguments.help or arguments.hydra_help or arguments.info or arguments.shell_completion:
         main()

@@ -15,14 +15,18 @@ separately (one run of a single block before the timed run). Methods are interle
 machine's load hits all alike; the table reports the median µs per step and the speed-up over the plain loop, then
 what the Figs 2-3 budget (15 initialisations × 1e7 steps) would take at that speed on one core.
 """
+
 from __future__ import annotations
+
+import noisereg  # noqa: F401  (before torch: the OpenMP wait policy run.py uses, see noisereg/__init__.py)
+
+# isort: split
 
 import argparse
 import os
 import statistics
 import time
 
-import noisereg  # noqa: F401  (before torch: the OpenMP wait policy run.py uses, see noisereg/__init__.py)
 import torch
 
 from noisereg.data import matrix_sensing, points_1d, single_point
@@ -67,9 +71,16 @@ def plain_loop(setup: str, steps: int) -> float:
 def trainer(setup: str, steps: int, steps_per_call: int, compile_: bool) -> tuple[float, float]:
     """(seconds per step, seconds of compilation) of noisereg's trainer."""
     model, data, noise, lr = build(setup)
-    settings = TrainerSettings(loss="mse", batch_size=1, steps=steps, optimizer=OptimizerSettings(lr=lr),
-                               eval_every=100_000, progress_bar=False, steps_per_call=steps_per_call,
-                               compile=compile_)  # fmt: skip
+    settings = TrainerSettings(
+        loss="mse",
+        batch_size=1,
+        steps=steps,
+        optimizer=OptimizerSettings(lr=lr),
+        eval_every=100_000,
+        progress_bar=False,
+        steps_per_call=steps_per_call,
+        compile=compile_,
+    )
     compiling = 0.0
     if compile_:  # one short run first: what compiling costs (a new run compiles again, from inductor's disk cache)
         warm = TrainerSettings(**{**settings.__dict__, "steps": 2})
@@ -89,8 +100,10 @@ def main() -> None:
     arguments = parser.parse_args()
     load = os.getloadavg()[0]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {load:.2f} at start\n")
-    print("| model | plain torch loop | trainer, one step per call | trainer, blocks (eager) | "
-          "trainer, blocks (compiled) | compile s | speed-up (compiled / plain) | Figs 2-3 budget at that speed |")
+    print(
+        "| model | plain torch loop | trainer, one step per call | trainer, blocks (eager) | "
+        "trainer, blocks (compiled) | compile s | speed-up (compiled / plain) | Figs 2-3 budget at that speed |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for setup in SETUPS:
         times: dict[str, list[float]] = {key: [] for key in ("plain", "one", "eager", "compiled")}
@@ -106,8 +119,10 @@ def main() -> None:
         budget_min = 15 * 10**7 * median["compiled"] / 60
         cells = " | ".join(f"{median[key] * 1e6:.1f} µs" for key in ("plain", "one", "eager", "compiled"))
         speedup = median["plain"] / median["compiled"]
-        print(f"| {setup} | {cells} | {statistics.median(compiling):.1f} | {speedup:.0f}× | {budget_min:.0f} min |",
-              flush=True)
+        print(
+            f"| {setup} | {cells} | {statistics.median(compiling):.1f} | {speedup:.0f}× | {budget_min:.0f} min |",
+            flush=True,
+        )
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end (2 cores: above ~1 the timings are inflated)")
 
 

@@ -17,14 +17,18 @@ an SGD update.
 Steps are interleaved round by round so drift in machine load hits all alike; the table reports the median
 seconds per step and the ratios. Both R values and their gradients are compared before timing.
 """
+
 from __future__ import annotations
+
+import noisereg  # noqa: F401  (before torch: the OpenMP wait policy run.py uses, see noisereg/__init__.py)
+
+# isort: split
 
 import argparse
 import os
 import statistics
 import time
 
-import noisereg  # noqa: F401  (before torch: the OpenMP wait policy run.py uses, see noisereg/__init__.py)
 import torch
 from torch import nn
 from torch.func import functional_call, jacrev, vmap
@@ -44,8 +48,11 @@ def materialised_regularizer(model: MLP, inputs: torch.Tensor, variance: float) 
     def tail(params, h, start):  # the network from activation h_start (start = 0: the input) to the output
         x = h
         for k in range(start, depth):
-            x = functional_call(model.activations[k], {}, (functional_call(model.layers[k], {
-                "weight": params[f"layers.{k}.weight"]}, (x,)),))  # fmt: skip
+            x = functional_call(
+                model.activations[k],
+                {},
+                (functional_call(model.layers[k], {"weight": params[f"layers.{k}.weight"]}, (x,)),),
+            )
         return functional_call(model.layers[depth], {"weight": params[f"layers.{depth}.weight"]}, (x,))
 
     activations = [inputs.flatten(1)]
@@ -73,10 +80,14 @@ def main() -> None:
     data = TensorDataset(inputs, labels, inputs, labels, "classification", 10)
     loss_fn = nn.CrossEntropyLoss()
     print(f"load average before: {os.getloadavg()[0]:.2f} (2-core machine; other jobs may share it)")
-    print(f"batch {arguments.batch}, σ² = {arguments.variance} on the input and every hidden layer, cross-entropy, "
-          f"CPU threads {torch.get_num_threads()}, median of {arguments.repeats} interleaved steps\n")  # fmt: skip
-    print("| model | plain step | ours (R) | ours / plain | materialised R | materialised / plain | "
-          "ours vs materialised |")
+    print(
+        f"batch {arguments.batch}, σ² = {arguments.variance} on the input and every hidden layer, cross-entropy, "
+        f"CPU threads {torch.get_num_threads()}, median of {arguments.repeats} interleaved steps\n"
+    )
+    print(
+        "| model | plain step | ours (R) | ours / plain | materialised R | materialised / plain | "
+        "ours vs materialised |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name, widths in MODELS.items():
         plain = MLP(784, 10, widths, activation="elu", bias=False, init="glorot_normal")
@@ -125,10 +136,12 @@ def main() -> None:
                 step()
                 times[label].append(time.perf_counter() - start)
         median = {label: statistics.median(values) for label, values in times.items()}
-        print(f"| {name} | {median['plain'] * 1e3:.1f} ms | {median['ours'] * 1e3:.1f} ms | "
-              f"{median['ours'] / median['plain']:.2f}× | {median['materialised'] * 1e3:.1f} ms | "
-              f"{median['materialised'] / median['plain']:.1f}× | {median['materialised'] / median['ours']:.1f}× "
-              f"faster |")  # fmt: skip
+        print(
+            f"| {name} | {median['plain'] * 1e3:.1f} ms | {median['ours'] * 1e3:.1f} ms | "
+            f"{median['ours'] / median['plain']:.2f}× | {median['materialised'] * 1e3:.1f} ms | "
+            f"{median['materialised'] / median['plain']:.1f}× | {median['materialised'] / median['ours']:.1f}× "
+            f"faster |"
+        )
         print(f"  ({name}: {agreement})")
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")
 

@@ -16,13 +16,17 @@ and BackPACK's backward passes in chunks that fit in half the free memory (it ho
 Targets: exact ≥ 15× faster than PyHessian's default `trace()`; our Hutchinson no slower per probe than PyHessian's;
 ours faster than BackPACK on every model.
 """
+
 from __future__ import annotations
+
+import noisereg  # noqa: F401  (before torch: the OpenMP wait policy run.py uses, see noisereg/__init__.py)
+
+# isort: split
 
 import argparse
 import copy
 import time
 
-import noisereg  # noqa: F401  (before torch: the OpenMP wait policy run.py uses, see noisereg/__init__.py)
 import torch
 from torch import nn
 
@@ -56,9 +60,15 @@ def parse_arguments() -> argparse.Namespace:
 
 def fmnist_mlp() -> nn.Sequential:
     return nn.Sequential(
-        nn.Flatten(), nn.Linear(784, 500), nn.ReLU(), nn.Linear(500, 500), nn.ReLU(),
-        nn.Linear(500, 500), nn.ReLU(), nn.Linear(500, 10),
-    )  # fmt: skip
+        nn.Flatten(),
+        nn.Linear(784, 500),
+        nn.ReLU(),
+        nn.Linear(500, 500),
+        nn.ReLU(),
+        nn.Linear(500, 500),
+        nn.ReLU(),
+        nn.Linear(500, 10),
+    )
 
 
 def train_full_batch(model, loss_fn, inputs, targets, steps: int, lr: float) -> float:
@@ -97,9 +107,11 @@ def mlp_rows(args, device) -> tuple[list[tuple[str, TraceEstimate]], tuple]:
     model = fmnist_mlp().to(device)
     loss_fn = nn.CrossEntropyLoss()
     loss = train_full_batch(model, loss_fn, inputs, targets, args.train_steps, args.lr)
-    print(f"MLP 784-500-500-500-10 trained {args.train_steps} full-batch GD steps (lr {args.lr}) on "
-          f"{args.images} FMNIST images: training loss {loss:.4f}; device {device}, "
-          f"{torch.get_num_threads()} CPU threads\n")  # fmt: skip
+    print(
+        f"MLP 784-500-500-500-10 trained {args.train_steps} full-batch GD steps (lr {args.lr}) on "
+        f"{args.images} FMNIST images: training loss {loss:.4f}; device {device}, "
+        f"{torch.get_num_threads()} CPU threads\n"
+    )
 
     problem = ("MLP 784-500³-10, trained, FMNIST", model, inputs, targets, {})
 
@@ -109,15 +121,21 @@ def mlp_rows(args, device) -> tuple[list[tuple[str, TraceEstimate]], tuple]:
     trace("hutchinson", probes=2)  # warm-up: first-call costs of autograd and the BLAS are not the methods'
     trace("exact")
     return problem, [
-        ("PyHessian's own trace() with its defaults (maxIter=100, tol=1e-3: stops early)",
-         timed(device, lambda: pyhessians_own_trace(model, loss_fn, inputs, targets, args.seed))),
-        (f"method=pyhessian: PyHessian's Hessian-vector product, {args.probes} probes",
-         trace("pyhessian", probes=args.probes, seed=args.seed)),
+        (
+            "PyHessian's own trace() with its defaults (maxIter=100, tol=1e-3: stops early)",
+            timed(device, lambda: pyhessians_own_trace(model, loss_fn, inputs, targets, args.seed)),
+        ),
+        (
+            f"method=pyhessian: PyHessian's Hessian-vector product, {args.probes} probes",
+            trace("pyhessian", probes=args.probes, seed=args.seed),
+        ),
         (f"ours hutchinson, {args.probes} probes", trace("hutchinson", probes=args.probes, seed=args.seed)),
-        (f"ours hutchpp, {args.probes - args.probes % 3} matvecs",
-         trace("hutchpp", matvecs=args.probes - args.probes % 3, seed=args.seed)),
+        (
+            f"ours hutchpp, {args.probes - args.probes % 3} matvecs",
+            trace("hutchpp", matvecs=args.probes - args.probes % 3, seed=args.seed),
+        ),
         ("ours exact (Gauss–Newton identity)", trace("exact")),
-    ]  # fmt: skip
+    ]
 
 
 def pyhessians_own_trace(model, loss_fn, inputs, targets, seed: int) -> TraceEstimate:
@@ -162,8 +180,10 @@ def print_mlp_table(rows: list[tuple[str, TraceEstimate]]) -> None:
     )
     ours, theirs = torch.tensor(hutchinson.samples), torch.tensor(pyhessian_fixed.samples)
     if ours.shape == theirs.shape and torch.allclose(ours, theirs, rtol=1e-4):
-        print("Ours and PyHessian drew the same Rademacher probes (same seed, same RNG calls) and got the same "
-              "per-probe values vᵀHv to 1e-4: the two Hessian-vector products agree.")  # fmt: skip
+        print(
+            "Ours and PyHessian drew the same Rademacher probes (same seed, same RNG calls) and got the same "
+            "per-probe values vᵀHv to 1e-4: the two Hessian-vector products agree."
+        )
     print()
 
 
@@ -185,7 +205,9 @@ def cifar_problems(args, device) -> list[tuple]:
     return problems
 
 
-def backpack_trace(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, chunk_size: int | None = None) -> float:
+def backpack_trace(
+    model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, chunk_size: int | None = None
+) -> float:
     """Σ of BackPACK's exact Gauss–Newton diagonal (`DiagGGNExact`) of the mean cross-entropy, in eval mode.
     Its converter rewrites residual sums into modules BackPACK knows (needed for the ResNet). `chunk_size`: samples
     per backward pass (the trace of a mean is the size-weighted mean of the chunks' traces), so that a large batch
@@ -216,15 +238,19 @@ def backpack_chunk(model: nn.Module, inputs: torch.Tensor, classes: int = 10) ->
 
 
 def print_ggn_table(problems: list[tuple], device: torch.device, with_backpack: bool) -> None:
-    print("| model | images | parameters | trace (ours, exact) | ours s | BackPACK DiagGGNExact | BackPACK s | "
-          "BackPACK / ours time |")  # fmt: skip
+    print(
+        "| model | images | parameters | trace (ours, exact) | ours s | BackPACK DiagGGNExact | BackPACK s | "
+        "BackPACK / ours time |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, model, inputs, targets, options in problems:
         loss_fn = nn.CrossEntropyLoss()
         hessian_trace(model, loss_fn, inputs[:2], targets[:2], method="exact")  # warm-up
         ours = timed(device, lambda: hessian_trace(model, loss_fn, inputs, targets, method="exact", **options))
-        row = f"| {name} ({device}) | {inputs.shape[0]} | {sum(p.numel() for p in model.parameters()):,} | " \
-              f"{ours.value:.4f} | {ours.seconds:.3f} |"  # fmt: skip
+        row = (
+            f"| {name} ({device}) | {inputs.shape[0]} | {sum(p.numel() for p in model.parameters()):,} | "
+            f"{ours.value:.4f} | {ours.seconds:.3f} |"
+        )
         if with_backpack:
             backpack_trace(model, inputs[:2], targets[:2])  # warm-up
             chunk = backpack_chunk(model, inputs)
@@ -241,8 +267,10 @@ def print_ggn_table(problems: list[tuple], device: torch.device, with_backpack: 
         else:
             row += " – | – | – |"
         print(row, flush=True)
-    print("\nBoth compute the exact Gauss–Newton trace, which equals the Hessian trace for these piecewise-linear "
-          "networks (BatchNorm in eval mode): the two columns agree to float32 rounding.")  # fmt: skip
+    print(
+        "\nBoth compute the exact Gauss–Newton trace, which equals the Hessian trace for these piecewise-linear "
+        "networks (BatchNorm in eval mode): the two columns agree to float32 rounding."
+    )
 
 
 def main() -> None:

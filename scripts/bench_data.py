@@ -13,12 +13,16 @@ random uint8 images of CIFAR's shape, which cost the pipelines the same. Rows "d
 pipeline without the model. Prints a Markdown table: images per second and the ratio to the DataLoader with 0
 workers (same process).
 """
+
 from __future__ import annotations
+
+import noisereg  # noqa: F401  (before torch: the OpenMP wait policy run.py uses, see noisereg/__init__.py)
+
+# isort: split
 
 import argparse
 import time
 
-import noisereg  # noqa: F401  (before torch: the OpenMP wait policy run.py uses, see noisereg/__init__.py)
 import numpy as np
 import torch
 from torch import nn
@@ -83,13 +87,23 @@ def ours(images, labels, batch, device, step, channels_last, max_steps: int | No
 def dataloader(images, labels, batch, device, step, channels_last, workers, max_steps: int | None = None) -> float:
     from torchvision import transforms
 
-    transform = transforms.Compose([
-        transforms.RandomCrop(32, padding=CROP_PADDING), transforms.RandomHorizontalFlip(), transforms.ToTensor(),
-        transforms.Normalize(MEAN, STD),
-    ])  # fmt: skip
+    transform = transforms.Compose(
+        [
+            transforms.RandomCrop(32, padding=CROP_PADDING),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(MEAN, STD),
+        ]
+    )
     dataset = ArrayImages(images.permute(0, 2, 3, 1).numpy(), labels.numpy(), transform)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers,
-                                         pin_memory=device.type == "cuda", persistent_workers=False)  # fmt: skip
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch,
+        shuffle=True,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     synchronise(device)
     start = time.perf_counter()
@@ -134,18 +148,22 @@ def main() -> None:
 
     step = model_step()
     runners = {
-        f"DataLoader + PIL transforms, {workers} workers, {args.model}":
-            (lambda w=workers: dataloader(images, labels, args.batch, device, step, channels_last, w))
+        f"DataLoader + PIL transforms, {workers} workers, {args.model}": (
+            lambda w=workers: dataloader(images, labels, args.batch, device, step, channels_last, w)
+        )
         for workers in args.workers
-    }  # fmt: skip
-    runners[f"ours (uint8 on {device.type}, batched crop/flip/normalise), {args.model}"] = (
-        lambda: ours(images, labels, args.batch, device, step, channels_last))  # fmt: skip
+    }
+    runners[f"ours (uint8 on {device.type}, batched crop/flip/normalise), {args.model}"] = lambda: ours(
+        images, labels, args.batch, device, step, channels_last
+    )
     if args.compile:
         compiled = model_step(compile_model=True)
-        runners[f"ours, {args.model} under torch.compile"] = (
-            lambda: ours(images, labels, args.batch, device, compiled, channels_last))  # fmt: skip
-    runners[f"DataLoader + PIL transforms, {args.workers[0]} workers, data only"] = (
-        lambda: dataloader(images, labels, args.batch, device, None, channels_last, args.workers[0]))  # fmt: skip
+        runners[f"ours, {args.model} under torch.compile"] = lambda: ours(
+            images, labels, args.batch, device, compiled, channels_last
+        )
+    runners[f"DataLoader + PIL transforms, {args.workers[0]} workers, data only"] = lambda: dataloader(
+        images, labels, args.batch, device, None, channels_last, args.workers[0]
+    )
     runners["ours, data only"] = lambda: ours(images, labels, args.batch, device, None, channels_last)
     for run in runners.values():
         run()  # warm-up epoch (first-call costs, worker start-up, compilation)
@@ -156,8 +174,10 @@ def main() -> None:
             seconds[name] = min(seconds[name], run())
     rows = [(name, args.images / value) for name, value in seconds.items()]
 
-    print(f"\n{args.model}, batch {args.batch}, one epoch of {args.images} images ({source}), {device}, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads, best of {args.repeats} epochs\n")  # fmt: skip
+    print(
+        f"\n{args.model}, batch {args.batch}, one epoch of {args.images} images ({source}), {device}, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, best of {args.repeats} epochs\n"
+    )
     # Ratios to the first DataLoader row of the same kind (with the model, or data only).
     first = {kind: next(r for n, r in rows if ("data only" in n) == kind) for kind in (False, True)}
     print(f"| pipeline | images / s | ratio to the DataLoader with {args.workers[0]} workers |")

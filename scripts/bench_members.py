@@ -9,7 +9,12 @@ of seed 0 (`run_loop`, what `seed=k` alone runs) and counts N of them; "members"
 apart (a two-step run first). The table gives the median µs per member-step and the throughput gain,
 separate / members.
 """
+
 from __future__ import annotations
+
+import noisereg  # noqa: F401  (before torch: the OpenMP wait policy run.py uses, see noisereg/__init__.py)
+
+# isort: split
 
 import argparse
 import os
@@ -18,19 +23,23 @@ import sys
 import time
 from pathlib import Path
 
-import noisereg  # noqa: F401  (before torch: the OpenMP wait policy run.py uses, see noisereg/__init__.py)
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
 from noisereg.app import build, member_config, prepare
-from noisereg.config import register_with_hydra
+from noisereg.config import register_with_hydra, translate_overrides
 from noisereg.train.loop import run_loop
 from noisereg.train.members import run_members
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
-COMMON = ["trainer.threads=1", "trainer.progress_bar=false", "curvature.every=null", "logger.mode=disabled",
-          "trainer.members=1"]  # fmt: skip
+COMMON = [
+    "trainer.threads=1",
+    "trainer.progress_bar=false",
+    "curvature.every=null",
+    "logger.mode=disabled",
+    "trainer.members=1",
+]
 BLOCKS = ["trainer.steps_per_call=10000", "trainer.compile=true"]
 ONE_STEP = ["trainer.steps_per_call=1", "trainer.compile=false"]  # parameter noise is drawn at every step
 SETUPS = {  # name: overrides of `python run.py`
@@ -38,17 +47,27 @@ SETUPS = {  # name: overrides of `python run.py`
     "factorized_matrix": ["+experiment=blanc_fig1_matrix_sensing", *BLOCKS],
     "smooth_two_layer tanh": ["+experiment=blanc_thm3_single_point", *BLOCKS],
     "linear net (Orvieto Fig. 2), GD": ["+experiment=fig2_synthetic", "noise=gd", *BLOCKS],
-    "linear net (Orvieto Fig. 2), layer-wise, one step per call": ["+experiment=fig2_synthetic", "noise=layerwise",
-                                                                   *ONE_STEP],  # fmt: skip
-    "MLP 784-32-32-10 (Camuto), GD": ["+experiment=camuto_fig3_explicit_vs_gni", "noise=gd", "trainer.batch_size=32",
-                                      "dataset.n_train=512", "dataset.n_test=100", *BLOCKS],  # fmt: skip
+    "linear net (Orvieto Fig. 2), layer-wise, one step per call": [
+        "+experiment=fig2_synthetic",
+        "noise=layerwise",
+        *ONE_STEP,
+    ],
+    "MLP 784-32-32-10 (Camuto), GD": [
+        "+experiment=camuto_fig3_explicit_vs_gni",
+        "noise=gd",
+        "trainer.batch_size=32",
+        "dataset.n_train=512",
+        "dataset.n_test=100",
+        *BLOCKS,
+    ],
 }
 
 
 def config(setup: str, steps: int):
     register_with_hydra()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=SETUPS[setup] + COMMON + [f"trainer.steps={steps}"])
+        overrides = translate_overrides(SETUPS[setup] + COMMON + [f"trainer.steps={steps}"], CONFIG_DIR)  # as run.py
+        cfg = compose(config_name="config", overrides=overrides)
     with open_dict(cfg):  # no measurement between the timed steps but the last
         cfg.trainer.eval_every = steps
         for node in cfg.probes.values():
@@ -73,23 +92,35 @@ def batched(cfg, members: int) -> float:
     group = experiments(cfg, members)
     first = group[0]
     start = time.perf_counter()
-    run_members([e.state for e in group], [e.data for e in group], first.loss_fn, first.settings,
-                [lambda row, artifacts: None] * members, [None] * members)  # fmt: skip
+    run_members(
+        [e.state for e in group],
+        [e.data for e in group],
+        first.loss_fn,
+        first.settings,
+        [lambda row, artifacts: None] * members,
+        [None] * members,
+    )
     return time.perf_counter() - start
 
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--members", type=int, nargs="+", default=[1, 10, 100])
-    parser.add_argument("--steps", type=int, default=200_000,
-                        help="steps of the compiled setups (a hundredth of them for one step per call)")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=200_000,
+        help="steps of the compiled setups (a hundredth of them for one step per call)",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--setups", nargs="*", help=f"a subset of: {', '.join(SETUPS)} (a prefix is enough)")
     arguments = parser.parse_args(argv)
     chosen = [s for s in SETUPS if not arguments.setups or any(s.startswith(p) for p in arguments.setups)]
     print(f"torch {torch.__version__}, load average {os.getloadavg()[0]:.2f} at start, {arguments.steps} steps\n")
-    print("| model | N | separate runs, µs per member-step | members, µs per member-step | throughput gain | "
-          "members' wall time / one run's | compile s (one, members) |")
+    print(
+        "| model | N | separate runs, µs per member-step | members, µs per member-step | throughput gain | "
+        "members' wall time / one run's | compile s (one, members) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for setup in chosen:
         steps = arguments.steps if "trainer.compile=true" in SETUPS[setup] else arguments.steps // 100
@@ -109,8 +140,11 @@ def main(argv: list[str]) -> None:
             per_separate = one_s / steps * 1e6
             per_member = together_s / (steps * members) * 1e6
             gain = per_separate / per_member
-            print(f"| {setup} | {members} | {per_separate:.2f} | {per_member:.2f} | {gain:.1f}× | "
-                  f"{together_s / one_s:.2f} | {compile_one:.1f}, {compile_members:.1f} |", flush=True)
+            print(
+                f"| {setup} | {members} | {per_separate:.2f} | {per_member:.2f} | {gain:.1f}× | "
+                f"{together_s / one_s:.2f} | {compile_one:.1f}, {compile_members:.1f} |",
+                flush=True,
+            )
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end (2 cores: above ~1 the timings are inflated)")
 
 

@@ -13,7 +13,12 @@ step rebinds `param.data` to `param.data + noise` for the chosen tensors and reb
 afterwards), written here from that description. Modes are interleaved round by round so drift in machine load
 hits all alike; the table reports the median seconds per step and the ratio to plain GD.
 """
+
 from __future__ import annotations
+
+import noisereg  # noqa: F401  (before torch: the OpenMP wait policy run.py uses, see noisereg/__init__.py)
+
+# isort: split
 
 import argparse
 import contextlib
@@ -22,7 +27,6 @@ import os
 import statistics
 import time
 
-import noisereg  # noqa: F401  (before torch: the OpenMP wait policy run.py uses, see noisereg/__init__.py)
 import torch
 from torch import nn
 
@@ -139,9 +143,11 @@ def main() -> None:
     n_params = sum(p.numel() for p in shared_model.parameters())
     n_tensors = len(list(shared_model.parameters()))
     name = "CIFAR ResNet18" if resnet else f"MLP 784-{'-'.join(map(str, args.widths))}-10"
-    print(f"{name} ({n_params / 1e6:.2f} M parameters in {n_tensors} tensors), batch {args.batch}, "
-          f"{device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, median of {args.repeats} steps")
+    print(
+        f"{name} ({n_params / 1e6:.2f} M parameters in {n_tensors} tensors), batch {args.batch}, "
+        f"{device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, median of {args.repeats} steps"
+    )
     print()
     print("| mode | s/step | ratio to plain step |")
     print("|---|---:|---:|")

@@ -15,6 +15,7 @@ antithetic pairs ½[L(w + δ) + L(w − δ)] − L(w), which cancel the odd orde
 
     python scripts/check_theory.py
 """
+
 from __future__ import annotations
 
 import math
@@ -156,8 +157,10 @@ def diagonal_network_increase(w1, w2, X, y, sigma, generator, samples=SAMPLES * 
 
 def row(model_name, noise, sigma, measured, stderr, predicted, note=""):
     relative = (measured - predicted) / predicted
-    print(f"| {model_name} | {noise} | {sigma:g} | {measured:.4e} ± {stderr:.1e} | {predicted:.4e} | "
-          f"{100 * relative:+.2f} % | {abs(measured - predicted) / stderr:.1f} | {note} |")  # fmt: skip
+    print(
+        f"| {model_name} | {noise} | {sigma:g} | {measured:.4e} ± {stderr:.1e} | {predicted:.4e} | "
+        f"{100 * relative:+.2f} % | {abs(measured - predicted) / stderr:.1f} | {note} |"
+    )
 
 
 def parameter_noise_rows(model_name, model, inputs, targets, generator) -> None:
@@ -187,8 +190,15 @@ def diagonal_network_rows(generator) -> None:
         closed = diagonal_network_regularizer(w1, w2, X, sigma)
         measured, stderr = diagonal_network_increase(w1, w2, X, y, sigma, generator)
         note = f"Eq. 7 + σ⁴ term {closed['variance_term'].item():.2e} = {closed['total'].item():.4e} exactly"
-        row("diagonal network d=8", "all parameters, σ each", sigma, measured, stderr,
-            closed["second_order"].item(), note)  # fmt: skip
+        row(
+            "diagonal network d=8",
+            "all parameters, σ each",
+            sigma,
+            measured,
+            stderr,
+            closed["second_order"].item(),
+            note,
+        )
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ Every figure goes to <dir>/gpu_check.json, rewritten after each part (a kill kee
 it says so in one line and exits 0 with nothing run; `--allow-cpu` runs every part at small sizes on the CPU (what
 the test suite does, so this script cannot rot).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,13 +48,21 @@ def versions(device, small: bool) -> dict:
 
     from noisereg.cost import best_seconds
 
-    result = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
-              "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-              "device": str(device), "cpu_threads": torch.get_num_threads()}  # fmt: skip
+    result = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "device": str(device),
+        "cpu_threads": torch.get_num_threads(),
+    }
     if device.type == "cuda":
         properties = torch.cuda.get_device_properties(device)
-        result.update(gpu=properties.name, gpu_memory_gib=round(properties.total_memory / 2**30, 1),
-                      capability=f"{properties.major}.{properties.minor}")  # fmt: skip
+        result.update(
+            gpu=properties.name,
+            gpu_memory_gib=round(properties.total_memory / 2**30, 1),
+            capability=f"{properties.major}.{properties.minor}",
+        )
     n = 1024 if small else 8192
     for dtype in (torch.bfloat16, torch.float32):
         a = torch.randn(n, n, device=device, dtype=dtype)
@@ -65,19 +74,38 @@ def versions(device, small: bool) -> dict:
 def tests(device, small: bool, json_path: Path) -> dict:
     """tests/test_gpu.py in one process (the GPU machine has no pytest-xdist: the project's `-n auto` is dropped)."""
     report = json_path.with_suffix(".junit.xml")
-    command = [sys.executable, "-m", "pytest", "tests/test_gpu.py", "-q", "-rs", "-o", "addopts=", "-p",
-               "no:cacheprovider", f"--junitxml={report}"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "tests/test_gpu.py",
+        "-q",
+        "-rs",
+        "-o",
+        "addopts=",
+        "-p",
+        "no:cacheprovider",
+        f"--junitxml={report}",
+    ]
     completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     import xml.etree.ElementTree as ElementTree
 
     suite = ElementTree.parse(report).getroot()
     suite = suite.find("testsuite") if suite.tag == "testsuites" else suite
     counts = {key: int(suite.get(key, 0)) for key in ("tests", "failures", "errors", "skipped")}
-    failed = [case.get("name") for case in suite.iter("testcase") if case.find("failure") is not None
-              or case.find("error") is not None]  # fmt: skip
+    failed = [
+        case.get("name")
+        for case in suite.iter("testcase")
+        if case.find("failure") is not None or case.find("error") is not None
+    ]
     lines = (completed.stdout + completed.stderr).strip().splitlines()
-    return {**counts, "passed": counts["tests"] - counts["failures"] - counts["errors"] - counts["skipped"],
-            "failed_tests": failed, "exit_status": completed.returncode, "last_line": lines[-1] if lines else ""}
+    return {
+        **counts,
+        "passed": counts["tests"] - counts["failures"] - counts["errors"] - counts["skipped"],
+        "failed_tests": failed,
+        "exit_status": completed.returncode,
+        "last_line": lines[-1] if lines else "",
+    }
 
 
 def epoch(device, small: bool) -> dict:
@@ -100,19 +128,21 @@ def epoch(device, small: bool) -> dict:
 
     workers = 0 if small else min(8, os.cpu_count() or 1)
     rows = {
-        "ours, eager fp32": lambda max_steps=None, s=step(False): ours(images, labels, batch, device, s, False,
-                                                                          max_steps),
-        "ours, bf16 + channels_last": lambda max_steps=None, s=step(True): ours(images, labels, batch, device, s,
-                                                                                    True, max_steps),
-        f"torchvision DataLoader ({workers} workers, PIL transforms), bf16 + channels_last":
-            lambda max_steps=None, s=step(True): dataloader(images.cpu(), labels.cpu(), batch, device, s, True,
-                                                            workers, max_steps),
-    }  # fmt: skip
+        "ours, eager fp32": lambda max_steps=None, s=step(False): ours(
+            images, labels, batch, device, s, False, max_steps
+        ),
+        "ours, bf16 + channels_last": lambda max_steps=None, s=step(True): ours(
+            images, labels, batch, device, s, True, max_steps
+        ),
+        f"torchvision DataLoader ({workers} workers, PIL transforms), bf16 + channels_last": lambda max_steps=None, s=step(True): (
+            dataloader(images.cpu(), labels.cpu(), batch, device, s, True, workers, max_steps)
+        ),
+    }
     skipped = {}
     if on_gpu:
-        rows["ours, bf16 + channels_last + torch.compile"] = (
-            lambda max_steps=None, s=step(True, compile_model=True): ours(images, labels, batch, device, s, True,
-                                                                          max_steps))  # fmt: skip
+        rows["ours, bf16 + channels_last + torch.compile"] = lambda max_steps=None, s=step(True, compile_model=True): (
+            ours(images, labels, batch, device, s, True, max_steps)
+        )
     else:
         skipped["ours, bf16 + channels_last + torch.compile"] = "on a GPU only (compiling for the CPU takes minutes)"
     result = {"images": n_images, "batch": batch, "steps_per_epoch": -(-n_images // batch), "rows": {}}
@@ -121,8 +151,11 @@ def epoch(device, small: bool) -> dict:
         run(max_steps=3)  # first-call costs, compilation, worker start-up
         warm_up = time.perf_counter() - warm_up
         seconds = run()
-        result["rows"][name] = {"epoch_s": round(seconds, 3), "images_per_s": round(n_images / seconds, 1),
-                                "warm_up_s": round(warm_up, 2)}  # fmt: skip
+        result["rows"][name] = {
+            "epoch_s": round(seconds, 3),
+            "images_per_s": round(n_images / seconds, 1),
+            "warm_up_s": round(warm_up, 2),
+        }
         write_partial(result)
     reference = next(v for k, v in result["rows"].items() if k.startswith("torchvision"))["epoch_s"]
     for row in result["rows"].values():
@@ -149,16 +182,25 @@ def trace(device, small: bool) -> dict:
     loss_fn = nn.CrossEntropyLoss()
     hessian_trace(model, loss_fn, inputs[:2], targets[:2], method="exact")  # warm-up
     values = {}
-    ours = best_seconds(device, lambda: values.__setitem__("ours", hessian_trace(model, loss_fn, inputs, targets,
-                                                                               method="exact").value))  # fmt: skip
-    result = {"images": n_images, "parameters": sum(p.numel() for p in model.parameters()),
-              "ours_exact": values["ours"], "ours_s": round(ours, 3)}  # fmt: skip
+    ours = best_seconds(
+        device, lambda: values.__setitem__("ours", hessian_trace(model, loss_fn, inputs, targets, method="exact").value)
+    )
+    result = {
+        "images": n_images,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "ours_exact": values["ours"],
+        "ours_s": round(ours, 3),
+    }
     write_partial(result)
     backpack_trace(model, inputs[:2], targets[:2])  # warm-up
     theirs = best_seconds(device, lambda: values.__setitem__("backpack", backpack_trace(model, inputs, targets, chunk)))
-    result.update(backpack_diag_ggn_exact=values["backpack"], backpack_s=round(theirs, 3),
-                  backpack_chunk=chunk, backpack_over_ours_time=round(theirs / ours, 2),
-                  relative_difference=abs(values["backpack"] - values["ours"]) / abs(values["ours"]))  # fmt: skip
+    result.update(
+        backpack_diag_ggn_exact=values["backpack"],
+        backpack_s=round(theirs, 3),
+        backpack_chunk=chunk,
+        backpack_over_ours_time=round(theirs / ours, 2),
+        relative_difference=abs(values["backpack"] - values["ours"]) / abs(values["ours"]),
+    )
     return result
 
 
@@ -173,19 +215,34 @@ def noise(device, small: bool) -> dict:
     repeats = 3 if small else 20
     resnet_batch, mlp_batch, mlp_width = (8, 64, 64) if small else (128, 1024, 1000)
     problems = {
-        f"resnet18, batch {resnet_batch}": (lambda: build_model("resnet18", (3, 32, 32), 10, torch.Generator().manual_seed(
-            0), **({"widths": [8, 16, 16, 16]} if small else {})), (3, 32, 32), resnet_batch),
-        f"MLP 784-{mlp_width}x5-10, batch {mlp_batch}": (lambda: MLP(784, 10, [mlp_width] * 5, generator=torch.Generator(
-            ).manual_seed(0)), (1, 28, 28), mlp_batch),
-    }  # fmt: skip
+        f"resnet18, batch {resnet_batch}": (
+            lambda: build_model(
+                "resnet18",
+                (3, 32, 32),
+                10,
+                torch.Generator().manual_seed(0),
+                **({"widths": [8, 16, 16, 16]} if small else {}),
+            ),
+            (3, 32, 32),
+            resnet_batch,
+        ),
+        f"MLP 784-{mlp_width}x5-10, batch {mlp_batch}": (
+            lambda: MLP(784, 10, [mlp_width] * 5, generator=torch.Generator().manual_seed(0)),
+            (1, 28, 28),
+            mlp_batch,
+        ),
+    }
     result = {}
     for name, (make_model, shape, batch) in problems.items():
         model = make_model().to(device)
         if len(shape) == 3 and shape[0] == 3 and device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
         optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
-        modes = {"plain step": NoiseMode(), "gd_noise": AllParamNoise(model, 0.05, seed=0),
-                 "layerwise": LayerwiseNoise(model, 0.05, seed=0)}  # fmt: skip
+        modes = {
+            "plain step": NoiseMode(),
+            "gd_noise": AllParamNoise(model, 0.05, seed=0),
+            "layerwise": LayerwiseNoise(model, 0.05, seed=0),
+        }
         x = torch.rand(batch, *shape, device=device)
         y = torch.randint(0, 10, (batch,), device=device)
         times = {mode: [] for mode in modes}
@@ -195,9 +252,13 @@ def noise(device, small: bool) -> dict:
                 if round_index >= 2:
                     times[mode_name].append(seconds)
         plain = statistics.median(times["plain step"])
-        result[name] = {mode: {"step_s": round(statistics.median(values), 6),
-                               "ratio_to_plain": round(statistics.median(values) / plain, 3)}
-                        for mode, values in times.items()}  # fmt: skip
+        result[name] = {
+            mode: {
+                "step_s": round(statistics.median(values), 6),
+                "ratio_to_plain": round(statistics.median(values) / plain, 3),
+            }
+            for mode, values in times.items()
+        }
         write_partial(result)
     return result
 
@@ -239,25 +300,38 @@ def run_part(name: str, arguments, budget: float, folder: Path) -> dict:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", help="where gpu_check.json goes (created)")
-    parser.add_argument("--allow-cpu", action="store_true", help="without a GPU, run every part at small sizes on "
-                        "the CPU (the test suite's check of this script)")  # fmt: skip
-    parser.add_argument("--budget-seconds", type=float, default=sum(BUDGETS.values()),
-                        help=f"the whole check's time (default {sum(BUDGETS.values())} s: 9 minutes)")  # fmt: skip
+    parser.add_argument(
+        "--allow-cpu",
+        action="store_true",
+        help="without a GPU, run every part at small sizes on the CPU (the test suite's check of this script)",
+    )
+    parser.add_argument(
+        "--budget-seconds",
+        type=float,
+        default=sum(BUDGETS.values()),
+        help=f"the whole check's time (default {sum(BUDGETS.values())} s: 9 minutes)",
+    )
     parser.add_argument("--only", nargs="+", choices=list(PARTS), help="run only these parts")
     parser.add_argument("--part", choices=list(PARTS), help=argparse.SUPPRESS)  # a child process: one part
     arguments = parser.parse_args(argv)
     if not math.isfinite(arguments.budget_seconds) or arguments.budget_seconds <= 0:
-        print(f"gpu_check: error: --budget-seconds {arguments.budget_seconds:g}: give a finite number of seconds above "
-              f"0, e.g. --budget-seconds {sum(BUDGETS.values())}", file=sys.stderr)  # fmt: skip
+        print(
+            f"gpu_check: error: --budget-seconds {arguments.budget_seconds:g}: give a finite number of seconds above "
+            f"0, e.g. --budget-seconds {sum(BUDGETS.values())}",
+            file=sys.stderr,
+        )
         return 2
-    import noisereg  # noqa: F401  (before torch: the OpenMP wait policy, see noisereg/__init__.py)
     import torch
+
+    import noisereg  # noqa: F401  (before torch: the OpenMP wait policy, see noisereg/__init__.py)
 
     folder = Path(arguments.folder)
     on_gpu = torch.cuda.is_available()
     if not on_gpu and not arguments.allow_cpu:
-        print("gpu_check: no GPU here (torch.cuda.is_available() is False): nothing run; --allow-cpu runs every part "
-              "at small sizes on the CPU")  # fmt: skip
+        print(
+            "gpu_check: no GPU here (torch.cuda.is_available() is False): nothing run; --allow-cpu runs every part "
+            "at small sizes on the CPU"
+        )
         return 0
     device = torch.device("cuda" if on_gpu else "cpu")
     small = not on_gpu
@@ -271,7 +345,9 @@ def main(argv: list[str]) -> int:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        print(f"gpu_check: error: cannot create {folder} ({error.strerror}); give a folder it can write", file=sys.stderr)
+        print(
+            f"gpu_check: error: cannot create {folder} ({error.strerror}); give a folder it can write", file=sys.stderr
+        )
         return 2
     out = folder / "gpu_check.json"
     deadline = time.monotonic() + arguments.budget_seconds
@@ -285,8 +361,12 @@ def main(argv: list[str]) -> int:
             print(f"gpu_check: {name} (budget {min(BUDGETS[name] / scale, left):.0f} s)...", flush=True)
             report["parts"][name] = run_part(name, arguments, min(BUDGETS[name] / scale, left), folder)
         record = report["parts"][name]
-        print(f"gpu_check: {name}: {record['status']}" + (f" ({record['reason']})" if "reason" in record else "")
-              + f"; {json.dumps(record.get('result', {}))[:400]}", flush=True)  # fmt: skip
+        print(
+            f"gpu_check: {name}: {record['status']}"
+            + (f" ({record['reason']})" if "reason" in record else "")
+            + f"; {json.dumps(record.get('result', {}))[:400]}",
+            flush=True,
+        )
         out.write_text(json.dumps(report, indent=1))
     skipped = [name for name, record in report["parts"].items() if record["status"] != "done"]
     print(f"gpu_check: wrote {out}" + (f"; not done: {', '.join(skipped)}" if skipped else "; every part done"))

@@ -7,13 +7,17 @@ config minus the seed, and writes DIR/<experiment>.png and DIR/<experiment>.json
 its config values, and per x value n, mean, std and SEM over seeds). DIR defaults to <first folder>/figures/, beside
 the records: the committed results/ is written only when asked (--out results/<experiment>).
 """
+
 from __future__ import annotations
+
+import noisereg  # noqa: F401  (first: OpenMP's wait policy, see noisereg/__init__.py)
+
+# isort: split
 
 import argparse
 import sys
 from pathlib import Path
 
-import noisereg  # noqa: F401  (first: OpenMP's wait policy, see noisereg/__init__.py)
 from noisereg.errors import SettingError
 
 
@@ -24,7 +28,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", default=None, help="output folder (default <first folder>/figures/)")
     arguments = parser.parse_args(argv)
     out = arguments.out or str(Path(arguments.folders[0]) / "figures")
-    from noisereg.figures import plot_experiment
+    from noisereg.papers import plot_experiment
 
     try:
         if Path(out).exists() and not Path(out).is_dir():

@@ -16,6 +16,7 @@ anything is touched). Then `scripts/report.py` draws every figure into
 results/<experiment>/ and writes results/REPORT.md. Experiments whose data cannot be had here (CIFAR-10 offline)
 are skipped with a line saying so; the report lists their claims as `not run`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,7 +53,7 @@ PLAN = [
     ("camuto", "camuto_fig3_explicit_vs_gni", "cpu", "+cpu_budget=camuto_fig3_cnn"),
     ("camuto", "camuto_fig3_explicit_vs_gni", "cpu", "+cpu_budget=camuto_fig3_deep_mlp"),
     # Figs 4-5 at the paper's size, length and lr (60,000 Adam steps), 3 of its 10 seeds: 7-11 min a run on one core.
-    # The same runs carry Fig. 5's layer statistics (conf/experiment/camuto_fig4_fourier.yaml), which Fig. 5 reads.
+    # The same runs carry Fig. 5's layer statistics (conf/experiment/camuto/fig4_fourier.yaml), which Fig. 5 reads.
     # The baseline and GNI only: the explicit-R arm (Fig. 4's third panel) costs ~20 min a run more on a CPU.
     ("camuto", "camuto_fig4_fourier", "paper", "seed=0,1,2", "noise=gd,gni"),
     ("levi", "levi_fig2_linear_toy", "paper"),
@@ -108,8 +109,12 @@ def clear(entries: list[tuple], everything: bool) -> None:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--fresh", action="store_true", help="delete what it will write again first: all of results/ "
-                        "for the whole plan, else only the chosen experiments' records and figures")  # fmt: skip
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="delete what it will write again first: all of results/ "
+        "for the whole plan, else only the chosen experiments' records and figures",
+    )
     parser.add_argument("--paper", nargs="*", help="run only these papers' experiments (orvieto, blanc, levi, camuto)")
     parser.add_argument("--only", nargs="*", help="run only these experiments (the report still reads all records)")
     arguments = parser.parse_args(argv)
@@ -124,19 +129,36 @@ def main(argv: list[str]) -> int:
     for paper, experiment, scale, *overrides in entries:
         tic = time.monotonic()
         folder = entry_folder(experiment, overrides)
-        command = [sys.executable, str(ROOT / "run.py"), "-m", f"+experiment={experiment}", f"scale={scale}",
-                   "logger.mode=disabled", "trainer.progress_bar=false", f"hydra.sweep.dir={folder}", *overrides]
+        command = [
+            sys.executable,
+            str(ROOT / "run.py"),
+            "-m",
+            f"+experiment={experiment}",
+            f"scale={scale}",
+            "logger.mode=disabled",
+            "trainer.progress_bar=false",
+            f"hydra.sweep.dir={folder}",
+            *overrides,
+        ]
         print(f"reproduce: {experiment} at scale={scale} {' '.join(overrides)}...", flush=True)
         result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-        removed = thin_records(folder) if folder.exists() else 0  # the committed form (noisereg/tracking/evidence.py)
+        # the committed form (noisereg/tracking/evidence.py): rows gzipped, the artifact snapshots no figure reads dropped
+        removed = thin_records(folder) if folder.exists() else 0
         outcome = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("noisereg: sweep")]
-        print(f"reproduce: {experiment} done in {time.monotonic() - tic:.0f} s ({removed} artifact snapshots no figure "
-              f"reads dropped): {outcome[-1] if outcome else result.stderr[-500:]}", flush=True)  # fmt: skip
+        print(
+            f"reproduce: {experiment} done in {time.monotonic() - tic:.0f} s (rows gzipped, {removed} artifact "
+            f"snapshots no figure reads dropped): {outcome[-1] if outcome else result.stderr[-500:]}",
+            flush=True,
+        )
     for experiment in sorted(NEEDS_DATA):
         print(f"reproduce: {experiment} skipped: CIFAR-10 is not available offline (its claims are listed as not run)")
     # Relative paths, as a reader in any clone types them: the figures' JSON names runs by them.
-    report = subprocess.run([sys.executable, "scripts/report.py", "results/runs", "--out", "results/REPORT.md"],
-                            cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    report = subprocess.run(
+        [sys.executable, "scripts/report.py", "results/runs", "--out", "results/REPORT.md"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     print(report.stdout + report.stderr, end="")
     print(f"reproduce: all done in {(time.monotonic() - started) / 60:.1f} min")
     return report.returncode

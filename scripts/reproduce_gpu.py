@@ -20,7 +20,12 @@ job checkpoints and stops), and what finished is reported. A sweep with failed o
 Runs from a bare GPU machine with the bundle (scripts/gpu_bundle.sh; README "On a GPU"): Fashion-MNIST from
 `--data-root` (a folder holding FashionMNIST/raw/), no W&B (logger.mode=disabled).
 """
+
 from __future__ import annotations
+
+import noisereg  # noqa: F401  (before torch: the OpenMP wait policy, see noisereg/__init__.py)
+
+# isort: split
 
 import argparse
 import itertools
@@ -34,7 +39,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import noisereg  # noqa: F401  (before torch: the OpenMP wait policy, see noisereg/__init__.py)
 import torch
 
 from noisereg.cost import DeviceSpeed, describe, job_cost, measure_speed
@@ -94,23 +98,30 @@ class Composer:
         self._context.__exit__(None, None, None)
 
     def _is_group(self, override: str) -> bool:
-        """A config-group choice (noise=gd_noise, +experiment=..., fig4_width=wide): a folder of conf/ or a group
-        the registries put into Hydra's ConfigStore."""
+        """A config-group choice (noise=gd_noise, experiment=orvieto/fig4_deep_mlp, orvieto/fig4_width=wide): a folder
+        of conf/ or a group the registries put into Hydra's ConfigStore."""
         from hydra.core.config_store import ConfigStore
 
         key = override.partition("=")[0]
-        return key.startswith(("+", "~")) or (ROOT / "conf" / key).is_dir() or isinstance(
-            ConfigStore.instance().repo.get(key), dict)
+        return (
+            key.startswith(("+", "~"))
+            or (ROOT / "conf" / key).is_dir()
+            or isinstance(ConfigStore.instance().repo.get(key), dict)
+        )
 
     def compose(self, overrides: list[str], return_hydra_config: bool = False):
         from hydra import compose
         from omegaconf import OmegaConf, open_dict
 
+        from noisereg.config import translate_overrides
+
+        overrides = translate_overrides(overrides, ROOT / "conf")  # as run.py: +experiment=<name> is experiment=...
         groups = tuple(o for o in overrides if self._is_group(o))
         key = (*groups, str(return_hydra_config))
         if key not in self._composed:
-            self._composed[key] = compose(config_name="config", overrides=list(groups),
-                                          return_hydra_config=return_hydra_config)  # fmt: skip
+            self._composed[key] = compose(
+                config_name="config", overrides=list(groups), return_hydra_config=return_hydra_config
+            )
         cfg = self._composed[key].copy()
         with open_dict(cfg):
             for override in self.parser.parse_overrides([o for o in overrides if not self._is_group(o)]):
@@ -121,6 +132,9 @@ class Composer:
         """The override lists of the sweep `run.py -m OVERRIDES` launches: the experiment's hydra.sweeper.params
         with the command line's settings replacing those of the same key (`seed=0` sweeps one seed), as Hydra's
         basic sweeper combines them."""
+        from noisereg.config import translate_overrides
+
+        overrides = translate_overrides(overrides, ROOT / "conf")  # the experiment's sweep names today's groups
         composed = self.compose([o for o in overrides if "," not in o], return_hydra_config=True)
         params = {key: str(value) for key, value in (composed.hydra.sweeper.params or {}).items()}
         fixed = []
@@ -130,14 +144,18 @@ class Composer:
                 params[key] = value
             else:
                 fixed.append(override)
-        axes = [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override() else
-                [o.input_line] for o in self.parser.parse_overrides([f"{k}={v}" for k, v in params.items()])]  # fmt: skip
+        axes = [
+            [f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()]
+            if o.is_sweep_override()
+            else [o.input_line]
+            for o in self.parser.parse_overrides([f"{k}={v}" for k, v in params.items()])
+        ]
         return [fixed + list(combination) for combination in itertools.product(*axes)]
 
 
 def finished_runs(folder: Path) -> list[dict]:
     summaries = []
-    for path in sorted(folder.glob("*/summary.json")):
+    for path in sorted(folder.rglob("summary.json")):  # a paper's group swept (orvieto/fig4_width=...) nests a level
         try:
             summary = json.loads(path.read_text())
         except (OSError, ValueError):
@@ -159,8 +177,10 @@ class Estimator:
 
         from noisereg.app import prepare
 
-        parts = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("dataset", "model", "trainer", "curvature",
-                                                                           "scale")}  # fmt: skip
+        parts = {
+            k: OmegaConf.to_container(cfg[k], resolve=True)
+            for k in ("dataset", "model", "trainer", "curvature", "scale")
+        }
         parts["dataset"].pop("seed", None)
         key = json.dumps(parts, sort_keys=True, default=str)
         if key not in self._seconds:
@@ -179,8 +199,11 @@ def estimate(experiment: str, overrides: list[str], folder: Path, composer: Comp
     jobs = composer.sweep_jobs(overrides)
     finished = finished_runs(folder)
     configs = [OmegaConf.to_container(prepare(composer.compose(job)), resolve=True) for job in jobs]
-    to_run = [job for job, config in zip(jobs, configs)
-              if not any(config_difference(s.get("config", {}), config) is None for s in finished)]  # fmt: skip
+    to_run = [
+        job
+        for job, config in zip(jobs, configs)
+        if not any(config_difference(s.get("config", {}), config) is None for s in finished)
+    ]
     seconds = sum(estimator.seconds(composer.compose(job)) for job in to_run)
     source = "FLOP count"
     device = estimator.speed.device.split(":")[0]
@@ -210,32 +233,45 @@ def fit(plans: list[Planned], budget_s: float) -> None:
 
 def print_plan(plans: list[Planned], speed: DeviceSpeed, budget_s: float, scale: str) -> None:
     how = "assumed" if "assumed" in speed.device else "measured here"
-    print(f"reproduce-gpu: plan at scale={scale} on {speed.device} ({how}: {speed.bf16_flops_per_s / 1e12:.1f} "
-          f"TFLOP/s bf16, {speed.fp32_flops_per_s / 1e12:.1f} TFLOP/s fp32 matmuls; a step's floor "
-          f"{speed.floor_s * 1e6:.0f} µs + {speed.floor_per_tensor_s * 1e6:.0f} µs per parameter tensor), "
-          f"budget {describe(budget_s)}:")  # fmt: skip
+    print(
+        f"reproduce-gpu: plan at scale={scale} on {speed.device} ({how}: {speed.bf16_flops_per_s / 1e12:.1f} "
+        f"TFLOP/s bf16, {speed.fp32_flops_per_s / 1e12:.1f} TFLOP/s fp32 matmuls; a step's floor "
+        f"{speed.floor_s * 1e6:.0f} µs + {speed.floor_per_tensor_s * 1e6:.0f} µs per parameter tensor), "
+        f"budget {describe(budget_s)}:"
+    )
     total = 0.0
     for index, plan in enumerate(plans, 1):
         if plan.included:
             total += plan.seconds
         what = "runs" if plan.included else "; ".join(plan.reasons)
-        print(f"  {index}. {plan.experiment}: {plan.jobs} jobs ({plan.done} done), estimated {describe(plan.seconds)} "
-              f"({plan.source}): {what}")  # fmt: skip
+        print(
+            f"  {index}. {plan.experiment}: {plan.jobs} jobs ({plan.done} done), estimated {describe(plan.seconds)} "
+            f"({plan.source}): {what}"
+        )
     print(f"reproduce-gpu: estimated {describe(total)} of training in all, then the figures and the report")
 
 
 # Each job's folder is named by the settings its sweep gives it (noise=gd,seed=0), not by Hydra's job number, which
-# another --seeds renumbers: a relaunch with more seeds finds each finished job in its own folder.
-JOB_FOLDERS = ["hydra.sweep.subdir=${hydra.job.override_dirname}",
-               "hydra.job.config.override_dirname.exclude_keys=[experiment,scale,trainer.device,logger.mode,"
-               "trainer.progress_bar,dataset.root]"]  # fmt: skip
+# another --seeds renumbers: a relaunch with more seeds finds each finished job in its own folder. A paper's group in
+# the sweep names a folder a level deeper (noise=gd,orvieto/fig4_width=narrow,seed=0): finished_runs looks at any depth.
+JOB_FOLDERS = [
+    "hydra.sweep.subdir=${hydra.job.override_dirname}",
+    "hydra.job.config.override_dirname.exclude_keys=[experiment,scale,trainer.device,logger.mode,"
+    "trainer.progress_bar,dataset.root]",
+]
 
 
 def run_sweep(plan: Planned, deadline: float) -> tuple[str, bool]:
     """The experiment's sweep, stopped by SIGTERM at the deadline or when this script is stopped (its running job
     checkpoints); its outcome line, and whether every job it ran completed or diverged."""
-    command = [sys.executable, str(ROOT / "run.py"), "-m", *plan.overrides, f"hydra.sweep.dir={plan.folder}",
-               *JOB_FOLDERS]  # fmt: skip
+    command = [
+        sys.executable,
+        str(ROOT / "run.py"),
+        "-m",
+        *plan.overrides,
+        f"hydra.sweep.dir={plan.folder}",
+        *JOB_FOLDERS,
+    ]
     log = plan.folder.parent / f"{plan.experiment}.log"
     plan.folder.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a") as output:
@@ -272,42 +308,69 @@ def assumed_speed(text: str) -> DeviceSpeed:
     except ValueError:
         raise SettingError(f"--assume {text}: {usage}") from None
     if not all(math.isfinite(v) for v in (bf16, fp32, step, tensor)) or min(bf16, fp32) <= 0 or min(step, tensor) < 0:
-        raise SettingError(f"--assume {text}: the speeds must be finite and above 0, the times finite and at least 0; "
-                           f"{usage}")  # fmt: skip
+        raise SettingError(
+            f"--assume {text}: the speeds must be finite and above 0, the times finite and at least 0; {usage}"
+        )
     return DeviceSpeed("cuda (assumed)", bf16 * 1e12, fp32 * 1e12, step * 1e-6, tensor * 1e-6)
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scale", choices=["paper", "smoke"], default="paper", help="paper (default): the papers' "
-                        "sizes; smoke: the same plan shrunk to seconds per job (the test suite's check)")  # fmt: skip
-    parser.add_argument("--budget-minutes", type=float, default=8.0, help="the time the plan is fitted into (default "
-                        "8: one 10-minute command with the report)")  # fmt: skip
+    parser.add_argument(
+        "--scale",
+        choices=["paper", "smoke"],
+        default="paper",
+        help="paper (default): the papers' "
+        "sizes; smoke: the same plan shrunk to seconds per job (the test suite's check)",
+    )
+    parser.add_argument(
+        "--budget-minutes",
+        type=float,
+        default=8.0,
+        help="the time the plan is fitted into (default 8: one 10-minute command with the report)",
+    )
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0 … N-1 of every experiment (default 3)")
-    parser.add_argument("--out", default=None, help="records, figures and REPORT.md (default results/gpu at "
-                        "scale=paper, outputs/reproduce_gpu_smoke at scale=smoke)")  # fmt: skip
-    parser.add_argument("--data-root", default=None, help="a folder holding FashionMNIST/raw/ (dataset.root); "
-                        "default: the dataset's own (data/, then Debian's package)")  # fmt: skip
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="records, figures and REPORT.md (default results/gpu at "
+        "scale=paper, outputs/reproduce_gpu_smoke at scale=smoke)",
+    )
+    parser.add_argument(
+        "--data-root",
+        default=None,
+        help="a folder holding FashionMNIST/raw/ (dataset.root); "
+        "default: the dataset's own (data/, then Debian's package)",
+    )
     parser.add_argument("--device", default="auto", help="trainer.device (default auto: cuda where there is one)")
     parser.add_argument("--only", nargs="+", metavar="EXPERIMENT", help="plan only these experiments")
     parser.add_argument("--plan-only", action="store_true", help="print the plan and stop")
     parser.add_argument("--no-images", action="store_true", help="the report and the figures' data, no PNGs")
-    parser.add_argument("--assume", metavar="BF16,FP32,STEP,TENSOR", help="with --plan-only: plan for a GPU of "
-                        "these speeds instead of measuring this machine (dense-matmul TFLOP/s in bf16 and fp32; a "
-                        "step's floor in µs, and µs more per parameter tensor), e.g. --assume 600,50,150,20")  # fmt: skip
+    parser.add_argument(
+        "--assume",
+        metavar="BF16,FP32,STEP,TENSOR",
+        help="with --plan-only: plan for a GPU of "
+        "these speeds instead of measuring this machine (dense-matmul TFLOP/s in bf16 and fp32; a "
+        "step's floor in µs, and µs more per parameter tensor), e.g. --assume 600,50,150,20",
+    )
     arguments = parser.parse_args(argv)
     known = [experiment for _, experiment in PLAN]
     unknown = [e for e in arguments.only or [] if e not in known]
     if unknown:
-        print(f"reproduce-gpu: error: --only {unknown[0]} is not in the plan; choose from: {', '.join(known)}",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"reproduce-gpu: error: --only {unknown[0]} is not in the plan; choose from: {', '.join(known)}",
+            file=sys.stderr,
+        )
         return 2
     if arguments.assume and not arguments.plan_only:
         print("reproduce-gpu: error: --assume plans for another machine: use it with --plan-only", file=sys.stderr)
         return 2
     if arguments.seeds < 1 or not math.isfinite(arguments.budget_minutes) or arguments.budget_minutes <= 0:
-        print(f"reproduce-gpu: error: --seeds {arguments.seeds} --budget-minutes {arguments.budget_minutes:g}: both "
-              "must be finite and positive, e.g. --seeds 3 --budget-minutes 8", file=sys.stderr)  # fmt: skip
+        print(
+            f"reproduce-gpu: error: --seeds {arguments.seeds} --budget-minutes {arguments.budget_minutes:g}: both "
+            "must be finite and positive, e.g. --seeds 3 --budget-minutes 8",
+            file=sys.stderr,
+        )
         return 2
     out = Path(arguments.out or ("results/gpu" if arguments.scale == "paper" else "outputs/reproduce_gpu_smoke"))
     out = out if out.is_absolute() else ROOT / out
@@ -318,12 +381,20 @@ def main(argv: list[str]) -> int:
     try:
         device = resolve_device(arguments.device)
         speed = measure_speed(device) if not arguments.assume else assumed_speed(arguments.assume)
-        common = [f"scale={arguments.scale}", f"seed={','.join(str(s) for s in range(arguments.seeds))}",
-                  f"trainer.device={arguments.device}", "logger.mode=disabled", "trainer.progress_bar=false",
-                  *([f"dataset.root={Path(arguments.data_root).resolve()}"] if arguments.data_root else [])]  # fmt: skip
+        common = [
+            f"scale={arguments.scale}",
+            f"seed={','.join(str(s) for s in range(arguments.seeds))}",
+            f"trainer.device={arguments.device}",
+            "logger.mode=disabled",
+            "trainer.progress_bar=false",
+            *([f"dataset.root={Path(arguments.data_root).resolve()}"] if arguments.data_root else []),
+        ]
         composer, estimator = Composer(), Estimator(speed)
-        plans = [estimate(experiment, [f"+experiment={experiment}", *common], out / "runs" / experiment, composer,
-                          estimator) for _, experiment in PLAN if not arguments.only or experiment in arguments.only]
+        plans = [
+            estimate(experiment, [f"+experiment={experiment}", *common], out / "runs" / experiment, composer, estimator)
+            for _, experiment in PLAN
+            if not arguments.only or experiment in arguments.only
+        ]
         composer.close()
     except SettingError as error:
         print(f"reproduce-gpu: error: {error}", file=sys.stderr)
@@ -354,27 +425,46 @@ def main(argv: list[str]) -> int:
             outcome, ok = run_sweep(plan, deadline)
             failed += [] if ok else [plan.experiment]
             removed = thin_records(plan.folder) if plan.folder.exists() else 0  # the committed form (evidence.py)
-            print(f"reproduce-gpu: {plan.experiment} took {describe(time.monotonic() - tic)} (estimated "
-                  f"{describe(plan.seconds)}; {removed} artifact snapshots no figure reads dropped): {outcome}",
-                  flush=True)  # fmt: skip
+            print(
+                f"reproduce-gpu: {plan.experiment} took {describe(time.monotonic() - tic)} (estimated "
+                f"{describe(plan.seconds)}; {removed} artifact snapshots no figure reads dropped): {outcome}",
+                flush=True,
+            )
     except KeyboardInterrupt:
         signum = received.get("signal", signal.SIGINT)
-        print(f"reproduce-gpu: stopped by {signal.Signals(signum).name}: the running sweep was told to stop and its "
-              "job wrote its checkpoint; launch the same command again to resume", file=sys.stderr, flush=True)  # fmt: skip
+        print(
+            f"reproduce-gpu: stopped by {signal.Signals(signum).name}: the running sweep was told to stop and its "
+            "job wrote its checkpoint; launch the same command again to resume",
+            file=sys.stderr,
+            flush=True,
+        )
         return 128 + int(signum)
-    if not any(out.glob("runs/*/*/summary.json")):
+    if not any((out / "runs").rglob("summary.json")):
         print(f"reproduce-gpu: no finished records under {out / 'runs'}: no report")
         return 1
     # Relative paths inside the checkout, as a reader of any clone types them: the figures' JSON names runs by them.
     shown = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out
-    report = subprocess.run([sys.executable, "scripts/report.py", str(shown / "runs"), "--out",
-                             str(shown / "REPORT.md"), *(["--no-images"] if arguments.no_images else [])],
-                            cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    report = subprocess.run(
+        [
+            sys.executable,
+            "scripts/report.py",
+            str(shown / "runs"),
+            "--out",
+            str(shown / "REPORT.md"),
+            *(["--no-images"] if arguments.no_images else []),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     print(report.stdout + report.stderr, end="")
     print(f"reproduce-gpu: all done in {describe(time.monotonic() - started)}")
     if failed:
-        print(f"reproduce-gpu: jobs failed or were refused in {', '.join(failed)}: their sweep lines above say where "
-              "to read why", file=sys.stderr)  # fmt: skip
+        print(
+            f"reproduce-gpu: jobs failed or were refused in {', '.join(failed)}: their sweep lines above say where "
+            "to read why",
+            file=sys.stderr,
+        )
         return 1
     return report.returncode
 

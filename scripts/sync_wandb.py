@@ -8,6 +8,7 @@ handed to `wandb sync`, `--jobs` at a time. A segment `wandb sync` already uploa
 with one line: how many it synced, skipped and could not sync (with the first reason), exit 1 if any failed.
 Needs `wandb login` (or WANDB_API_KEY); `--dry-run` lists what it would sync and touches nothing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,9 @@ def offline_runs(folder: Path) -> tuple[list[Path], list[Path]]:
 def sync(run: Path) -> str | None:
     """`wandb sync` one offline run; None when it went up, else the first line of its complaint."""
     try:
-        done = subprocess.run([sys.executable, "-m", "wandb", "sync", str(run)], capture_output=True, text=True,
-                              timeout=SYNC_TIMEOUT_S)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "wandb", "sync", str(run)], capture_output=True, text=True, timeout=SYNC_TIMEOUT_S
+        )
     except subprocess.TimeoutExpired:
         return f"no answer within {SYNC_TIMEOUT_S} s"
     if done.returncode == 0 and all(Path(f"{w}.synced").exists() for w in run.glob("run-*.wandb")):
@@ -46,8 +48,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--dry-run", action="store_true", help="list what would be synced, sync nothing")
     arguments = parser.parse_args(argv)
     if not arguments.folder.is_dir():
-        print(f"sync: error: {arguments.folder} is not a folder; give a sweep's or run's folder, e.g. "
-              "make sync DIR=multirun/fig3", file=sys.stderr)  # fmt: skip
+        print(
+            f"sync: error: {arguments.folder} is not a folder; give a sweep's or run's folder, e.g. "
+            "make sync DIR=multirun/fig3",
+            file=sys.stderr,
+        )
         return 2
     if arguments.jobs < 1:
         print(f"sync: error: --jobs {arguments.jobs}: give at least 1", file=sys.stderr)
@@ -60,9 +65,13 @@ def main(argv: list[str]) -> int:
         try:  # credentials and a server that answers, in seconds, before any upload starts retrying
             check_wandb("online")
         except SettingError as error:
-            reason = str(error).replace("logger.mode=online needs", "uploading needs").replace("logger.mode=online: ", "")
-            print(f"sync: error: nothing synced: {reason.split('; or ')[0].split('; use logger.mode')[0]}",
-                  file=sys.stderr)  # fmt: skip
+            reason = (
+                str(error).replace("logger.mode=online needs", "uploading needs").replace("logger.mode=online: ", "")
+            )
+            print(
+                f"sync: error: nothing synced: {reason.split('; or ')[0].split('; use logger.mode')[0]}",
+                file=sys.stderr,
+            )
             return 2
     if arguments.dry_run:
         for run in to_sync:
@@ -71,8 +80,10 @@ def main(argv: list[str]) -> int:
         return 0
     with ThreadPoolExecutor(max_workers=arguments.jobs) as pool:
         problems = [(run, problem) for run, problem in zip(to_sync, pool.map(sync, to_sync)) if problem]
-    line = (f"sync: {len(to_sync) - len(problems)} offline runs synced, {len(synced)} skipped (synced before), "
-            f"{len(problems)} failed under {arguments.folder}")  # fmt: skip
+    line = (
+        f"sync: {len(to_sync) - len(problems)} offline runs synced, {len(synced)} skipped (synced before), "
+        f"{len(problems)} failed under {arguments.folder}"
+    )
     if problems:
         line += f"; first: {problems[0][0]}: {problems[0][1]}"
     print(line, file=sys.stderr if problems else sys.stdout)

@@ -9,7 +9,12 @@ DIR=<first folder>` uploads it with the jobs' runs); and the figure's workspace:
 <first folder>/figures/<experiment>-<scale>.workspace.json; online (after `wandb login`, with --entity) saved to
 W&B, its URL printed.
 """
+
 from __future__ import annotations
+
+import noisereg  # noqa: F401  (first: OpenMP's wait policy, see noisereg/__init__.py)
+
+# isort: split
 
 import argparse
 import json
@@ -17,7 +22,6 @@ import os
 import sys
 from pathlib import Path
 
-import noisereg  # noqa: F401  (first: OpenMP's wait policy, see noisereg/__init__.py)
 from noisereg.errors import SettingError
 
 
@@ -32,15 +36,18 @@ def main(argv: list[str]) -> int:
     # directory (run.py drops it for the same reason): this process starts its own.
     os.environ.pop("WANDB_SERVICE", None)
     from noisereg.figures.grouping import group_keys
-    from noisereg.figures.report import evaluate_claims, experiment_runs
+    from noisereg.figures.report import experiment_runs
+    from noisereg.papers import evaluate_claims
     from noisereg.records import load_runs
     from noisereg.tracking.wandb_figures import log_figure_run, workspace, workspace_spec
     from noisereg.tracking.wandb_logger import check_wandb
 
     first = Path(arguments.folders[0]).resolve()
     if arguments.mode == "online" and not arguments.entity:
-        print("wandb-figures: error: --mode online saves workspaces under an entity: give --entity <your W&B entity>",
-              file=sys.stderr)  # fmt: skip
+        print(
+            "wandb-figures: error: --mode online saves workspaces under an entity: give --entity <your W&B entity>",
+            file=sys.stderr,
+        )
         return 2
     try:
         check_wandb(arguments.mode)
@@ -58,10 +65,18 @@ def main(argv: list[str]) -> int:
         figure = json.loads(png.with_suffix(".json").read_text())
         scaled = experiment_runs(runs, experiment)
         conditions = group_keys(scaled[scaled["scale"] == scale])
-        run_id = log_figure_run(experiment, scale, png, figure, claims, first, arguments.mode, arguments.project,
-                                arguments.entity)  # fmt: skip
-        view = workspace(experiment, scale, figure, conditions, arguments.entity or "<entity>", arguments.project,
-                         claims[0].claim.figure)  # fmt: skip
+        run_id = log_figure_run(
+            experiment, scale, png, figure, claims, first, arguments.mode, arguments.project, arguments.entity
+        )
+        view = workspace(
+            experiment,
+            scale,
+            figure,
+            conditions,
+            arguments.entity or "<entity>",
+            arguments.project,
+            claims[0].claim.figure,
+        )
         if arguments.mode == "online":
             view.save()
             where = view.url
@@ -70,8 +85,10 @@ def main(argv: list[str]) -> int:
             where.write_text(json.dumps(workspace_spec(view), indent=1))
         print(f"wandb-figures: {experiment} ({scale}): figure run {run_id}, {len(claims)} claims; workspace {where}")
         made += 1
-    print(f"wandb-figures: {made} figure runs under {first / 'wandb'}" + (" (offline: `make sync DIR="
-          f"{first}` uploads them)" if arguments.mode == "offline" else ""))  # fmt: skip
+    print(
+        f"wandb-figures: {made} figure runs under {first / 'wandb'}"
+        + (f" (offline: `make sync DIR={first}` uploads them)" if arguments.mode == "offline" else "")
+    )
     return 0
 
 

@@ -8,6 +8,7 @@ list of ints), so our loader reads it through exactly the path it takes for the 
 writes DIRECTORY/cifar-10-batches-py (then `dataset.root=DIRECTORY`). Images are noisy colour patches whose mean
 colour depends on the class, so a model can learn something from them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,14 +46,46 @@ def _list(items: list[bytes]) -> bytes:
 
 def _uint8_array(array: np.ndarray) -> bytes:
     """numpy's pickle of a C-contiguous uint8 array, as numpy 1.x under Python 2 wrote it."""
-    dtype = (pickle.GLOBAL + b"numpy\ndtype\n" + _string(b"u1") + _int(0) + _int(1) + pickle.TUPLE3 + pickle.REDUCE
-             + pickle.MARK + _int(3) + _string(b"|") + pickle.NONE * 3 + pickle.BININT + struct.pack("<i", -1)
-             + pickle.BININT + struct.pack("<i", -1) + _int(0) + pickle.TUPLE + pickle.BUILD)  # fmt: skip
+    dtype = (
+        pickle.GLOBAL
+        + b"numpy\ndtype\n"
+        + _string(b"u1")
+        + _int(0)
+        + _int(1)
+        + pickle.TUPLE3
+        + pickle.REDUCE
+        + pickle.MARK
+        + _int(3)
+        + _string(b"|")
+        + pickle.NONE * 3
+        + pickle.BININT
+        + struct.pack("<i", -1)
+        + pickle.BININT
+        + struct.pack("<i", -1)
+        + _int(0)
+        + pickle.TUPLE
+        + pickle.BUILD
+    )
     shape = pickle.MARK + b"".join(_int(d) for d in array.shape) + pickle.TUPLE
-    return (pickle.GLOBAL + b"numpy.core.multiarray\n_reconstruct\n" + pickle.GLOBAL + b"numpy\nndarray\n"
-            + _int(0) + pickle.TUPLE1 + _string(b"b") + pickle.TUPLE3 + pickle.REDUCE
-            + pickle.MARK + _int(1) + shape + dtype + pickle.NEWFALSE + _string(array.tobytes()) + pickle.TUPLE
-            + pickle.BUILD)  # fmt: skip
+    return (
+        pickle.GLOBAL
+        + b"numpy.core.multiarray\n_reconstruct\n"
+        + pickle.GLOBAL
+        + b"numpy\nndarray\n"
+        + _int(0)
+        + pickle.TUPLE1
+        + _string(b"b")
+        + pickle.TUPLE3
+        + pickle.REDUCE
+        + pickle.MARK
+        + _int(1)
+        + shape
+        + dtype
+        + pickle.NEWFALSE
+        + _string(array.tobytes())
+        + pickle.TUPLE
+        + pickle.BUILD
+    )
 
 
 def python2_pickle(entries: dict[bytes, bytes]) -> bytes:
@@ -62,12 +95,14 @@ def python2_pickle(entries: dict[bytes, bytes]) -> bytes:
 
 
 def batch_file(images: np.ndarray, labels: np.ndarray, batch_label: str) -> bytes:
-    return python2_pickle({
-        b"batch_label": _string(batch_label.encode()),
-        b"labels": _list([_int(int(label)) for label in labels]),
-        b"data": _uint8_array(np.ascontiguousarray(images.reshape(len(images), -1))),
-        b"filenames": _list([_string(f"fixture_{batch_label[:4]}_{i}.png".encode()) for i in range(len(images))]),
-    })  # fmt: skip
+    return python2_pickle(
+        {
+            b"batch_label": _string(batch_label.encode()),
+            b"labels": _list([_int(int(label)) for label in labels]),
+            b"data": _uint8_array(np.ascontiguousarray(images.reshape(len(images), -1))),
+            b"filenames": _list([_string(f"fixture_{batch_label[:4]}_{i}.png".encode()) for i in range(len(images))]),
+        }
+    )
 
 
 def make_images(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -88,11 +123,13 @@ def write_cifar10(directory: str | Path, per_batch: int = 40, n_test: int = 100,
         (folder / f"data_batch_{index}").write_bytes(batch_file(images, labels, f"training batch {index} of 5"))
     images, labels = make_images(n_test, rng)
     (folder / "test_batch").write_bytes(batch_file(images, labels, "testing batch 1 of 1"))
-    meta = python2_pickle({
-        b"num_cases_per_batch": _int(per_batch),
-        b"label_names": _list([_string(name.encode()) for name in LABEL_NAMES]),
-        b"num_vis": _int(3072),
-    })  # fmt: skip
+    meta = python2_pickle(
+        {
+            b"num_cases_per_batch": _int(per_batch),
+            b"label_names": _list([_string(name.encode()) for name in LABEL_NAMES]),
+            b"num_vis": _int(3072),
+        }
+    )
     (folder / "batches.meta").write_bytes(meta)
     return Path(directory)
 

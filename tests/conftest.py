@@ -1,4 +1,5 @@
 """Shared test helpers: run the real CLI in a subprocess, compose the real Hydra config in-process."""
+
 from __future__ import annotations
 
 import os
@@ -7,9 +8,10 @@ import sys
 import time
 from pathlib import Path
 
-import noisereg  # noqa: F401  (before torch: OpenMP's passive wait policy, as run.py; see noisereg/__init__.py)
 import pytest
 import torch
+
+import noisereg  # noqa: F401  (before torch: OpenMP's passive wait policy, as run.py; see noisereg/__init__.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "conf"
@@ -23,8 +25,15 @@ def pytest_addoption(parser):
 
 # The longest files first: `make test` hands whole files to its workers in this order (pyproject's `-n auto --dist
 # loadfile`), so the short ones fill in at the end instead of one long file running alone.
-LONGEST_FIRST = ("test_slurm.py", "test_cli_resume.py", "test_figures.py", "test_cli.py", "test_results.py",
-                 "test_notebook.py", "test_cifar_cli.py")  # fmt: skip
+LONGEST_FIRST = (
+    "test_slurm.py",
+    "test_cli_resume.py",
+    "test_figures.py",
+    "test_cli.py",
+    "test_results.py",
+    "test_notebook.py",
+    "test_cifar_cli.py",
+)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -40,15 +49,21 @@ def pytest_collection_modifyitems(config, items):
 def pytest_report_header(config):
     lines = []
     if not torch.cuda.is_available():
-        lines.append("noisereg: no GPU here, so the CUDA paths are not tested in this run (tests marked `gpu` are skipped)")
+        lines.append(
+            "noisereg: no GPU here, so the CUDA paths are not tested in this run (tests marked `gpu` are skipped)"
+        )
     if not FMNIST_SYSTEM_DIR.is_dir():
-        lines.append(f"noisereg: {FMNIST_SYSTEM_DIR} missing: real Fashion-MNIST tests are skipped (make install gets it)")
+        lines.append(
+            f"noisereg: {FMNIST_SYSTEM_DIR} missing: real Fashion-MNIST tests are skipped (make install gets it)"
+        )
     slurm = subprocess.run([str(SLURM_SCRIPT), "check"], capture_output=True, text=True)
     if slurm.returncode != 0:
         why = slurm.stdout.strip() or slurm.stderr.strip()
         lines.append(f"noisereg: the SLURM tests (tests/test_slurm.py) are skipped: {why}")
-    lines.append("noisereg: CIFAR-10 tests and smoke runs read a small fixture in the real cifar-10-batches-py layout "
-                 "(tests/cifar_fixture.py), not the real data (no download in tests)")
+    lines.append(
+        "noisereg: CIFAR-10 tests and smoke runs read a small fixture in the real cifar-10-batches-py layout "
+        "(tests/cifar_fixture.py), not the real data (no download in tests)"
+    )
     return lines
 
 
@@ -94,15 +109,17 @@ _CLI = None
 
 
 def compose(*overrides: str, return_hydra_config: bool = False):
-    """The config `python run.py OVERRIDES` would run, composed by Hydra in-process."""
+    """The config `python run.py OVERRIDES` would run, composed by Hydra in-process (the overrides translated as
+    run.py's are: `+experiment=fig6_resnet` is `experiment=orvieto/fig6_resnet`)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from noisereg.config import register_with_hydra
+    from noisereg.config import register_with_hydra, translate_overrides
 
     register_with_hydra()
+    overrides = translate_overrides(list(overrides), CONFIG_DIR)
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=return_hydra_config)
+        return hydra_compose(config_name="config", overrides=overrides, return_hydra_config=return_hydra_config)
 
 
 @pytest.fixture(scope="session")
@@ -142,4 +159,3 @@ def stop_once_training(process, folder: Path, runs: int, signum: int, timeout: f
         if process.poll() is None:
             process.kill()
     return stderr, started
-

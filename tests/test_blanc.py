@@ -1,6 +1,7 @@
 """Blanc et al.: the models, data and probes against independent computations, the trainer's blocks of steps
 against single steps (SGD's arithmetic, batch order, compiled against eager, resumes), and every figure drawn from a
 real smoke sweep with its JSON checked against the records."""
+
 from __future__ import annotations
 
 import json
@@ -10,19 +11,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import compose, run_cli
+from test_figures import check_series_against_records, declared_sweep, metrics_by_run
+from test_resume import RUN, Crash, records, stopping_at, summary_without_timing
+
 from noisereg.app import build, prepare, run
 from noisereg.curvature import hessian_trace
 from noisereg.curvature.regularizers import output_gradient_norm_squared
 from noisereg.data import BatchIterator, matrix_sensing, points_1d, single_point
 from noisereg.errors import SettingError
-from noisereg.figures import CLAIMS, plot_experiment
-from noisereg.figures.claims import Evidence, between, share
+from noisereg.figures.statistics import Evidence, between, share
 from noisereg.losses import build_loss
 from noisereg.models import build_model
 from noisereg.models.relu_1d import Relu1dSettings
 from noisereg.noise import LabelNoise
+from noisereg.papers import CLAIMS, plot_experiment
 from noisereg.probes import ProbeContext
 from noisereg.probes.function_1d import Function1dProbe
 from noisereg.probes.matrix_recovery import MatrixRecoveryProbe
@@ -32,16 +35,26 @@ from noisereg.tracking import read_metrics
 from noisereg.tracking.job import run_job
 from noisereg.tracking.records import read_artifact
 from noisereg.train import OptimizerSettings, TrainerSettings, train
-from test_figures import check_series_against_records, declared_sweep, metrics_by_run
-from test_resume import RUN, Crash, records, stopping_at, summary_without_timing
 
-BLANC = ("blanc_fig1_matrix_sensing", "blanc_fig1_lr_sweep", "blanc_fig2_relu_interpolation",
-         "blanc_fig3_curve_length", "blanc_thm3_single_point")  # fmt: skip
+BLANC = (
+    "blanc_fig1_matrix_sensing",
+    "blanc_fig1_lr_sweep",
+    "blanc_fig2_relu_interpolation",
+    "blanc_fig3_curve_length",
+    "blanc_thm3_single_point",
+)
 
 
 def context(model, data) -> ProbeContext:
-    return ProbeContext(model=model, data=data, loss_fn=build_loss("mse"), loss_targets=lambda t: t,
-                        noise=LabelNoise(delta=0.0, seed=0), steps_per_epoch=data.n_train, make_noise=None)  # fmt: skip
+    return ProbeContext(
+        model=model,
+        data=data,
+        loss_fn=build_loss("mse"),
+        loss_targets=lambda t: t,
+        noise=LabelNoise(delta=0.0, seed=0),
+        steps_per_epoch=data.n_train,
+        make_noise=None,
+    )
 
 
 # -- models, data, probes ------------------------------------------------------------------------------------------
@@ -49,8 +62,10 @@ def context(model, data) -> ProbeContext:
 
 def test_the_relu_networks_output_scale_scales_the_output_weights_alone():
     """model.output_scale κ: cᵢ ~ N(0, (κs)²/m), every other draw as at κ = 1, the default (Figs 2-3 take κ = 7)."""
-    default, same, scaled = (build_model("relu_1d", (1,), 1, torch.Generator().manual_seed(5), **settings)
-                             for settings in ({}, {"output_scale": 1.0}, {"output_scale": 7.0}))  # fmt: skip
+    default, same, scaled = (
+        build_model("relu_1d", (1,), 1, torch.Generator().manual_seed(5), **settings)
+        for settings in ({}, {"output_scale": 1.0}, {"output_scale": 7.0})
+    )
     for name, value in default.state_dict().items():
         assert torch.equal(same.state_dict()[name], value), name
         expected = 7.0 * value if name == "output.weight" else value
@@ -77,7 +92,7 @@ def test_the_relu_network_regularizer_is_equation_16_and_its_trace_is_exact():
 
 
 def dense_hessian_trace(model, loss_fn, inputs, targets) -> float:
-    (name, parameter), = model.named_parameters()
+    ((name, parameter),) = model.named_parameters()
 
     def loss(value):
         return loss_fn(torch.func.functional_call(model, {name: value}, (inputs,)), targets)
@@ -144,8 +159,9 @@ def test_the_function_probe_measures_the_interpolant_it_is_given():
 @pytest.mark.parametrize("activation", ["tanh", "sigmoid"])
 def test_the_unit_probe_finds_theorem_3s_stationary_points(activation):
     data = single_point(seed=1)
-    model = build_model("smooth_two_layer", data.input_shape, 1, torch.Generator().manual_seed(0), width=6,
-                        activation=activation)  # fmt: skip
+    model = build_model(
+        "smooth_two_layer", data.input_shape, 1, torch.Generator().manual_seed(0), width=6, activation=activation
+    )
     probe = UnitOutputsProbe(context(model, data), every=1, unit="steps")
     assert probe.measure(0).metrics["units/stationarity_residual"] > 0.1, "a random network is not stationary"
     # Build a stationary point: four units with output o = 0.4 and h from Eq. 21/23, two units with c = h = 0.
@@ -155,8 +171,9 @@ def test_the_unit_probe_finds_theorem_3s_stationary_points(activation):
     preactivation = torch.logit(h) if activation == "sigmoid" else torch.atanh(h)
     x = data.train_inputs[0].double()
     with torch.no_grad():
-        model.hidden.weight.copy_(torch.outer(torch.tensor([1.0] * 4 + [0.0] * 2, dtype=torch.float64), x)
-                                  * preactivation)  # wᵢᵀx = σ⁻¹(h) (‖x‖ = 1)  # fmt: skip
+        model.hidden.weight.copy_(
+            torch.outer(torch.tensor([1.0] * 4 + [0.0] * 2, dtype=torch.float64), x) * preactivation
+        )  # wᵢᵀx = σ⁻¹(h) (‖x‖ = 1)
         model.output.weight[0].copy_(torch.tensor([float(o / h)] * 4 + [0.0] * 2))
     metrics = probe.measure(1).metrics
     assert metrics["units/active"] == 4 and metrics["units/clusters"] == 1
@@ -178,7 +195,7 @@ def test_taking_a_block_of_batches_equals_taking_them_one_by_one(batch_size):
         assert at_once.state_dict().keys() == one_by_one.state_dict().keys()
         for key, value in one_by_one.state_dict().items():
             other = at_once.state_dict()[key]
-            assert (torch.equal(value, other) if isinstance(value, torch.Tensor) else value == other), key
+            assert torch.equal(value, other) if isinstance(value, torch.Tensor) else value == other, key
 
 
 def trained(steps_per_call: int, compile_: bool = False, steps: int = 60, **optimizer):
@@ -186,9 +203,17 @@ def trained(steps_per_call: int, compile_: bool = False, steps: int = 60, **opti
     model = build_model("relu_1d", (1,), 1, torch.Generator().manual_seed(1), width=16)
     noise = LabelNoise(delta=0.0, seed=2)  # δ = 0: the same targets whichever way the noise is drawn
     noise.attach(model, data)
-    settings = TrainerSettings(loss="mse", batch_size=2, steps=steps, schedule="cosine", eval_every=25,
-                               optimizer=OptimizerSettings(lr=0.01, **optimizer), progress_bar=False,
-                               steps_per_call=steps_per_call, compile=compile_)  # fmt: skip
+    settings = TrainerSettings(
+        loss="mse",
+        batch_size=2,
+        steps=steps,
+        schedule="cosine",
+        eval_every=25,
+        optimizer=OptimizerSettings(lr=0.01, **optimizer),
+        progress_bar=False,
+        steps_per_call=steps_per_call,
+        compile=compile_,
+    )
     rows = []
     train(model, data, noise, settings, rows.append, seed=3)
     return model, rows
@@ -261,8 +286,10 @@ def smoke_records(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("blanc-records")
     for experiment in BLANC:
         for number, job in enumerate(declared_sweep(experiment)):  # (two seeds of each)
-            run(compose(f"+experiment={experiment}", "scale=smoke", "logger.mode=disabled", *job),
-                root / experiment / str(number))  # fmt: skip
+            run(
+                compose(f"+experiment={experiment}", "scale=smoke", "logger.mode=disabled", *job),
+                root / experiment / str(number),
+            )
     return root
 
 

@@ -1,6 +1,7 @@
 """Camuto et al.: GNI's defaults and strengths, the explicit regulariser R as a training term (values against the
 measured R, its gradient against finite differences, the trainer's step), Adam, the datasets, the probes against
 independent computations, and every camuto_* figure drawn from a real smoke sweep with its claims evaluated."""
+
 from __future__ import annotations
 
 import itertools
@@ -12,20 +13,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT, compose, run_cli
 from torch import nn
 
-from conftest import ROOT, compose, run_cli
 from noisereg.app import run
 from noisereg.curvature.regularizers import camuto_regularizer
 from noisereg.data import diabetes, sum_of_sines
 from noisereg.data.tensors import TensorDataset
 from noisereg.errors import SettingError
-from noisereg.figures import CLAIMS, plot_experiment
-from noisereg.figures.claims import Evidence, below, exceeds, rank_correlation, tally
-from noisereg.figures.report import evaluate_claims
+from noisereg.figures.statistics import Evidence, below, exceeds, rank_correlation, tally
 from noisereg.losses import HalfMSELoss
 from noisereg.models import MLP, StridedCNN
 from noisereg.noise import ActivationNoise, ExplicitActivationRegularizer
+from noisereg.papers import CLAIMS, evaluate_claims, plot_experiment
 from noisereg.probes.base import ProbeContext
 from noisereg.probes.calibration import CalibrationProbe
 from noisereg.probes.fourier import FourierProbe
@@ -70,17 +70,26 @@ def explicit_penalty(model, data, loss_fn, variance=(0.3,), noise_input=True):
     return mode, mode.penalty(outputs, data.train_targets, loss_fn)
 
 
-@pytest.mark.parametrize("kind, loss", [("mlp", "cross_entropy"), ("mlp", "half_mse"), ("mlp", "mse"),
-                                        ("cnn", "cross_entropy"), ("sequential", "cross_entropy"),
-                                        ("sequential", "half_mse")])  # fmt: skip
+@pytest.mark.parametrize(
+    "kind, loss",
+    [
+        ("mlp", "cross_entropy"),
+        ("mlp", "half_mse"),
+        ("mlp", "mse"),
+        ("cnn", "cross_entropy"),
+        ("sequential", "cross_entropy"),
+        ("sequential", "half_mse"),
+    ],
+)
 def test_the_explicit_regulariser_equals_the_measured_one(kind, loss):
     """R as a training term (noise=gni_explicit) against the measurement behind reg/camuto (factor of H_L, one
     backward pass per column, in eval mode): two separate implementations of Camuto Eq. 9."""
     model, data, loss_fn = problem(kind, loss)
     variances = [0.3, 0.1, 0.05]  # the input, then each hidden layer
     mode, value = explicit_penalty(model, data, loss_fn, variances)
-    measured = camuto_regularizer(model, loss_fn, data.train_inputs, data.train_targets, mode.sites,
-                                  [math.sqrt(v) for v in variances])  # fmt: skip
+    measured = camuto_regularizer(
+        model, loss_fn, data.train_inputs, data.train_targets, mode.sites, [math.sqrt(v) for v in variances]
+    )
     assert value.item() == pytest.approx(measured, rel=1e-10) and measured > 0
     _, hidden_only = explicit_penalty(*problem(kind, loss)[:3], variances[1:], noise_input=False)
     assert 0 < hidden_only.item() < value.item()
@@ -129,8 +138,9 @@ def test_the_trainer_descends_on_loss_plus_R_and_logs_R():
     mode = ExplicitActivationRegularizer(variance=0.2)
     mode.attach(model, data)
     rows = []
-    settings = TrainerSettings(loss="cross_entropy", steps=1, eval_every=1, progress_bar=False,
-                               optimizer=OptimizerSettings(lr=0.5))  # fmt: skip
+    settings = TrainerSettings(
+        loss="cross_entropy", steps=1, eval_every=1, progress_bar=False, optimizer=OptimizerSettings(lr=0.5)
+    )
     train(model, data, mode, settings, rows.append)
     by_hand = ExplicitActivationRegularizer(variance=0.2)
     by_hand.attach(reference, data)
@@ -183,13 +193,21 @@ def test_both_strengths_on_the_command_line_is_a_one_line_error(tmp_path):
 def test_adam_is_a_trainer_option_and_sgd_stays_the_default():
     model, data, loss_fn = problem("mlp", "half_mse", n=16)
     model.float()
-    data = TensorDataset(*(t.float() for t in (data.train_inputs, data.train_targets, data.test_inputs,
-                                               data.test_targets)), "regression", 2)  # fmt: skip
+    data = TensorDataset(
+        *(t.float() for t in (data.train_inputs, data.train_targets, data.test_inputs, data.test_targets)),
+        "regression",
+        2,
+    )
     reference = MLP(6, 2, [5, 7], activation="elu")
     reference.load_state_dict(model.state_dict())
     adam = OptimizerSettings(name="adam", lr=0.01, betas=[0.8, 0.9])
-    train(model, data, ActivationNoise(variance=0.0), TrainerSettings(loss="half_mse", steps=3, eval_every=3,
-          progress_bar=False, optimizer=adam), lambda row: None)  # fmt: skip
+    train(
+        model,
+        data,
+        ActivationNoise(variance=0.0),
+        TrainerSettings(loss="half_mse", steps=3, eval_every=3, progress_bar=False, optimizer=adam),
+        lambda row: None,
+    )
     optimizer = torch.optim.Adam(reference.parameters(), lr=0.01, betas=(0.8, 0.9))
     for _ in range(3):
         optimizer.zero_grad()
@@ -219,9 +237,15 @@ def test_the_datasets():
 
 
 def context_for(model, data, loss_fn=None, noise=None) -> ProbeContext:
-    return ProbeContext(model=model, data=data, loss_fn=loss_fn or nn.MSELoss(), loss_targets=lambda t: t,
-                        noise=noise or ActivationNoise(), steps_per_epoch=1,
-                        make_noise=lambda stream: None)  # fmt: skip
+    return ProbeContext(
+        model=model,
+        data=data,
+        loss_fn=loss_fn or nn.MSELoss(),
+        loss_targets=lambda t: t,
+        noise=noise or ActivationNoise(),
+        steps_per_epoch=1,
+        make_noise=lambda stream: None,
+    )
 
 
 class KnownFunction(nn.Module):
@@ -246,8 +270,10 @@ def test_layer_statistics_are_the_layer_to_layer_jacobians():
     model = MLP(3, 2, [6, 6, 6], activation="relu", generator=torch.Generator().manual_seed(0))
     data = TensorDataset(torch.randn(20, 3), torch.randn(20, 2), torch.randn(5, 3), torch.randn(5, 2), "regression", 2)
     metrics = LayerStatisticsProbe(context_for(model, data), 1, "steps", 1024).measure(0).metrics
-    assert set(metrics) == {f"layers/{q}/{k}" for q in ("masked_weight_norm", "masked_weight_norm_squared",
-                                                        "weight_trace") for k in (2, 3)}  # fmt: skip
+    assert set(metrics) == {
+        f"layers/{q}/{k}" for q in ("masked_weight_norm", "masked_weight_norm_squared", "weight_trace") for k in (2, 3)
+    }
+
     def hidden(x: torch.Tensor, k: int) -> torch.Tensor:  # hₖ of the noise-free network
         for layer, activation in zip(model.layers[:k], model.activations[:k]):
             x = activation(layer(x))
@@ -260,7 +286,8 @@ def test_layer_statistics_are_the_layer_to_layer_jacobians():
             norms.append(torch.autograd.functional.jacobian(step, hidden(x, k - 1)).norm().item())
         assert metrics[f"layers/masked_weight_norm/{k}"] == pytest.approx(statistics.fmean(norms), rel=1e-5)
         assert metrics[f"layers/masked_weight_norm_squared/{k}"] == pytest.approx(
-            statistics.fmean(n**2 for n in norms), rel=1e-5)  # fmt: skip
+            statistics.fmean(n**2 for n in norms), rel=1e-5
+        )
         assert metrics[f"layers/weight_trace/{k}"] == pytest.approx(torch.trace(model.layers[k - 1].weight).item())
 
 
@@ -280,8 +307,9 @@ def test_calibration_is_the_expected_calibration_error_of_15_bins():
             ece += inside.mean() * abs(correct[inside].mean() - confidence[inside].mean())
     assert measurement.metrics["calibration/ece"] == pytest.approx(ece, rel=1e-6)  # float32 probabilities
     # Signed: mean confidence − accuracy (Guo et al.'s overconfidence when > 0).
-    assert measurement.metrics["calibration/overconfidence"] == pytest.approx(confidence.mean() - correct.mean(),
-                                                                               rel=1e-5, abs=1e-7)  # fmt: skip
+    assert measurement.metrics["calibration/overconfidence"] == pytest.approx(
+        confidence.mean() - correct.mean(), rel=1e-5, abs=1e-7
+    )
     table = measurement.artifacts["calibration"]
     assert table["counts"].sum() == 500 and len(table["accuracy"]) == 15
 
@@ -292,8 +320,14 @@ def test_the_remainder_probe_against_independent_monte_carlo(activation):
     For ELU, the probe's antithetic estimate agrees with plain independent draws."""
     generator = torch.Generator().manual_seed(0)
     model = MLP(5, 2, [8, 8], activation=activation, generator=generator)
-    data = TensorDataset(torch.randn(64, 5, generator=generator), torch.randn(64, 2, generator=generator),
-                         torch.randn(8, 5), torch.randn(8, 2), "regression", 2)  # fmt: skip
+    data = TensorDataset(
+        torch.randn(64, 5, generator=generator),
+        torch.randn(64, 2, generator=generator),
+        torch.randn(8, 5),
+        torch.randn(8, 2),
+        "regression",
+        2,
+    )
     noise = ActivationNoise(variance=[0.2, 0.1, 0.3])
     noise.attach(model, data)
     probe = RemainderProbe(context_for(model, data, HalfMSELoss(), noise), 1, "steps", 16, 2000, 500, 7)
@@ -307,8 +341,9 @@ def test_the_remainder_probe_against_independent_monte_carlo(activation):
     ActivationNoise(variance=[0.2, 0.1, 0.3], seed=11).attach(twin, data)
     twin.train()  # GNI's own hooks: independent draws
     with torch.no_grad():
-        losses = torch.tensor([HalfMSELoss()(twin(probe.inputs), probe.targets).item() for _ in range(4000)],
-                              dtype=torch.float64)  # fmt: skip
+        losses = torch.tensor(
+            [HalfMSELoss()(twin(probe.inputs), probe.targets).item() for _ in range(4000)], dtype=torch.float64
+        )
     difference = losses.mean().item() - metrics["remainder/noisy_loss"]
     error = math.hypot(losses.std().item() / math.sqrt(len(losses)), metrics["remainder/expected_C_sem"])
     assert abs(difference) < 4 * error
@@ -317,11 +352,28 @@ def test_the_remainder_probe_against_independent_monte_carlo(activation):
 
 def test_the_probes_never_change_the_training_trajectory(tmp_path):
     """GNI draws from the run's stream in train mode: a probe that ran a noised module would shift every draw after."""
-    common = ["noise=gni", "dataset=sum_of_sines", "model=mlp", "model.widths=[8,8,8]", "trainer.loss=mse",
-              "trainer.steps=12", "trainer.eval_every=4", "logger.mode=disabled", "trainer.progress_bar=false"]
+    common = [
+        "noise=gni",
+        "dataset=sum_of_sines",
+        "model=mlp",
+        "model.widths=[8,8,8]",
+        "trainer.loss=mse",
+        "trainer.steps=12",
+        "trainer.eval_every=4",
+        "logger.mode=disabled",
+        "trainer.progress_bar=false",
+    ]
     run(compose(*common), tmp_path / "off")
-    run(compose(*common, "+probes.layer_statistics.every=3", "+probes.fourier.every=3", "+probes.remainder.every=3",
-                "+probes.remainder.draws=10"), tmp_path / "on")  # fmt: skip
+    run(
+        compose(
+            *common,
+            "+probes.layer_statistics.every=3",
+            "+probes.fourier.every=3",
+            "+probes.remainder.every=3",
+            "+probes.remainder.draws=10",
+        ),
+        tmp_path / "on",
+    )
     rows_off, rows_on = read_metrics(tmp_path / "off"), read_metrics(tmp_path / "on")
     on_by_step = {row["step"]: row for row in rows_on}
     for row in rows_off:
@@ -336,8 +388,12 @@ def test_every_cpu_budget_of_the_reproduction_plan_composes():
     spec.loader.exec_module(module)
     from noisereg.app import prepare
 
-    budgets = [(experiment, scale, override.split("=", 1)[1]) for _, experiment, scale, *overrides in module.PLAN
-               for override in overrides if override.startswith("+cpu_budget=")]  # fmt: skip
+    budgets = [
+        (experiment, scale, override.split("=", 1)[1])
+        for _, experiment, scale, *overrides in module.PLAN
+        for override in overrides
+        if override.startswith("+cpu_budget=")
+    ]
     # Figs 4-5 run at the paper's scale (their plan entry narrows the seeds and arms), the others with a budget
     camuto_entries = {experiment for paper, experiment, *_ in module.PLAN if paper == "camuto"}
     assert {entry[0] for entry in budgets} == camuto_entries - {"camuto_fig4_fourier"}
@@ -357,7 +413,10 @@ def test_the_claims_helpers_use_one_sided_tests():
     assert exceeds(1.0, 0.5, 0.1, "R").verdict == "holds" and exceeds(1.0, 0.9, 0.1, "R").verdict == "inconclusive"
     assert exceeds(1.0, 1.5, 0.1, "R").verdict == "fails"
     checks = [exceeds(1.0, 0.5, 0.1, "R")] * 99 + [exceeds(1.0, 1.5, 0.1, "R")]
-    assert tally(checks, "x", "100 seeds", at_least=0.99).verdict == "holds" and tally(checks, "x", "100").verdict == "fails"
+    assert (
+        tally(checks, "x", "100 seeds", at_least=0.99).verdict == "holds"
+        and tally(checks, "x", "100").verdict == "fails"
+    )
     assert tally(checks[:-1] + [exceeds(1.0, 0.9, 0.1, "R")], "x", "100").verdict == "inconclusive"
     assert "independent: 100 seeds" in tally(checks, "x", "100 seeds").numbers
     assert rank_correlation([1, 2, 3, 4], [9, 7, 5, 1]) == pytest.approx(-1.0)
@@ -376,8 +435,12 @@ def declared_sweep(experiment: str) -> list[list[str]]:
     return [list(job) for job in itertools.product(*axes)]
 
 
-CAMUTO = ["camuto_fig2_remainder", "camuto_fig3_explicit_vs_gni", "camuto_fig4_fourier",
-          "camuto_fig5_layer_frequencies"]
+CAMUTO = [
+    "camuto_fig2_remainder",
+    "camuto_fig3_explicit_vs_gni",
+    "camuto_fig4_fourier",
+    "camuto_fig5_layer_frequencies",
+]
 
 
 @pytest.fixture(scope="module")
@@ -386,10 +449,11 @@ def smoke_records(tmp_path_factory, request) -> Path:
     fmnist = Path("/usr/share/datasets/fashion-mnist").is_dir()
     for experiment in CAMUTO:
         for number, job in enumerate(declared_sweep(experiment)):
-            if not fmnist and any("fmnist" in part or "camuto_fig3_model" in part for part in job):
+            if not fmnist and any("fmnist" in part or "camuto/fig3_model" in part for part in job):
                 continue
-            cfg = compose(f"+experiment={experiment}", "scale=smoke", "logger.mode=disabled",
-                          "trainer.progress_bar=false", *job)  # fmt: skip
+            cfg = compose(
+                f"+experiment={experiment}", "scale=smoke", "logger.mode=disabled", "trainer.progress_bar=false", *job
+            )
             if experiment == "camuto_fig3_explicit_vs_gni":  # keep the suite fast: fewer Hutchinson probes
                 cfg.curvature.probes = 5
             if experiment == "camuto_fig2_remainder":  # and fewer Monte-Carlo draws
@@ -441,8 +505,12 @@ def test_each_camuto_figure_is_drawn_and_its_json_is_the_records(smoke_records, 
                 members = runs_matching(folder, config)
                 assert len(members) == series["runs"]
                 for x, n, mean in zip(series["x"], series["n"], series["mean"]):
-                    values = [row[series["metric"]] for rows in members for row in rows
-                              if row.get(panel["x"]) == x and isinstance(row.get(series["metric"]), float)]  # fmt: skip
+                    values = [
+                        row[series["metric"]]
+                        for rows in members
+                        for row in rows
+                        if row.get(panel["x"]) == x and isinstance(row.get(series["metric"]), float)
+                    ]
                     assert n == len(values) and mean == pytest.approx(statistics.fmean(values), rel=1e-12)
                 checked += 1
     assert checked or experiment == "camuto_fig4_fourier"  # heat maps and artifact curves only: checked below
@@ -462,8 +530,11 @@ def test_fig5_is_drawn_and_judged_from_fig4s_runs_where_it_has_none(smoke_record
     series = panel["series"][0]
     members = runs_matching(fig4, {"noise.name": "gni"})
     assert series["runs"] == len(members) == 2
-    rows = [row for row in evaluate_claims([fig4], tmp_path / "out", draw=False, runs=load_runs(fig4))
-            if row.claim.experiment == "camuto_fig5_layer_frequencies"]
+    rows = [
+        row
+        for row in evaluate_claims([fig4], tmp_path / "out", draw=False, runs=load_runs(fig4))
+        if row.claim.experiment == "camuto_fig5_layer_frequencies"
+    ]
     assert rows and all(row.verdict != "not run" for row in rows)
 
     both = [fig4, smoke_records / "camuto_fig5_layer_frequencies"]
@@ -485,8 +556,12 @@ def test_the_heat_map_is_the_mean_amplitude_over_runs(smoke_records, tmp_path):
     panels = json.loads(data.read_text())["panels"]
     (below,) = [p for p in panels if (p["row"], p["column"]) == (1, 0)]  # the baseline's functions, first seed
     (learnt,) = [s for s in below["series"] if s["metric"] == "fourier/outputs"]
-    (run_dir,) = [path.parent for path in folder.rglob("summary.json") if json.loads(path.read_text())["config"][
-        "noise"]["name"] == "gd" and json.loads(path.read_text())["config"]["seed"] == 0]  # fmt: skip
+    (run_dir,) = [
+        path.parent
+        for path in folder.rglob("summary.json")
+        if json.loads(path.read_text())["config"]["noise"]["name"] == "gd"
+        and json.loads(path.read_text())["config"]["seed"] == 0
+    ]
     arrays = read_artifact(run_dir, "fourier", list_artifacts(run_dir)["fourier"][-1])
     assert learnt["metric"] == "fourier/outputs" and learnt["n"] == [1] * len(arrays["inputs"])
     np.testing.assert_allclose(learnt["mean"], arrays["outputs"][np.argsort(arrays["inputs"])], rtol=1e-6)
@@ -524,7 +599,7 @@ def test_every_camuto_claim_reaches_a_verdict_on_smoke_records(smoke_records):
 
 def test_fig4s_claim_compares_gni_with_the_baseline_and_the_explicit_arm_where_it_ran(smoke_records):
     """The quote compares GNI with the baseline; the explicit-R arm joins the verdict only where it was run."""
-    from noisereg.figures.camuto import noise_suppresses_high_frequencies
+    from noisereg.papers.camuto.claims import noise_suppresses_high_frequencies
 
     runs = load_runs(smoke_records / "camuto_fig4_fourier")
     every_arm = noise_suppresses_high_frequencies(runs)

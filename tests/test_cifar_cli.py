@@ -1,16 +1,23 @@
 """The real CLI on CIFAR-10 (the fixture root): a smoke ResNet18 run killed mid-way resumes to an uninterrupted run's
 records, and a bad dataset root is one line with nothing written."""
+
 from __future__ import annotations
 
 import pytest
-
 from conftest import run_cli
-from noisereg.tracking import read_summary
 from test_cli_resume import start, wait_for_step
 
+from noisereg.tracking import read_summary
+
 # 8 steps per epoch (128 smoke images, batch 16), 8 epochs, a checkpoint every epoch (the experiment's setting).
-SMOKE_RESNET = ["+experiment=fig6_resnet", "scale=smoke", "scale.max_epochs=8", "trainer.batch_size=16",
-                "logger.mode=disabled", "hydra.run.dir=D"]  # fmt: skip
+SMOKE_RESNET = [
+    "+experiment=fig6_resnet",
+    "scale=smoke",
+    "scale.max_epochs=8",
+    "trainer.batch_size=16",
+    "logger.mode=disabled",
+    "hydra.run.dir=D",
+]
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +28,9 @@ def uninterrupted(cifar10_root, tmp_path_factory):
     return folder / "D"
 
 
-def test_a_smoke_resnet_killed_mid_way_resumes_to_the_records_of_an_uninterrupted_run(cifar10_root, uninterrupted,
-                                                                                         tmp_path):  # fmt: skip
+def test_a_smoke_resnet_killed_mid_way_resumes_to_the_records_of_an_uninterrupted_run(
+    cifar10_root, uninterrupted, tmp_path
+):
     command = [*SMOKE_RESNET, f"dataset.root={cifar10_root}"]
     process = start(*command, cwd=tmp_path)
     wait_for_step(tmp_path / "D", 24, process)  # the end of epoch 3: its checkpoint is written
@@ -39,8 +47,9 @@ def test_a_smoke_resnet_killed_mid_way_resumes_to_the_records_of_an_uninterrupte
 
 
 def test_a_missing_cifar_root_is_one_line_and_writes_nothing(tmp_path):
-    result = run_cli("+experiment=fig6_resnet", f"dataset.root={tmp_path / 'nowhere'}", "dataset.download=false",
-                     cwd=tmp_path)  # fmt: skip
+    result = run_cli(
+        "+experiment=fig6_resnet", f"dataset.root={tmp_path / 'nowhere'}", "dataset.download=false", cwd=tmp_path
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "CIFAR-10 not found" in lines[0] and "dataset.root=" in lines[0]

@@ -1,6 +1,7 @@
 """CIFAR-10: the real loading code on a fixture in the real cifar-10-batches-py layout (tests/cifar_fixture.py),
 content checks with one-line errors, the restricted unpickler, and crop/flip/normalise as batched tensor operations
 against torchvision's transforms."""
+
 from __future__ import annotations
 
 import pickle
@@ -9,8 +10,8 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from cifar_fixture import FOLDER
 
-from cifar_fixture import FOLDER, write_cifar10
 from noisereg.data import BatchIterator, cifar10
 from noisereg.data.cifar10 import MEAN, STD, SafeUnpickler, cifar10_tensors, read_batch
 from noisereg.data.images import ImagePipeline

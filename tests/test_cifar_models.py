@@ -1,20 +1,21 @@
 """The CIFAR-10 models: parameter counts of the paper's networks, the exact Hessian trace against dense float64
 Hessians on small instances of the same classes, and every noise mode finding its sites in each of them."""
+
 from __future__ import annotations
 
 import math
 
 import pytest
 import torch
+from conftest import compose
+from test_curvature import dense_hessian, randomise_batchnorm
 from torch import nn
 
-from conftest import compose
 from noisereg.app import run
 from noisereg.curvature import hessian_trace
 from noisereg.models import ResNet, ToyCNN, WideCNN, build_model, hidden_activation_modules, preactivation_modules
 from noisereg.noise import ActivationNoise, AllParamNoise, NoiseInjectionNode
 from noisereg.tracking import read_metrics
-from test_curvature import dense_hessian, randomise_batchnorm
 
 
 @pytest.fixture(autouse=True)
@@ -62,8 +63,9 @@ def test_exact_trace_matches_a_dense_float64_hessian(name):
         estimate = hessian_trace(model, loss_fn, inputs, targets, method="exact")
         assert math.isclose(estimate.value, hessian.diagonal().sum().item(), rel_tol=1e-8)
         for parameter, rows in blocks:  # every tensor's block, BatchNorm's γ and β and the shortcuts included
-            assert math.isclose(estimate.per_group[parameter], hessian[rows, rows].diagonal().sum().item(),
-                                rel_tol=1e-7, abs_tol=1e-12), parameter  # fmt: skip
+            assert math.isclose(
+                estimate.per_group[parameter], hessian[rows, rows].diagonal().sum().item(), rel_tol=1e-7, abs_tol=1e-12
+            ), parameter
     finally:
         torch.set_default_dtype(previous)
 
@@ -103,13 +105,31 @@ def test_activation_noise_and_noise_nodes_reach_every_site_of_a_resnet():
 @pytest.mark.parametrize("model", ["toy_cnn", "wide_cnn", "resnet18"])
 def test_every_noise_mode_trains_every_model_with_its_regularizer_and_the_exact_trace(model, cifar10_root, tmp_path):
     widths = {"toy_cnn": "[2,3,8,6]", "wide_cnn": "[3,4,5,5]", "resnet18": "[3,4,4,5]"}[model]
-    expected = {"gd_noise": "reg/orvieto", "layerwise": "reg/orvieto", "gni": "reg/camuto", "label_noise": "reg/blanc",
-                "nin": "noise/nin_weight_norm", "gd": "hessian/trace"}  # fmt: skip
+    expected = {
+        "gd_noise": "reg/orvieto",
+        "layerwise": "reg/orvieto",
+        "gni": "reg/camuto",
+        "label_noise": "reg/blanc",
+        "nin": "noise/nin_weight_norm",
+        "gd": "hessian/trace",
+    }
     for noise, regularizer in expected.items():
-        cfg = compose("dataset=cifar10", f"dataset.root={cifar10_root}", "dataset.n_train=48", "dataset.n_test=16",
-                      f"model={model}", f"model.widths={widths}", f"noise={noise}", "trainer.loss=cross_entropy",
-                      "trainer.steps=3", "trainer.batch_size=16", "curvature.every=3", "curvature.method=exact",
-                      "logger.mode=disabled", "trainer.progress_bar=false")  # fmt: skip
+        cfg = compose(
+            "dataset=cifar10",
+            f"dataset.root={cifar10_root}",
+            "dataset.n_train=48",
+            "dataset.n_test=16",
+            f"model={model}",
+            f"model.widths={widths}",
+            f"noise={noise}",
+            "trainer.loss=cross_entropy",
+            "trainer.steps=3",
+            "trainer.batch_size=16",
+            "curvature.every=3",
+            "curvature.method=exact",
+            "logger.mode=disabled",
+            "trainer.progress_bar=false",
+        )
         summary = run(cfg, tmp_path / noise)
         assert summary["status"] == "completed", (noise, summary.get("reason"))
         final = read_metrics(tmp_path / noise)[-1]
@@ -135,12 +155,26 @@ def test_bf16_autocast_and_channels_last_run_on_the_cpu_close_to_float32(cifar10
     """The GPU defaults, forced on the CPU: same run, bf16 forward passes stay close to float32; channels-last
     alone changes only the layout (float32 rounding). Plain SGD: parameter noise is drawn in each tensor's memory
     order, so its values would differ between layouts."""
-    base = ["dataset=cifar10", f"dataset.root={cifar10_root}", "dataset.n_train=64", "dataset.n_test=32",
-            "model=toy_cnn", "noise=gd", "trainer.loss=cross_entropy", "trainer.steps=4", "trainer.batch_size=16",
-            "trainer.optimizer.lr=0.01", "logger.mode=disabled", "trainer.progress_bar=false"]  # fmt: skip
+    base = [
+        "dataset=cifar10",
+        f"dataset.root={cifar10_root}",
+        "dataset.n_train=64",
+        "dataset.n_test=32",
+        "model=toy_cnn",
+        "noise=gd",
+        "trainer.loss=cross_entropy",
+        "trainer.steps=4",
+        "trainer.batch_size=16",
+        "trainer.optimizer.lr=0.01",
+        "logger.mode=disabled",
+        "trainer.progress_bar=false",
+    ]
     finals = {}
-    for name, options in {"float32": [], "bf16": ["trainer.precision=bfloat16"],
-                          "channels_last": ["trainer.channels_last=true"]}.items():  # fmt: skip
+    for name, options in {
+        "float32": [],
+        "bf16": ["trainer.precision=bfloat16"],
+        "channels_last": ["trainer.channels_last=true"],
+    }.items():
         assert run(compose(*base, *options), tmp_path / name)["status"] == "completed"
         finals[name] = read_metrics(tmp_path / name)[-1]
     for key in ("train/loss", "test/loss", "params/l2_norm"):

@@ -1,5 +1,6 @@
 """The real CLI stopped by signals and started again: SIGKILL, SIGTERM and Ctrl-C mid-run, a finished run left
 alone, and a sweep launched again into its folder."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, run_cli
+
 from noisereg.tracking import read_metrics, read_summary
 from noisereg.tracking.wandb_offline import read_offline_run
 
@@ -23,8 +24,14 @@ RUN = ["trainer.steps=4000", "trainer.eval_every=50"]
 
 def start(*arguments: str, cwd: Path) -> subprocess.Popen:
     env = dict(os.environ, WANDB_SILENT="true")
-    return subprocess.Popen([sys.executable, str(ROOT / "run.py"), *arguments], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "run.py"), *arguments],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for_step(directory: Path, step: int, process: subprocess.Popen, timeout: float = 120) -> int:
@@ -42,8 +49,11 @@ def wait_for_step(directory: Path, step: int, process: subprocess.Popen, timeout
 
 
 def snapshot(directory: Path) -> dict[str, tuple[bytes, int]]:
-    return {str(p.relative_to(directory)): (p.read_bytes(), p.stat().st_mtime_ns)
-            for p in sorted(directory.rglob("*")) if p.is_file()}  # fmt: skip
+    return {
+        str(p.relative_to(directory)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -140,9 +150,14 @@ def test_the_resume_command_names_a_default_folder_and_leaves_out_restart(tmp_pa
 
 def test_sigusr2_for_a_launcher_stops_after_the_step_then_goes_to_its_handler(tmp_path, reference):
     command = ["hydra.run.dir=D", *RUN, "logger.mode=disabled"]
-    process = subprocess.Popen([sys.executable, "-c", LAUNCHER_WITH_A_SIGUSR2_HANDLER, str(ROOT / "run.py"), *command],
-                               cwd=tmp_path, env=dict(os.environ, WANDB_SILENT="true"), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER_WITH_A_SIGUSR2_HANDLER, str(ROOT / "run.py"), *command],
+        cwd=tmp_path,
+        env=dict(os.environ, WANDB_SILENT="true"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     wait_for_step(tmp_path / "D", 500, process)
     process.send_signal(signal.SIGUSR2)
     process.send_signal(signal.SIGUSR2)  # SLURM's warning comes twice (to the task and through srun): one stop
@@ -161,8 +176,17 @@ def test_sigusr2_for_a_launcher_stops_after_the_step_then_goes_to_its_handler(tm
 
 
 def test_a_sweep_launched_again_skips_finished_jobs_and_completes_the_rest(tmp_path):
-    command = ["-m", "+experiment=fig2_synthetic", "scale=smoke", "model.widths=[50]", "noise=gd,layerwise",
-               "seed=0,1", "trainer.checkpoint_every=8", "logger.mode=disabled", "hydra.sweep.dir=sweep"]
+    command = [
+        "-m",
+        "+experiment=fig2_synthetic",
+        "scale=smoke",
+        "model.widths=[50]",
+        "noise=gd,layerwise",
+        "seed=0,1",
+        "trainer.checkpoint_every=8",
+        "logger.mode=disabled",
+        "hydra.sweep.dir=sweep",
+    ]
     first = run_cli(*command, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     jobs = sorted((tmp_path / "sweep").glob("[0-9]*"), key=lambda p: int(p.name))

@@ -1,12 +1,12 @@
 """noisereg.curvature against dense float64 references: Hessians by torch.func.hessian, Jacobians by
 torch.autograd.functional.jacobian, closed forms by Monte Carlo."""
+
 from __future__ import annotations
 
 import math
 import warnings
 
 import numpy as np
-
 import pytest
 import torch
 from torch import nn
@@ -88,24 +88,36 @@ def randomise_batchnorm(model: nn.Module) -> nn.Module:
 
 def mlp(bias=True, activation=nn.ReLU):
     return nn.Sequential(
-        nn.Linear(4, 5, bias=bias), activation(), nn.Linear(5, 4, bias=bias), activation(),
+        nn.Linear(4, 5, bias=bias),
+        activation(),
+        nn.Linear(5, 4, bias=bias),
+        activation(),
         nn.Linear(4, CLASSES, bias=bias),
-    )  # fmt: skip
+    )
 
 
 def cnn(bias=True):
     return nn.Sequential(
-        nn.Conv2d(2, 3, 3, padding=1, bias=bias), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(3, 4, 3, stride=2, padding=1, bias=bias), nn.ReLU(), nn.AvgPool2d(2),
-        nn.Flatten(), nn.Dropout(0.5), nn.Linear(4, CLASSES, bias=bias),
-    )  # fmt: skip
+        nn.Conv2d(2, 3, 3, padding=1, bias=bias),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(3, 4, 3, stride=2, padding=1, bias=bias),
+        nn.ReLU(),
+        nn.AvgPool2d(2),
+        nn.Flatten(),
+        nn.Dropout(0.5),
+        nn.Linear(4, CLASSES, bias=bias),
+    )
 
 
 def cnn1d(bias=True):
     return nn.Sequential(
-        nn.Conv1d(2, 3, 3, padding=1, bias=bias), nn.ReLU(), nn.MaxPool1d(2), nn.Flatten(),
+        nn.Conv1d(2, 3, 3, padding=1, bias=bias),
+        nn.ReLU(),
+        nn.MaxPool1d(2),
+        nn.Flatten(),
         nn.Linear(9, CLASSES, bias=bias),
-    )  # fmt: skip
+    )
 
 
 def token_mlp(bias=True):
@@ -189,8 +201,13 @@ def test_exact_detects_a_wrong_trace():
     model, loss_fn, inputs, targets = make_problem("mlp", "cross_entropy")
     tanh_model = mlp(activation=nn.Tanh)
     tanh_model.load_state_dict(model.state_dict())
-    assert relative_error(hessian_trace(model, loss_fn, inputs, targets, method="exact").value,
-                          dense_trace(tanh_model, loss_fn, inputs, targets)) > 1e-3  # fmt: skip
+    assert (
+        relative_error(
+            hessian_trace(model, loss_fn, inputs, targets, method="exact").value,
+            dense_trace(tanh_model, loss_fn, inputs, targets),
+        )
+        > 1e-3
+    )
 
 
 def test_exact_generic_torch_func_path_matches_per_layer_path():
@@ -367,8 +384,9 @@ def test_hutchinson_is_unbiased_and_its_stderr_matches_the_spread():
     model, loss_fn, inputs, targets = make_problem("mlp", "cross_entropy")
     model[1] = nn.Tanh()  # a model the exact method refuses; the reference is the dense Hessian
     exact = dense_trace(model, loss_fn, inputs, targets)
-    estimates = [hessian_trace(model, loss_fn, inputs, targets, method="hutchinson", probes=20, seed=seed)
-                 for seed in range(60)]  # fmt: skip
+    estimates = [
+        hessian_trace(model, loss_fn, inputs, targets, method="hutchinson", probes=20, seed=seed) for seed in range(60)
+    ]
     values = torch.tensor([e.value for e in estimates])
     assert all(e.matvecs == 20 and e.method == "hutchinson" for e in estimates)
     pooled_stderr = values.std().item() / math.sqrt(len(values))
@@ -422,8 +440,16 @@ def pyhessian_mlp(seed: int):
     float32, as trained (this module's fixture sets float64 and restores the default after each test)."""
     torch.set_default_dtype(torch.float32)
     torch.manual_seed(seed)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 50), nn.ReLU(), nn.Linear(50, 50), nn.ReLU(),
-                          nn.Linear(50, 50), nn.ReLU(), nn.Linear(50, 10))  # fmt: skip
+    model = nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(784, 50),
+        nn.ReLU(),
+        nn.Linear(50, 50),
+        nn.ReLU(),
+        nn.Linear(50, 50),
+        nn.ReLU(),
+        nn.Linear(50, 10),
+    )
     return model, nn.CrossEntropyLoss(), torch.randn(32, 1, 28, 28), torch.randint(0, 10, (32,))
 
 
@@ -465,9 +491,14 @@ def test_pyhessian_method_uses_every_probe_where_pyhessians_trace_stops_early():
 
 @pytest.mark.parametrize(
     ("method", "options"),
-    [("exact", {}), ("auto", {}), ("hutchinson", {"probes": 3, "probes_per_batch": 2}), ("hutchpp", {"matvecs": 6}),
-     ("pyhessian", {"probes": 3})],
-)  # fmt: skip
+    [
+        ("exact", {}),
+        ("auto", {}),
+        ("hutchinson", {"probes": 3, "probes_per_batch": 2}),
+        ("hutchpp", {"matvecs": 6}),
+        ("pyhessian", {"probes": 3}),
+    ],
+)
 def test_every_method_leaves_modes_parameters_and_grads_as_found(method, options):
     if method == "pyhessian":
         pytest.importorskip("pyhessian")
@@ -667,8 +698,14 @@ def test_the_regularised_minimum_is_what_minimising_the_explicit_regulariser_rea
     y = 2 * X[:, 0] - X[:, 1] + 0.3 * torch.randn(40, generator=generator, dtype=torch.float64)
     W1 = (0.1 * torch.randn(50, 10, generator=generator, dtype=torch.float64)).requires_grad_()
     W2 = (0.1 * torch.randn(1, 50, generator=generator, dtype=torch.float64)).requires_grad_()
-    optimizer = torch.optim.LBFGS([W1, W2], max_iter=5000, tolerance_grad=1e-14, tolerance_change=1e-16,
-                                  history_size=50, line_search_fn="strong_wolfe")  # fmt: skip
+    optimizer = torch.optim.LBFGS(
+        [W1, W2],
+        max_iter=5000,
+        tolerance_grad=1e-14,
+        tolerance_change=1e-16,
+        history_size=50,
+        line_search_fn="strong_wolfe",
+    )
 
     def regularised() -> torch.Tensor:
         loss = half_mse(W2 @ W1 @ X.T, y.unsqueeze(0))
@@ -695,8 +732,10 @@ def test_deep_linear_layerwise_noise_matches_monte_carlo_and_gauss_newton_trace(
 
     def increase(samples, generator):
         layer = torch.randint(0, M, (samples,), generator=generator)
-        noisy = [W + math.sqrt(M) * sigma * torch.randn(samples, *W.shape, generator=generator)
-                 * (layer == j)[:, None, None] for j, W in enumerate(weights)]  # fmt: skip
+        noisy = [
+            W + math.sqrt(M) * sigma * torch.randn(samples, *W.shape, generator=generator) * (layer == j)[:, None, None]
+            for j, W in enumerate(weights)
+        ]
         return half_mse(noisy[2] @ noisy[1] @ noisy[0] @ X.T, (Y @ torch.ones(2, 3)).T) - clean
 
     mean, stderr = monte_carlo(increase, 200_000)

@@ -1,11 +1,12 @@
 """`curvature.every`: the Hessian trace and each paper's regularizer, logged into the run records."""
+
 from __future__ import annotations
 
 import math
 
 import pytest
-
 from conftest import compose
+
 from noisereg.app import run
 from noisereg.tracking import read_metrics
 
@@ -33,8 +34,15 @@ def test_fig4_smoke_logs_hessian_trace_and_orvieto_regularizer(tmp_path, fmnist_
 
 @pytest.mark.parametrize("noise", ["gd_noise", "layerwise"])
 def test_linear_network_regularizer_matches_closed_form_and_monte_carlo(tmp_path, noise):
-    cfg = compose(f"noise={noise}", "noise.sigma=0.2", "trainer.steps=100", "curvature.every=50",
-                  "curvature.monte_carlo_repeats=400", "model.widths=[30]", *QUIET)
+    cfg = compose(
+        f"noise={noise}",
+        "noise.sigma=0.2",
+        "trainer.steps=100",
+        "curvature.every=50",
+        "curvature.monte_carlo_repeats=400",
+        "model.widths=[30]",
+        *QUIET,
+    )
     run(cfg, tmp_path)
     for row in curvature_rows(tmp_path):
         # Measured Gauss–Newton regularizer against Orvieto's closed form (Sec. 3.1 / 3.2), in float32.
@@ -51,8 +59,18 @@ def test_all_parameter_variance_grows_with_width_and_layerwise_does_not(tmp_path
     for width in (10, 1000):
         for noise in ("gd_noise", "layerwise"):
             folder = tmp_path / f"{noise}{width}"
-            run(compose(f"noise={noise}", "noise.sigma=0.3", "trainer.steps=0", "curvature.every=1",
-                        "curvature.monte_carlo_repeats=200", f"model.widths=[{width}]", *QUIET), folder)
+            run(
+                compose(
+                    f"noise={noise}",
+                    "noise.sigma=0.3",
+                    "trainer.steps=0",
+                    "curvature.every=1",
+                    "curvature.monte_carlo_repeats=200",
+                    f"model.widths=[{width}]",
+                    *QUIET,
+                ),
+                folder,
+            )
             row = curvature_rows(folder)[0]
             values[noise, width] = row["theory/R_sigma_mc"] - row["train/loss"]
     assert values["gd_noise", 1000] > 5 * values["gd_noise", 10]
@@ -60,7 +78,14 @@ def test_all_parameter_variance_grows_with_width_and_layerwise_does_not(tmp_path
 
 
 def test_curvature_does_not_change_the_training_trajectory(tmp_path):
-    common = ["noise=layerwise", "trainer.steps=40", "trainer.batch_size=10", "model=mlp", "model.widths=[16,16]", *QUIET]
+    common = [
+        "noise=layerwise",
+        "trainer.steps=40",
+        "trainer.batch_size=10",
+        "model=mlp",
+        "model.widths=[16,16]",
+        *QUIET,
+    ]
     run(compose(*common), tmp_path / "off")
     run(compose(*common, "curvature.every=10", "curvature.monte_carlo_repeats=5"), tmp_path / "on")
     rows_off, rows_on = read_metrics(tmp_path / "off"), read_metrics(tmp_path / "on")
@@ -69,11 +94,14 @@ def test_curvature_does_not_change_the_training_trajectory(tmp_path):
         assert {k: v for k, v in on.items() if k in off} == off
 
 
-@pytest.mark.parametrize("overrides, key", [
-    (["noise=gni", "model=mlp", "model.widths=[16,16]"], "reg/camuto"),
-    (["noise=label_noise", "model=mlp", "model.widths=[16]"], "reg/blanc"),
-    (["noise=gd_noise", "model=diagonal_net"], "theory/orvieto_diagonal"),
-])
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        (["noise=gni", "model=mlp", "model.widths=[16,16]"], "reg/camuto"),
+        (["noise=label_noise", "model=mlp", "model.widths=[16]"], "reg/blanc"),
+        (["noise=gd_noise", "model=diagonal_net"], "theory/orvieto_diagonal"),
+    ],
+)
 def test_each_papers_regularizer_is_logged(tmp_path, overrides, key):
     run(compose(*overrides, "trainer.steps=10", "curvature.every=10", *QUIET), tmp_path)
     rows = curvature_rows(tmp_path)
@@ -81,14 +109,30 @@ def test_each_papers_regularizer_is_logged(tmp_path, overrides, key):
 
 
 def test_curvature_every_can_count_epochs(tmp_path):
-    run(compose("trainer.steps=null", "trainer.epochs=4", "trainer.batch_size=10", "curvature.every=2",
-                "curvature.unit=epochs", *QUIET), tmp_path)  # 4 steps per epoch
+    run(
+        compose(
+            "trainer.steps=null",
+            "trainer.epochs=4",
+            "trainer.batch_size=10",
+            "curvature.every=2",
+            "curvature.unit=epochs",
+            *QUIET,
+        ),
+        tmp_path,
+    )  # 4 steps per epoch
     assert [row["step"] for row in curvature_rows(tmp_path)] == [0, 8, 16]
 
 
 def test_camuto_regularizer_counts_the_noised_input_as_layer_zero(tmp_path):
-    common = ["noise=gni", "noise.sigma=0.2", "model=mlp", "model.widths=[16,16]", "trainer.steps=0", "curvature.every=1",
-              *QUIET]
+    common = [
+        "noise=gni",
+        "noise.sigma=0.2",
+        "model=mlp",
+        "model.widths=[16,16]",
+        "trainer.steps=0",
+        "curvature.every=1",
+        *QUIET,
+    ]
     run(compose(*common, "noise.noise_input=false"), tmp_path / "hidden")
     run(compose(*common), tmp_path / "input")  # the default: the input is noised (Camuto Theorem 1)
     hidden, with_input = (curvature_rows(tmp_path / name)[0]["reg/camuto"] for name in ("hidden", "input"))
@@ -97,22 +141,36 @@ def test_camuto_regularizer_counts_the_noised_input_as_layer_zero(tmp_path):
 
 def test_diagonal_network_closed_form_only_where_it_is_derived(tmp_path):
     for noise in ("gd_noise", "layerwise"):
-        run(compose(f"noise={noise}", "model=diagonal_net", "trainer.steps=0", "curvature.every=1", *QUIET),
-            tmp_path / noise)
+        run(
+            compose(f"noise={noise}", "model=diagonal_net", "trainer.steps=0", "curvature.every=1", *QUIET),
+            tmp_path / noise,
+        )
     all_parameters, layerwise = (curvature_rows(tmp_path / n)[0] for n in ("gd_noise", "layerwise"))
     assert all_parameters["theory/orvieto_diagonal"] == pytest.approx(layerwise["theory/orvieto_diagonal"])
     assert "theory/R_sigma_closed_form" in all_parameters and "theory/R_sigma_closed_form" not in layerwise
 
 
 def test_nin_keeps_the_exact_trace(tmp_path):
-    run(compose("noise=nin", "model=mlp", "model.widths=[16,16]", "trainer.steps=5", "curvature.every=5", *QUIET),
-        tmp_path)
+    run(
+        compose("noise=nin", "model=mlp", "model.widths=[16,16]", "trainer.steps=5", "curvature.every=5", *QUIET),
+        tmp_path,
+    )
     assert all(row["hessian/trace_sem"] == 0.0 for row in curvature_rows(tmp_path))
 
 
 def test_non_piecewise_linear_models_get_hutchinson_with_an_error_bar(tmp_path):
-    run(compose("model=mlp", "model.activation=tanh", "model.widths=[8]", "trainer.steps=10", "curvature.every=10",
-                "curvature.probes=20", *QUIET), tmp_path)
+    run(
+        compose(
+            "model=mlp",
+            "model.activation=tanh",
+            "model.widths=[8]",
+            "trainer.steps=10",
+            "curvature.every=10",
+            "curvature.probes=20",
+            *QUIET,
+        ),
+        tmp_path,
+    )
     rows = curvature_rows(tmp_path)
     assert all(row["hessian/trace_sem"] > 0 for row in rows)
     assert all(row["hessian/trace"] != row["reg/ggn_trace"] for row in rows)
@@ -121,7 +179,17 @@ def test_non_piecewise_linear_models_get_hutchinson_with_an_error_bar(tmp_path):
 
 def test_the_pyhessian_method_logs_every_probe_it_was_asked_for(tmp_path):
     pytest.importorskip("pyhessian")
-    run(compose("model=mlp", "model.widths=[16,16]", "trainer.steps=2", "curvature.every=2", "curvature.probes=30",
-                "curvature.method=pyhessian", *QUIET), tmp_path)  # fmt: skip
+    run(
+        compose(
+            "model=mlp",
+            "model.widths=[16,16]",
+            "trainer.steps=2",
+            "curvature.every=2",
+            "curvature.probes=30",
+            "curvature.method=pyhessian",
+            *QUIET,
+        ),
+        tmp_path,
+    )
     rows = curvature_rows(tmp_path)
     assert rows and all(row["hessian/probes"] == 30 and row["hessian/trace_sem"] > 0 for row in rows)

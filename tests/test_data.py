@@ -1,4 +1,5 @@
 """Datasets: the synthetic regression, and real Fashion-MNIST through torchvision's loader."""
+
 from __future__ import annotations
 
 import pytest

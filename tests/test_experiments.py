@@ -1,30 +1,134 @@
 """Every experiment config composes and runs a few steps at scale=smoke (one test over the experiment/ folder)."""
+
 from __future__ import annotations
 
 import pytest
+import yaml
+from conftest import CONFIG_DIR, compose, run_cli_in_process
 
-from conftest import CONFIG_DIR, compose
 from noisereg.app import run
 from noisereg.tracking import read_metrics
 
-# Every experiment file, wherever it sits under conf/experiment/ (a subfolder `x/` is `+experiment=x/name`).
-EXPERIMENTS = sorted(str(p.relative_to(CONFIG_DIR / "experiment").with_suffix(""))
-                     for p in (CONFIG_DIR / "experiment").rglob("*.yaml"))  # fmt: skip
+PAPERS = ("orvieto", "camuto", "levi", "blanc")
+# Every experiment file, wherever it sits under conf/experiment/: `experiment=<paper>/<figure>`.
+EXPERIMENTS = sorted(
+    str(p.relative_to(CONFIG_DIR / "experiment").with_suffix("")) for p in (CONFIG_DIR / "experiment").rglob("*.yaml")
+)
+# Each one's `name:`: its records folder (results/runs/<name>/) and the old form, `+experiment=<name>`.
+NAMES = {e: yaml.safe_load((CONFIG_DIR / "experiment" / f"{e}.yaml").read_text())["name"] for e in EXPERIMENTS}
 
 
 def test_the_experiment_folder_is_not_empty():
-    assert {"fig2_synthetic", "fig3_fmnist_sigma", "fig4_deep_mlp", "fig7_mlp1", "fig10_mlp4"} <= set(EXPERIMENTS)
+    assert {
+        "orvieto/fig2_synthetic",
+        "orvieto/fig3_fmnist_sigma",
+        "orvieto/fig4_deep_mlp",
+        "orvieto/fig7_mlp1",
+        "orvieto/fig10_mlp4",
+        "camuto/fig2_remainder",
+        "levi/fig2_linear_toy",
+        "blanc/thm3_single_point",
+    } <= set(EXPERIMENTS)
+
+
+def test_the_experiments_are_grouped_by_paper():
+    """conf/experiment/<paper>/<figure>.yaml; a paper's own groups and shared bases in conf/<paper>/; each `name:` the
+    paper's prefix (none for Orvieto's) and the file's name, unique."""
+    for experiment in EXPERIMENTS:
+        paper, _, figure = experiment.partition("/")
+        assert paper in PAPERS and "/" not in figure, experiment
+        assert NAMES[experiment] == (figure if paper == "orvieto" else f"{paper}_{figure}"), experiment
+    assert len(set(NAMES.values())) == len(NAMES)
+    assert not list(CONFIG_DIR.glob("experiment/*.yaml")) and not (CONFIG_DIR / "base").exists()
+    for group in (
+        "orvieto/fig4_width",
+        "orvieto/fig5_model",
+        "camuto/fig3_model",
+        "camuto/task",
+        "blanc/relu_run",
+        "orvieto/base",
+        "camuto/base",
+        "levi/base",
+        "blanc/base",
+    ):
+        assert list((CONFIG_DIR / group).glob("*.yaml")), group
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_an_experiment_composes_by_its_file_and_by_its_old_name_alike(experiment):
+    """`experiment=<paper>/<figure>` composes, and the older command, `+experiment=<name>` (README, records), is
+    translated to it (noisereg.config.translate_overrides): the same config, its sweep included."""
+    from noisereg.config import translate_overrides
+
+    assert translate_overrides([f"+experiment={NAMES[experiment]}"]) == [f"experiment={experiment}"]
+    new = compose(f"experiment={experiment}", return_hydra_config=True)
+    old = compose(f"+experiment={NAMES[experiment]}", return_hydra_config=True)
+    assert new.name == NAMES[experiment] and new.hydra.runtime.choices.experiment == experiment
+    assert {k: v for k, v in new.items() if k != "hydra"} == {k: v for k, v in old.items() if k != "hydra"}
+    assert new.hydra.sweeper.params == old.hydra.sweeper.params
+
+
+def test_the_translation_keeps_what_it_does_not_rename():
+    from noisereg.config import translate_overrides
+
+    assert translate_overrides(
+        [
+            "-m",
+            "+experiment=fig1_variance,camuto_fig4_fourier",
+            "fig4_width=wide",
+            "camuto_fig3_model=deep_mlp",
+            "noise=gd",
+            "+experiment=orvieto/fig6_resnet",
+            "experiment=fig99",
+            "scale=smoke",
+            "seed=0,1",
+            "experiment=?",
+        ]
+    ) == [
+        "-m",
+        "experiment=orvieto/fig1_variance,camuto/fig4_fourier",
+        "orvieto/fig4_width=wide",
+        "camuto/fig3_model=deep_mlp",
+        "noise=gd",
+        "experiment=orvieto/fig6_resnet",
+        "experiment=fig99",
+        "scale=smoke",
+        "seed=0,1",
+        "experiment=?",
+    ]
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [["+experiment=fig99"], ["experiment=orvieto/fig99", "scale=smoke"], ["-m", "experiment=fig6_resnet,fig99"]],
+)
+def test_an_unknown_experiment_is_one_line_naming_the_options(arguments, tmp_path, capsys, monkeypatch):
+    result = run_cli_in_process(*arguments, cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "is unknown; choose one of: " in line and "fig99" in line, line
+    assert all(experiment in line for experiment in EXPERIMENTS), line
+    assert not any(tmp_path.iterdir())
+
+
+def test_the_experiment_options_are_listed_by_their_files(tmp_path, capsys, monkeypatch):
+    for asked in ("experiment=?", "+experiment=?"):
+        result = run_cli_in_process(asked, cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch)
+        assert result.returncode == 0
+        assert result.stdout.split()[-len(EXPERIMENTS) :] == EXPERIMENTS, result.stdout
+    result = run_cli_in_process("fig4_width=?", cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch)
+    assert result.returncode == 0 and result.stdout.split()[-2:] == ["narrow", "wide"], result.stdout
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_experiment_runs_at_smoke_scale(experiment, tmp_path, request):
-    overrides = [f"+experiment={experiment}", "scale=smoke", "logger.mode=disabled"]
+    overrides = [f"experiment={experiment}", "scale=smoke", "logger.mode=disabled"]
     cfg = compose(*overrides)
     if cfg.dataset.name.startswith("fmnist"):
         request.getfixturevalue("fmnist_available")
     if cfg.dataset.name == "cifar10":  # the fixture in the real layout: real CIFAR-10 cannot be had here
         cfg = compose(*overrides, f"dataset.root={request.getfixturevalue('cifar10_root')}")
-    assert cfg.name == experiment
+    assert cfg.name == NAMES[experiment]
     summary = run(cfg, tmp_path)
     assert summary["status"] == "completed", summary.get("reason")
     # A batched job (trainer.members=N: Blanc Figs 2-3) writes a run directory per member.
@@ -45,27 +149,30 @@ def test_experiment_runs_at_smoke_scale(experiment, tmp_path, request):
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_experiment_declares_its_sweep(experiment):
-    cfg = compose(f"+experiment={experiment}", return_hydra_config=True)
+    cfg = compose(f"experiment={experiment}", return_hydra_config=True)
     params = cfg.hydra.sweeper.params
     assert "noise" in params, "a figure's sweep covers noise modes"
     assert "seed" in params or cfg.trainer.members > 1, "and seeds: swept, or as the members of each job"
 
 
 def test_smoke_keeps_depth_and_width_ratios():
-    paper = compose("+experiment=fig4_deep_mlp", "fig4_width=narrow")
+    paper = compose("experiment=orvieto/fig4_deep_mlp", "orvieto/fig4_width=narrow")
     from noisereg.app import prepare
 
-    smoke = prepare(compose("+experiment=fig4_deep_mlp", "fig4_width=narrow", "scale=smoke"))
+    smoke = prepare(compose("experiment=orvieto/fig4_deep_mlp", "orvieto/fig4_width=narrow", "scale=smoke"))
     assert len(smoke.model.widths) == len(paper.model.widths) == 5
-    fig2 = [prepare(compose("+experiment=fig2_synthetic", f"model.widths=[{w}]", "scale=smoke")).model.widths[0]
-            for w in (50, 300)]
+    fig2 = [
+        prepare(compose("+experiment=fig2_synthetic", f"model.widths=[{w}]", "scale=smoke")).model.widths[0]
+        for w in (50, 300)
+    ]
     assert fig2[0] < fig2[1], "the narrow/wide contrast survives scale=smoke"
     assert smoke.trainer.steps <= smoke.scale.max_steps and smoke.dataset.n_train <= smoke.scale.max_train
 
 
 def test_slurm_preset_composes_into_the_submitit_slurm_launcher():
-    cfg = compose("+experiment=fig2_synthetic", "hydra/launcher=slurm", "hydra.launcher.partition=gpu",
-                  return_hydra_config=True)
+    cfg = compose(
+        "+experiment=fig2_synthetic", "hydra/launcher=slurm", "hydra.launcher.partition=gpu", return_hydra_config=True
+    )
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
     assert launcher.partition == "gpu" and launcher.gpus_per_node == 1 and launcher.array_parallelism == 32
@@ -74,7 +181,7 @@ def test_slurm_preset_composes_into_the_submitit_slurm_launcher():
 
 
 def test_the_fmnist_figures_differ_from_their_shared_base_only_where_the_paper_does():
-    """Figs 7-10 are one base (conf/base/orvieto_fmnist_mlp.yaml) plus widths, σ and lr (Orvieto App. F.1); Fig. 7
+    """Figs 7-10 are one base (conf/orvieto/base/fmnist_mlp.yaml) plus widths, σ and lr (Orvieto App. F.1); Fig. 7
     also its length (3000 steps: GD fits the subset by then, not by 2000)."""
     expected = {
         "fig7_mlp1": ([500] * 3, 0.05, 0.005, 3000),
@@ -86,7 +193,11 @@ def test_the_fmnist_figures_differ_from_their_shared_base_only_where_the_paper_d
         cfg = compose(f"+experiment={experiment}")
         assert (list(cfg.model.widths), cfg.noise.sigma, cfg.trainer.optimizer.lr) == (widths, sigma, lr)
         assert (cfg.dataset.name, cfg.trainer.loss, cfg.trainer.steps, cfg.curvature.every) == (
-            "fmnist_subset", "cross_entropy", steps, 100)
+            "fmnist_subset",
+            "cross_entropy",
+            steps,
+            100,
+        )
 
 
 def test_every_registered_option_composes_and_checks_its_settings():
@@ -106,8 +217,9 @@ def test_unknown_registry_names_list_the_choices():
     from noisereg.errors import SettingError
     from noisereg.registry import NOISE_MODES
 
-    with pytest.raises(SettingError, match="noise=shake is unknown; choose one of: gd, gd_noise, gni, gni_explicit, "
-                                           "label_noise"):
+    with pytest.raises(
+        SettingError, match="noise=shake is unknown; choose one of: gd, gd_noise, gni, gni_explicit, label_noise"
+    ):
         NOISE_MODES.entry("shake")
 
 
@@ -118,14 +230,17 @@ def test_the_cifar_figures_follow_the_paper():
 
     from noisereg.config import register_with_hydra
 
-    expected = {"fig11_toy_cnn": ("toy_cnn", 0.001), "fig12_wide_cnn": ("wide_cnn", 0.005),
-                "fig5_cnn": ("toy_cnn", 0.001)}  # fmt: skip
+    expected = {
+        "fig11_toy_cnn": ("toy_cnn", 0.001),
+        "fig12_wide_cnn": ("wide_cnn", 0.005),
+        "fig5_cnn": ("toy_cnn", 0.001),
+    }
     for experiment, (model, lr) in expected.items():
         cfg = compose(f"+experiment={experiment}")
         trainer = cfg.trainer
         assert (cfg.model.name, trainer.optimizer.lr, trainer.batch_size, cfg.noise.sigma) == (model, lr, 1024, 0.05)
         assert (cfg.dataset.name, cfg.dataset.n_train, cfg.dataset.augment) == ("cifar10", None, True)
-    wide = compose("+experiment=fig5_cnn", "fig5_model=wide")
+    wide = compose("experiment=orvieto/fig5_cnn", "orvieto/fig5_model=wide")
     assert (wide.model.name, wide.trainer.optimizer.lr) == ("wide_cnn", 0.005)
     fig6 = compose("+experiment=fig6_resnet")
     trainer = fig6.trainer
@@ -135,6 +250,8 @@ def test_the_cifar_figures_follow_the_paper():
     assert (fig6.curvature.method, fig6.curvature.n_samples, fig6.trainer.checkpoint_unit) == ("exact", 5000, "epochs")
     register_with_hydra()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        sweep = hydra_compose(config_name="config", overrides=["+experiment=fig6_resnet"], return_hydra_config=True)
+        sweep = hydra_compose(
+            config_name="config", overrides=["experiment=orvieto/fig6_resnet"], return_hydra_config=True
+        )
     params = sweep.hydra.sweeper.params
     assert params["noise"] == "gd_noise,layerwise" and params["noise.sigma"].split(",")[0] == "0.0", "SGD is σ = 0"

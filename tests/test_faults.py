@@ -5,6 +5,7 @@ already on disk are unchanged. The command-line checks run `run.py`'s `cli` in t
 Hydra starts a job), so the cases cost milliseconds, not a Python start each; the full-disk run goes through a
 real process on a real, tiny tmpfs.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -18,13 +19,19 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import ROOT, compose, run_cli_in_process
+
 from noisereg.app import run as run_job_in_process
 from noisereg.tracking.records import read_metrics
 
-RUN = ["+experiment=fig2_synthetic", "scale=smoke", "logger.mode=disabled", "model.widths=[20]",
-       "trainer.progress_bar=false", "trainer.eval_every=5"]  # fmt: skip
+RUN = [
+    "+experiment=fig2_synthetic",
+    "scale=smoke",
+    "logger.mode=disabled",
+    "model.widths=[20]",
+    "trainer.progress_bar=false",
+    "trainer.eval_every=5",
+]
 
 
 def cli(*arguments: str, cwd: Path, capsys, monkeypatch) -> tuple[int, str]:
@@ -33,8 +40,10 @@ def cli(*arguments: str, cwd: Path, capsys, monkeypatch) -> tuple[int, str]:
 
 
 def snapshot(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
-            for p in sorted(folder.rglob("*"))}  # fmt: skip
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+        for p in sorted(folder.rglob("*"))
+    }
 
 
 def assert_one_line(status: int, stderr: str, *fragments: str, code: int = 2) -> None:
@@ -94,8 +103,12 @@ DAMAGED_RECORDS = {
     "run.json truncated": ("run.json", lambda p: p.write_text(p.read_text()[:40])),
     "run.json a list": ("run.json", lambda p: p.write_text("[]")),
     "metrics.jsonl a directory": ("metrics.jsonl", lambda p: (p.unlink(), p.mkdir())),
-    "metrics.jsonl garbage line": ("metrics.jsonl", lambda p: p.write_text(
-        "".join(line if i != 1 else "garbage\n" for i, line in enumerate(p.read_text().splitlines(True))))),
+    "metrics.jsonl garbage line": (
+        "metrics.jsonl",
+        lambda p: p.write_text(
+            "".join(line if i != 1 else "garbage\n" for i, line in enumerate(p.read_text().splitlines(True)))
+        ),
+    ),
 }
 
 
@@ -126,22 +139,26 @@ def test_an_unreadable_lock_says_so_and_how_to_remove_it(run_copy, capsys, monke
     assert snapshot(run_copy) == before
 
 
-@pytest.mark.parametrize("arguments, fragments", [
-    (["hydra.run.dir="], ["hydra.run.dir is empty"]),
-    (["hydra.run.dir=a_file"], ["hydra.run.dir=a_file", "is a file"]),
-    (["hydra.run.dir=a_file/below"], ["hydra.run.dir=a_file/below", "is a file"]),
-    (["-m", "hydra.sweep.dir=a_file"], ["hydra.sweep.dir=a_file", "is a file"]),
-    (["hydra/launcher=nonexistent"], ["hydra/launcher/nonexistent", "submitit_local"]),
-    (["-m", "hydra/launcher=nonexistent"], ["hydra/launcher/nonexistent", "submitit_local"]),
-    (["seed=18446744073709551616"], ["seed=18446744073709551616", "out of range"]),
-    (["hydra.run.dir=my", "runs/x"], ["runs/x", "quote a value with spaces"]),
-])
+@pytest.mark.parametrize(
+    "arguments, fragments",
+    [
+        (["hydra.run.dir="], ["hydra.run.dir is empty"]),
+        (["hydra.run.dir=a_file"], ["hydra.run.dir=a_file", "is a file"]),
+        (["hydra.run.dir=a_file/below"], ["hydra.run.dir=a_file/below", "is a file"]),
+        (["-m", "hydra.sweep.dir=a_file"], ["hydra.sweep.dir=a_file", "is a file"]),
+        (["hydra/launcher=nonexistent"], ["hydra/launcher/nonexistent", "submitit_local"]),
+        (["-m", "hydra/launcher=nonexistent"], ["hydra/launcher/nonexistent", "submitit_local"]),
+        (["seed=18446744073709551616"], ["seed=18446744073709551616", "out of range"]),
+        (["hydra.run.dir=my", "runs/x"], ["runs/x", "quote a value with spaces"]),
+    ],
+)
 def test_bad_folders_launchers_and_seeds_are_one_line(tmp_path, capsys, monkeypatch, arguments, fragments):
     (tmp_path / "a_file").write_text("not a folder")
     before = snapshot(tmp_path)
     flags = [a for a in arguments if a.startswith("-")]  # before the overrides, as a user types them
-    status, stderr = cli(*flags, *RUN, *(a for a in arguments if a not in flags), cwd=tmp_path, capsys=capsys,
-                         monkeypatch=monkeypatch)  # fmt: skip
+    status, stderr = cli(
+        *flags, *RUN, *(a for a in arguments if a not in flags), cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch
+    )
     assert_one_line(status, stderr, *fragments)
     assert snapshot(tmp_path) == before
 
@@ -152,7 +169,9 @@ def _small_filesystem(path: Path, size: str, read_only: bool = False) -> str | N
     if os.geteuid() != 0:
         return "not root: cannot mount a small tmpfs"
     options = f"size={size}" + (",ro" if read_only else "")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True
+    )
     return None if mounted.returncode == 0 else f"mount failed: {mounted.stderr.strip()}"
 
 
@@ -181,8 +200,9 @@ def test_a_read_only_parent_is_one_line(tmp_path, capsys, monkeypatch):
 
 def test_a_disk_too_full_to_start_is_one_line(tiny_disk, capsys, monkeypatch):
     (tiny_disk / "filler").write_bytes(b"\0" * 140 * 1024)
-    status, stderr = cli(*RUN, f"hydra.run.dir={tiny_disk}/run", cwd=tiny_disk.parent, capsys=capsys,
-                         monkeypatch=monkeypatch)  # fmt: skip
+    status, stderr = cli(
+        *RUN, f"hydra.run.dir={tiny_disk}/run", cwd=tiny_disk.parent, capsys=capsys, monkeypatch=monkeypatch
+    )
     assert_one_line(status, stderr, "hydra.run.dir=", "KiB free")
     assert sorted(p.name for p in tiny_disk.iterdir()) == ["filler"]
 
@@ -190,11 +210,24 @@ def test_a_disk_too_full_to_start_is_one_line(tiny_disk, capsys, monkeypatch):
 def test_a_disk_that_fills_mid_run_is_one_line_and_leaves_no_partial_files(tiny_disk):
     (tiny_disk / "filler").write_bytes(b"\0" * 80 * 1024)  # room to start, not to finish: a row per step
     result = subprocess.run(
-        [sys.executable, str(ROOT / "run.py"), "+experiment=fig2_synthetic", "scale=cpu", "logger.mode=disabled",
-         "model.widths=[20]", "trainer.steps=3000", "trainer.eval_every=1", "curvature.every=null",
-         "trainer.progress_bar=false", f"hydra.run.dir={tiny_disk}/run"],
-        capture_output=True, text=True, timeout=300, env=dict(os.environ, WANDB_SILENT="true"),
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(ROOT / "run.py"),
+            "+experiment=fig2_synthetic",
+            "scale=cpu",
+            "logger.mode=disabled",
+            "model.widths=[20]",
+            "trainer.steps=3000",
+            "trainer.eval_every=1",
+            "curvature.every=null",
+            "trainer.progress_bar=false",
+            f"hydra.run.dir={tiny_disk}/run",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, WANDB_SILENT="true"),
+    )
     assert_one_line(result.returncode, result.stderr, str(tiny_disk / "run"), "No space left", code=1)
     left = sorted(p.name for p in (tiny_disk / "run").iterdir())
     assert not [name for name in left if name.endswith(".partial") or name == ".lock"], left
@@ -207,8 +240,16 @@ def test_a_named_fashion_mnist_root_is_used_or_refused_never_replaced(tmp_path, 
     partial.mkdir(parents=True)
     shutil.copy("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz", partial)
     for root in ("garbage", "partial"):
-        status, stderr = cli("+experiment=fig7_mlp1", "scale=smoke", "logger.mode=disabled", f"dataset.root={root}",
-                             "hydra.run.dir=R", cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch)  # fmt: skip
+        status, stderr = cli(
+            "+experiment=fig7_mlp1",
+            "scale=smoke",
+            "logger.mode=disabled",
+            f"dataset.root={root}",
+            "hydra.run.dir=R",
+            cwd=tmp_path,
+            capsys=capsys,
+            monkeypatch=monkeypatch,
+        )
         assert_one_line(status, stderr, f"dataset.root='{tmp_path / root}'", "is not in")
     assert not (tmp_path / "R").exists()
 
@@ -220,8 +261,16 @@ def test_an_images_file_holding_labels_is_named_as_the_images_file(tmp_path, cap
     for name in ("train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
         shutil.copy(debian / f"{name}.gz", raw)
     shutil.copy(debian / "train-labels-idx1-ubyte.gz", raw / "train-images-idx3-ubyte.gz")
-    status, stderr = cli("+experiment=fig7_mlp1", "scale=smoke", "logger.mode=disabled", "dataset.root=mixed",
-                         "hydra.run.dir=R", cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch)  # fmt: skip
+    status, stderr = cli(
+        "+experiment=fig7_mlp1",
+        "scale=smoke",
+        "logger.mode=disabled",
+        "dataset.root=mixed",
+        "hydra.run.dir=R",
+        cwd=tmp_path,
+        capsys=capsys,
+        monkeypatch=monkeypatch,
+    )
     assert_one_line(status, stderr, "train-images-idx3-ubyte.gz holds labels, not images")
 
 
@@ -245,9 +294,11 @@ def test_report_and_plot_refuse_an_empty_folder_and_a_wrong_out(tmp_path, unfini
 def test_report_refuses_an_out_inside_a_run_directory_or_onto_a_record(tmp_path, unfinished_run):
     """`--out <run>/summary.json` (or metrics.jsonl) once overwrote that record with the report."""
     before = {p.name: p.read_bytes() for p in unfinished_run.iterdir() if p.is_file()}
-    for out, fragment in ((unfinished_run / "run.json", "inside the run directory"),
-                          (unfinished_run / "report" / "REPORT.md", "inside the run directory"),
-                          (tmp_path / "elsewhere" / "metrics.jsonl", "a record file")):  # fmt: skip
+    for out, fragment in (
+        (unfinished_run / "run.json", "inside the run directory"),
+        (unfinished_run / "report" / "REPORT.md", "inside the run directory"),
+        (tmp_path / "elsewhere" / "metrics.jsonl", "a record file"),
+    ):
         result = _script("report.py", str(unfinished_run), "--out", str(out))
         assert_one_line(result.returncode, result.stderr, fragment)
     assert {p.name: p.read_bytes() for p in unfinished_run.iterdir() if p.is_file()} == before

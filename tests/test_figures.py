@@ -1,5 +1,6 @@
 """Figures and the claims report, from real smoke sweeps: PNG and JSON exist, the JSON's means equal an independent
 computation from metrics.jsonl, diverged runs appear, errors are one line, claims reach each verdict."""
+
 from __future__ import annotations
 
 import itertools
@@ -11,11 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import CONFIG_DIR, ROOT, compose
+
 from noisereg.app import run
-from noisereg.figures import CLAIMS, FIGURES, plot_experiment, write_report
-from noisereg.figures.claims import final, greater
+from noisereg.papers import CLAIMS, FIGURES, plot_experiment, write_report
 from noisereg.records import load_runs
 
 ORVIETO_FMNIST = ("fig3_fmnist_sigma", "fig4_deep_mlp", "fig7_mlp1", "fig8_mlp2", "fig9_mlp3", "fig10_mlp4")
@@ -50,8 +50,18 @@ def smoke_records(tmp_path_factory, cifar10_root) -> Path:
             cfg = compose(f"+experiment={experiment}", "scale=smoke", "logger.mode=disabled", *data, *job)
             run(cfg, root / experiment / str(number))
     # A run that diverges: all-parameter noise with a learning rate far too large.
-    run(compose("+experiment=fig2_synthetic", "scale=smoke", "logger.mode=disabled", "noise=gd_noise", "seed=2",
-                "model.widths=[50]", "trainer.optimizer.lr=60"), root / "diverged")  # fmt: skip
+    run(
+        compose(
+            "+experiment=fig2_synthetic",
+            "scale=smoke",
+            "logger.mode=disabled",
+            "noise=gd_noise",
+            "seed=2",
+            "model.widths=[50]",
+            "trainer.optimizer.lr=60",
+        ),
+        root / "diverged",
+    )
     return root
 
 
@@ -66,14 +76,17 @@ def metrics_by_run(root: Path) -> dict[str, dict]:
 
 def check_series_against_records(series: dict, panel: dict, records: dict[str, dict]) -> None:
     """Recompute a line series' per-step means from the raw rows of the runs whose config matches its group."""
+
     def matches(config: dict) -> bool:
         flat = {}
+
         def walk(node, prefix=""):
             for key, value in node.items():
                 if isinstance(value, dict):
                     walk(value, f"{prefix}{key}.")
                 else:
                     flat[prefix + key] = value
+
         walk(config)
         return all(flat.get(key) == value for key, value in series["config"].items())
 
@@ -132,8 +145,12 @@ def test_fig6_draws_sgd_at_the_baseline_sigma_from_one_mode_and_each_noisy_point
     for series in panel["series"]:
         for x, mean in zip(series["x"], series["mean"]):
             if series is not sgd:
-                name = next(name for name, sigma in noisy if sigma == pytest.approx(x) and
-                            statistics.fmean(finals[(name, sigma)]) == pytest.approx(mean, rel=1e-12))
+                name = next(
+                    name
+                    for name, sigma in noisy
+                    if sigma == pytest.approx(x)
+                    and statistics.fmean(finals[(name, sigma)]) == pytest.approx(mean, rel=1e-12)
+                )
                 assert name in ("gd_noise", "layerwise")
 
 
@@ -143,9 +160,12 @@ def test_fig1_points_are_the_final_monte_carlo_values(smoke_records, tmp_path):
     monte_carlo = next(s for s in panel["series"] if s["label"] == "Monte Carlo")
     records = metrics_by_run(smoke_records / "fig1_variance")
     for width, mean in zip(monte_carlo["x"], monte_carlo["mean"]):
-        finals = [r["rows"][-1]["theory/R_sigma_mc"] for r in records.values()
-                  if r["summary"]["config"]["noise"]["name"] == "gd_noise"
-                  and r["summary"]["config"]["model"]["widths"] == [int(width)]]  # fmt: skip
+        finals = [
+            r["rows"][-1]["theory/R_sigma_mc"]
+            for r in records.values()
+            if r["summary"]["config"]["noise"]["name"] == "gd_noise"
+            and r["summary"]["config"]["model"]["widths"] == [int(width)]
+        ]
         assert mean == pytest.approx(statistics.fmean(finals), rel=1e-12)
 
 
@@ -165,16 +185,22 @@ def test_a_diverged_run_is_marked_and_counted_not_dropped(smoke_records, tmp_pat
 
 def test_plot_errors_are_one_line(smoke_records, tmp_path):
     def plot(*arguments):
-        return subprocess.run([sys.executable, str(ROOT / "scripts" / "plot.py"), *arguments], cwd=tmp_path,
-                              capture_output=True, text=True)  # fmt: skip
+        return subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / "plot.py"), *arguments],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+        )
 
     missing = plot("fig4_deep_mlp", str(smoke_records / "fig2_synthetic"))
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1
     jobs = len(declared_sweep("fig2_synthetic"))
     assert "no runs of fig4_deep_mlp" in missing.stderr and f"found: fig2_synthetic ({jobs} runs)" in missing.stderr
     no_curvature = tmp_path / "no-curvature"
-    run(compose("+experiment=fig2_synthetic", "scale=smoke", "logger.mode=disabled", "curvature.every=null"),
-        no_curvature / "0")  # fmt: skip
+    run(
+        compose("+experiment=fig2_synthetic", "scale=smoke", "logger.mode=disabled", "curvature.every=null"),
+        no_curvature / "0",
+    )
     unlogged = plot("fig2_synthetic", str(no_curvature))
     assert unlogged.returncode == 2 and unlogged.stderr.count("\n") == 1
     assert "loss/regularized" in unlogged.stderr and "curvature.every" in unlogged.stderr
@@ -186,19 +212,27 @@ def test_plot_errors_are_one_line(smoke_records, tmp_path):
 def fake_run(folder: Path, seed: int, mode: str, test_acc: float) -> None:
     """A run's records written by hand, to steer a claim's statistic (the verdict logic is what is tested)."""
     folder.mkdir(parents=True)
-    config = {"name": "fig7_mlp1", "seed": seed, "noise": {"name": mode, "sigma": 0.05}, "scale": {"name": "paper"},
-              "model": {"name": "mlp", "widths": [500, 500, 500]}}  # fmt: skip
+    config = {
+        "name": "fig7_mlp1",
+        "seed": seed,
+        "noise": {"name": mode, "sigma": 0.05},
+        "scale": {"name": "paper"},
+        "model": {"name": "mlp", "widths": [500, 500, 500]},
+    }
     (folder / "summary.json").write_text(json.dumps({"status": "completed", "steps": 10, "config": config}))
     rows = [{"step": 0, "test/acc": 0.1}, {"step": 10, "test/acc": test_acc}]
     (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
-@pytest.mark.parametrize("layerwise, all_parameters, verdict", [
-    ([0.80, 0.81, 0.82], [0.70, 0.72, 0.71], "holds"),
-    ([0.70, 0.72, 0.71], [0.80, 0.81, 0.82], "fails"),
-    ([0.80, 0.70, 0.82], [0.79, 0.78, 0.75], "inconclusive"),  # within the seeds' spread
-    ([0.90], [0.50], "inconclusive"),  # one seed
-])
+@pytest.mark.parametrize(
+    "layerwise, all_parameters, verdict",
+    [
+        ([0.80, 0.81, 0.82], [0.70, 0.72, 0.71], "holds"),
+        ([0.70, 0.72, 0.71], [0.80, 0.81, 0.82], "fails"),
+        ([0.80, 0.70, 0.82], [0.79, 0.78, 0.75], "inconclusive"),  # within the seeds' spread
+        ([0.90], [0.50], "inconclusive"),  # one seed
+    ],
+)
 def test_a_claim_reaches_each_verdict(tmp_path, layerwise, all_parameters, verdict):
     for seed, (a, b) in enumerate(zip(layerwise, all_parameters)):
         fake_run(tmp_path / f"layerwise{seed}", seed, "layerwise", a)
@@ -223,26 +257,37 @@ def test_the_report_lists_every_claim_with_a_verdict_or_not_run(smoke_records, t
     # The runs table: one line per group (mode × width), its seeds' statuses and final train loss from the records.
     records = metrics_by_run(smoke_records / "fig2_synthetic")
     runs = [line for line in report.read_text().splitlines() if line.startswith("| fig2_synthetic | smoke |")]
-    groups = {(r["summary"]["config"]["noise"]["name"], tuple(r["summary"]["config"]["model"]["widths"]))
-              for r in records.values()}  # fmt: skip
+    groups = {
+        (r["summary"]["config"]["noise"]["name"], tuple(r["summary"]["config"]["model"]["widths"]))
+        for r in records.values()
+    }
     assert len(runs) == len(groups)
     for line in runs:
         mode = line.split("noise.name=")[1].split(",")[0].split(" ")[0]
         width = line.split("model.widths=(")[1].split(",")[0]
-        finals = [r["rows"][-1]["train/loss"] for r in records.values()
-                  if r["summary"]["config"]["noise"]["name"] == mode and r["summary"]["config"]["model"]["widths"][0]
-                  == int(width) and r["summary"]["status"] == "completed"]  # fmt: skip
-        statuses = [r["summary"]["status"] for r in records.values()
-                    if r["summary"]["config"]["noise"]["name"] == mode
-                    and r["summary"]["config"]["model"]["widths"][0] == int(width)]  # fmt: skip
+        finals = [
+            r["rows"][-1]["train/loss"]
+            for r in records.values()
+            if r["summary"]["config"]["noise"]["name"] == mode
+            and r["summary"]["config"]["model"]["widths"][0] == int(width)
+            and r["summary"]["status"] == "completed"
+        ]
+        statuses = [
+            r["summary"]["status"]
+            for r in records.values()
+            if r["summary"]["config"]["noise"]["name"] == mode
+            and r["summary"]["config"]["model"]["widths"][0] == int(width)
+        ]
         assert f"{len(finals)} completed" in line and f"| {statistics.fmean(finals):.4g} ± " in line
         assert len(statuses) == len(finals) + ("diverged" in line)
 
 
 def test_every_figure_has_a_claim_and_a_registered_experiment():
-    experiments = {str(p.relative_to(CONFIG_DIR / "experiment").with_suffix(""))
-                   for p in (CONFIG_DIR / "experiment").rglob("*.yaml")}  # fmt: skip
-    orvieto_experiments = {e for e in experiments if e.startswith("fig")}
+    experiments = {
+        str(p.relative_to(CONFIG_DIR / "experiment").with_suffix(""))
+        for p in (CONFIG_DIR / "experiment").rglob("*.yaml")
+    }
+    orvieto_experiments = {e.partition("/")[2] for e in experiments if e.startswith("orvieto/")}  # named as the files
     assert orvieto_experiments <= set(FIGURES), "every Orvieto experiment has its figure"
     assert {c.experiment for c in CLAIMS} <= set(FIGURES)
 

@@ -1,10 +1,11 @@
 """CUDA paths: run only where a GPU is present (listed as skipped, with the reason, elsewhere)."""
+
 from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import compose
+
 from noisereg.app import run
 from noisereg.curvature import hessian_trace
 from noisereg.models import MLP
@@ -14,9 +15,19 @@ pytestmark = pytest.mark.gpu
 
 @pytest.mark.parametrize("noise", ["gd", "gd_noise", "layerwise", "label_noise", "nin", "gni", "gni_explicit"])
 def test_every_noise_mode_trains_on_cuda(tmp_path, noise):
-    summary = run(compose(f"noise={noise}", "model=mlp", "model.widths=[64,64]", "trainer.steps=20",
-                          "trainer.batch_size=16", "trainer.device=cuda", "curvature.every=10",
-                          "logger.mode=disabled"), tmp_path)
+    summary = run(
+        compose(
+            f"noise={noise}",
+            "model=mlp",
+            "model.widths=[64,64]",
+            "trainer.steps=20",
+            "trainer.batch_size=16",
+            "trainer.device=cuda",
+            "curvature.every=10",
+            "logger.mode=disabled",
+        ),
+        tmp_path,
+    )
     assert summary["status"] == "completed" and summary["device"].startswith("cuda")
 
 
@@ -32,9 +43,18 @@ def test_exact_trace_on_cuda_matches_cpu():
 
 def test_a_smoke_resnet_trains_on_cuda_with_bf16_channels_last_and_compile(tmp_path, cifar10_root):
     """The GPU defaults (bf16 autocast, channels-last) and trainer.compile on the Fig. 6 recipe, fixture data."""
-    summary = run(compose("+experiment=fig6_resnet", "scale=smoke", f"dataset.root={cifar10_root}",
-                          "trainer.batch_size=32", "trainer.compile=true", "trainer.device=cuda",
-                          "logger.mode=disabled"), tmp_path)  # fmt: skip
+    summary = run(
+        compose(
+            "+experiment=fig6_resnet",
+            "scale=smoke",
+            f"dataset.root={cifar10_root}",
+            "trainer.batch_size=32",
+            "trainer.compile=true",
+            "trainer.device=cuda",
+            "logger.mode=disabled",
+        ),
+        tmp_path,
+    )
     assert summary["status"] == "completed" and summary["device"].startswith("cuda")
     assert {"test/acc", "hessian/trace"} <= set(summary["final_metrics"])
 

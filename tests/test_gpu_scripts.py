@@ -2,6 +2,7 @@
 its parts at small sizes), scripts/reproduce_gpu.py at scale=smoke, and scripts/gpu_bundle.sh's wheels, and both
 commands on a Python with only the GPU machine's packages and the bundle; with the cost model they plan by and the
 training path without W&B, submitit, pyhessian or BackPACK (what the bundle leaves out)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -14,15 +15,20 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import ROOT, compose, skip_without_fmnist, stop_once_training
 
 NO_GPU = {"CUDA_VISIBLE_DEVICES": ""}  # the no-GPU path, also where this suite runs on a GPU machine
 
 
 def run_script(*command: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(list(command), cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                          env=dict(os.environ, WANDB_SILENT="true", **NO_GPU, **(env or {})))  # fmt: skip
+    return subprocess.run(
+        list(command),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(os.environ, WANDB_SILENT="true", **NO_GPU, **(env or {})),
+    )
 
 
 def load_script(name: str):
@@ -62,8 +68,16 @@ def test_gpu_check_runs_its_parts_on_the_cpu_and_stops_a_slow_part_at_its_budget
 
     # 12 s for the check: the epoch part gets 170/510 of it, 4 s, less than its child needs to import torch and
     # time three pipelines; it is stopped and said so, and the check goes on
-    stopped = run_script("bash", "scripts/gpu_check.sh", str(tmp_path / "stopped"), "--allow-cpu", "--only", "epoch",
-                         "--budget-seconds", "12")  # fmt: skip
+    stopped = run_script(
+        "bash",
+        "scripts/gpu_check.sh",
+        str(tmp_path / "stopped"),
+        "--allow-cpu",
+        "--only",
+        "epoch",
+        "--budget-seconds",
+        "12",
+    )
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     parts = json.loads((tmp_path / "stopped" / "gpu_check.json").read_text())["parts"]
     assert parts["epoch"]["status"] == "skipped" and "stopped at its budget" in parts["epoch"]["reason"], parts
@@ -74,8 +88,20 @@ def test_gpu_check_runs_its_parts_on_the_cpu_and_stops_a_slow_part_at_its_budget
 
 
 def test_reproduce_gpu_at_smoke_scale_plans_runs_reports_and_counts_what_is_done(tmp_path):
-    arguments = [sys.executable, "scripts/reproduce_gpu.py", "--scale", "smoke", "--seeds", "1", "--no-images",
-                 "--only", "fig9_mlp3", "levi_fig3_mlp_ce", "--out", str(tmp_path / "gpu")]  # fmt: skip
+    arguments = [
+        sys.executable,
+        "scripts/reproduce_gpu.py",
+        "--scale",
+        "smoke",
+        "--seeds",
+        "1",
+        "--no-images",
+        "--only",
+        "fig9_mlp3",
+        "levi_fig3_mlp_ce",
+        "--out",
+        str(tmp_path / "gpu"),
+    ]
     first = run_script(*arguments, "--budget-minutes", "10", env={"PYTHONPATH": str(ROOT / "src")})
     assert first.returncode == 0, first.stdout + first.stderr
     plan = [line for line in first.stdout.splitlines() if line.startswith("  ")]
@@ -95,29 +121,64 @@ def test_reproduce_gpu_at_smoke_scale_plans_runs_reports_and_counts_what_is_done
     assert "fig9_mlp3: 6 jobs (3 done)" in more.stdout and "levi_fig3_mlp_ce: 8 jobs (4 done)" in more.stdout
     # and run: a second seed changes Hydra's job numbers, not the folders (named by the jobs' settings), so nothing
     # is refused and every job finishes
-    second = run_script(*arguments[:5], "2", "--no-images", "--only", "fig9_mlp3", "--out", str(tmp_path / "gpu"),
-                        "--budget-minutes", "10", env={"PYTHONPATH": str(ROOT / "src")})  # fmt: skip
+    second = run_script(
+        *arguments[:5],
+        "2",
+        "--no-images",
+        "--only",
+        "fig9_mlp3",
+        "--out",
+        str(tmp_path / "gpu"),
+        "--budget-minutes",
+        "10",
+        env={"PYTHONPATH": str(ROOT / "src")},
+    )
     assert second.returncode == 0 and "refused" not in second.stdout, second.stdout + second.stderr
     folders = sorted(path.parent.name for path in (tmp_path / "gpu" / "runs" / "fig9_mlp3").glob("*/summary.json"))
-    assert folders == sorted(f"noise={noise},seed={seed}" for noise in ("gd", "gd_noise", "layerwise") for seed in (0, 1))
+    assert folders == sorted(
+        f"noise={noise},seed={seed}" for noise in ("gd", "gd_noise", "layerwise") for seed in (0, 1)
+    )
     # records of another scale are not this plan's: none of the paper-scale jobs is done
-    paper = run_script(sys.executable, "scripts/reproduce_gpu.py", "--scale", "paper", "--seeds", "2", "--only",
-                       "fig9_mlp3", "--out", str(tmp_path / "gpu"), "--plan-only", "--assume", "600,50,150,20",
-                       env={"PYTHONPATH": str(ROOT / "src")})  # fmt: skip
+    paper = run_script(
+        sys.executable,
+        "scripts/reproduce_gpu.py",
+        "--scale",
+        "paper",
+        "--seeds",
+        "2",
+        "--only",
+        "fig9_mlp3",
+        "--out",
+        str(tmp_path / "gpu"),
+        "--plan-only",
+        "--assume",
+        "600,50,150,20",
+        env={"PYTHONPATH": str(ROOT / "src")},
+    )
     assert paper.returncode == 0 and "fig9_mlp3: 6 jobs (0 done)" in paper.stdout, paper.stdout + paper.stderr
 
 
-@pytest.mark.parametrize("arguments, fragment", [
-    (["--assume", "0,0,0,0"], "--assume 0,0,0,0: the speeds must be finite and above 0"),
-    (["--assume", "600,nan,150,20"], "--assume 600,nan,150,20"),
-    (["--assume", "600,50,-1,20"], "the times finite and at least 0"),
-    (["--budget-minutes", "nan"], "--budget-minutes nan"),
-    (["--budget-minutes", "inf"], "--budget-minutes inf"),
-    (["--budget-minutes", "-3"], "--budget-minutes -3"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "arguments, fragment",
+    [
+        (["--assume", "0,0,0,0"], "--assume 0,0,0,0: the speeds must be finite and above 0"),
+        (["--assume", "600,nan,150,20"], "--assume 600,nan,150,20"),
+        (["--assume", "600,50,-1,20"], "the times finite and at least 0"),
+        (["--budget-minutes", "nan"], "--budget-minutes nan"),
+        (["--budget-minutes", "inf"], "--budget-minutes inf"),
+        (["--budget-minutes", "-3"], "--budget-minutes -3"),
+    ],
+)
 def test_reproduce_gpu_refuses_impossible_numbers_in_one_line(tmp_path, arguments, fragment):
-    completed = run_script(sys.executable, "scripts/reproduce_gpu.py", "--plan-only", "--out", str(tmp_path / "gpu"),
-                           *arguments, env={"PYTHONPATH": str(ROOT / "src")})  # fmt: skip
+    completed = run_script(
+        sys.executable,
+        "scripts/reproduce_gpu.py",
+        "--plan-only",
+        "--out",
+        str(tmp_path / "gpu"),
+        *arguments,
+        env={"PYTHONPATH": str(ROOT / "src")},
+    )
     lines = (completed.stdout + completed.stderr).strip().splitlines()
     assert completed.returncode == 2 and len(lines) == 1 and fragment in lines[0], lines
     assert not (tmp_path / "gpu").exists()
@@ -125,20 +186,32 @@ def test_reproduce_gpu_refuses_impossible_numbers_in_one_line(tmp_path, argument
 
 @pytest.mark.parametrize("budget", ["0", "-5", "nan", "inf"])
 def test_gpu_check_refuses_a_budget_that_is_not_a_time_in_one_line(tmp_path, budget):
-    completed = run_script("bash", "scripts/gpu_check.sh", str(tmp_path / "check"), "--allow-cpu", "--budget-seconds",
-                           budget)  # fmt: skip
+    completed = run_script(
+        "bash", "scripts/gpu_check.sh", str(tmp_path / "check"), "--allow-cpu", "--budget-seconds", budget
+    )
     lines = (completed.stdout + completed.stderr).strip().splitlines()
     assert completed.returncode == 2 and len(lines) == 1 and f"--budget-seconds {budget}" in lines[0], lines
     assert not (tmp_path / "check").exists()
 
 
 def test_gpu_check_names_its_folder_from_where_it_is_typed(tmp_path):
-    completed = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), "check"], cwd=tmp_path,
-                               capture_output=True, text=True, env=dict(os.environ, **NO_GPU), timeout=300)  # fmt: skip
+    completed = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "gpu_check.sh"), "check"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, **NO_GPU),
+        timeout=300,
+    )
     assert completed.returncode == 0, completed.stderr
-    completed = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), "check", "--allow-cpu", "--only",
-                                "versions"], cwd=tmp_path, capture_output=True, text=True,
-                               env=dict(os.environ, **NO_GPU), timeout=300)  # fmt: skip
+    completed = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "gpu_check.sh"), "check", "--allow-cpu", "--only", "versions"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, **NO_GPU),
+        timeout=300,
+    )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert (tmp_path / "check" / "gpu_check.json").exists() and not (ROOT / "check").exists()
 
@@ -150,10 +223,29 @@ def test_a_stopped_reproduce_gpu_stops_its_sweep_whose_job_checkpoints(tmp_path)
 
     import psutil
 
-    command = [sys.executable, "scripts/reproduce_gpu.py", "--scale", "paper", "--seeds", "1", "--only", "fig7_mlp1",
-               "--budget-minutes", "60", "--no-images", "--out", str(tmp_path / "gpu")]  # fmt: skip
-    script = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=dict(os.environ, WANDB_SILENT="true", PYTHONPATH=str(ROOT / "src"), **NO_GPU))
+    command = [
+        sys.executable,
+        "scripts/reproduce_gpu.py",
+        "--scale",
+        "paper",
+        "--seeds",
+        "1",
+        "--only",
+        "fig7_mlp1",
+        "--budget-minutes",
+        "60",
+        "--no-images",
+        "--out",
+        str(tmp_path / "gpu"),
+    ]
+    script = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, WANDB_SILENT="true", PYTHONPATH=str(ROOT / "src"), **NO_GPU),
+    )
     stderr, processes = stop_once_training(script, tmp_path / "gpu" / "runs", 1, signal.SIGTERM, timeout=300)
     assert script.returncode == 128 + signal.SIGTERM, stderr[-3000:]
     assert "Traceback" not in stderr and stderr.count("stopped by SIGTERM") == 1, stderr
@@ -164,9 +256,16 @@ def test_a_stopped_reproduce_gpu_stops_its_sweep_whose_job_checkpoints(tmp_path)
 
 def test_the_plan_fits_the_budget_in_order_and_skips_what_is_done(tmp_path):
     reproduce_gpu = load_script("reproduce_gpu")
-    planned = [reproduce_gpu.Planned(name, [], tmp_path, jobs, done, seconds, "FLOP count")
-               for name, jobs, done, seconds in [("done", 3, 3, 0.0), ("first", 3, 0, 100.0), ("too big", 9, 0, 500.0),
-                                                 ("small", 3, 1, 30.0), ("no room", 3, 0, 60.0)]]  # fmt: skip
+    planned = [
+        reproduce_gpu.Planned(name, [], tmp_path, jobs, done, seconds, "FLOP count")
+        for name, jobs, done, seconds in [
+            ("done", 3, 3, 0.0),
+            ("first", 3, 0, 100.0),
+            ("too big", 9, 0, 500.0),
+            ("small", 3, 1, 30.0),
+            ("no room", 3, 0, 60.0),
+        ]
+    ]
     reproduce_gpu.fit(planned, budget_s=200)  # each experiment also reserves 10 s for its figure and claims
     assert [plan.included for plan in planned] == [False, True, False, True, False]
     assert planned[0].reasons == ["done: every job finished (skipped)"]
@@ -182,11 +281,17 @@ def test_the_planner_composes_each_job_as_hydra_does():
         composed = [composer.compose(job) for job in jobs]
     finally:
         composer.close()
-    # the experiment sweeps the noise (its base) and fig4_width; the command line's two seeds replace its three
-    expected = {frozenset({f"noise={noise}", f"fig4_width={width}", f"seed={seed}"})
-                for noise in ("gd", "gd_noise", "layerwise") for width in ("narrow", "wide") for seed in (0, 1)}
+    # the experiment sweeps the noise (its base) and orvieto/fig4_width; the command line's two seeds replace its three
+    expected = {
+        frozenset({f"noise={noise}", f"orvieto/fig4_width={width}", f"seed={seed}"})
+        for noise in ("gd", "gd_noise", "layerwise")
+        for width in ("narrow", "wide")
+        for seed in (0, 1)
+    }
     assert len(jobs) == 12 and {frozenset(job[2:]) for job in jobs} == expected, jobs
-    assert all(job[:2] == ["+experiment=fig4_deep_mlp", "scale=smoke"] for job in jobs)
+    assert all(
+        job[:2] == ["experiment=orvieto/fig4_deep_mlp", "scale=smoke"] for job in jobs
+    )  # the old name translated
     for job, cfg in zip(jobs, composed):
         assert cfg == compose(*job), job
 
@@ -194,8 +299,23 @@ def test_the_planner_composes_each_job_as_hydra_does():
 # ------------------------------------------------------------------------------------------------ gpu_bundle.sh
 
 
-GPU_MACHINE_HAS = {"torch", "torchvision", "numpy", "pandas", "matplotlib", "scikit-learn", "pytest", "typing-extensions",
-                   "pillow", "scipy", "filelock", "jinja2", "sympy", "networkx", "fsspec"}  # fmt: skip
+GPU_MACHINE_HAS = {
+    "torch",
+    "torchvision",
+    "numpy",
+    "pandas",
+    "matplotlib",
+    "scikit-learn",
+    "pytest",
+    "typing-extensions",
+    "pillow",
+    "scipy",
+    "filelock",
+    "jinja2",
+    "sympy",
+    "networkx",
+    "fsspec",
+}
 
 
 @pytest.fixture(scope="module")
@@ -224,9 +344,17 @@ def test_the_gpu_bundle_holds_every_package_once_with_what_it_needs_and_fashion_
     assert len(names) == len(set(names)), names  # no package twice
     assert all(w.name.endswith(("py3-none-any.whl", "none-any.whl")) or "cp312" in w.name for w in wheels), wheels
     missing = []
-    environment = {"python_version": "3.12", "python_full_version": "3.12.0", "sys_platform": "linux",
-                   "platform_system": "Linux", "platform_machine": "x86_64", "os_name": "posix",
-                   "implementation_name": "cpython", "platform_python_implementation": "CPython", "extra": ""}  # fmt: skip
+    environment = {
+        "python_version": "3.12",
+        "python_full_version": "3.12.0",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "platform_machine": "x86_64",
+        "os_name": "posix",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+        "extra": "",
+    }
     for wheel in wheels:
         with zipfile.ZipFile(wheel) as archive:
             metadata = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
@@ -244,8 +372,12 @@ def test_the_gpu_bundle_holds_every_package_once_with_what_it_needs_and_fashion_
         assert canonicalize_name(module) in names
     assert not {"wandb", "submitit", "pyhessian"} & set(names)
     raw = sorted(path.name for path in (bundle / "FashionMNIST" / "raw").iterdir())
-    assert [name.split(".")[0] for name in raw] == ["t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
-                                                    "train-images-idx3-ubyte", "train-labels-idx1-ubyte"]
+    assert [name.split(".")[0] for name in raw] == [
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+    ]
     assert sum(path.stat().st_size for path in bundle.rglob("*") if path.is_file()) < 60 * 2**20
 
 
@@ -277,12 +409,26 @@ def gpu_machine_python(folder: Path) -> Path:
             source = Path(distribution.locate_file(top))
             if source.exists() and not (site / top).exists() and not top.endswith(".pth"):
                 (site / top).symlink_to(source)
-    assert not {"hydra", "omegaconf", "yaml", "tqdm", "wandb", "submitit", "pyhessian", "backpack", "noisereg",
-                "xdist"} & {path.name for path in site.iterdir()}  # fmt: skip
+    assert not {
+        "hydra",
+        "omegaconf",
+        "yaml",
+        "tqdm",
+        "wandb",
+        "submitit",
+        "pyhessian",
+        "backpack",
+        "noisereg",
+        "xdist",
+    } & {path.name for path in site.iterdir()}
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder / "venv")], check=True)
     python = folder / "venv" / "bin" / "python"
-    purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    purelib = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     (Path(purelib) / "gpu_machine.pth").write_text(f"{site}\n")
     return python
 
@@ -293,33 +439,74 @@ def test_the_gpu_commands_run_with_only_the_gpu_machines_packages_and_the_bundle
     wheels are asked for by name, as on that machine; on another Python PyYAML runs without its C part."""
     python = gpu_machine_python(tmp_path)
     target = tmp_path / "site"
-    install = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--target",
-                              str(target), "--python-version", "3.12", "--only-binary=:all:",
-                              *map(str, sorted((bundle / "wheels").glob("*.whl")))],
-                             capture_output=True, text=True)  # fmt: skip
+    install = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-index",
+            "--no-deps",
+            "--target",
+            str(target),
+            "--python-version",
+            "3.12",
+            "--only-binary=:all:",
+            *map(str, sorted((bundle / "wheels").glob("*.whl"))),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert install.returncode == 0, install.stderr
     machine = {"PYTHON": str(python), "PYTHONPATH": str(target)}
     missing = run_script(str(python), "-c", "import hydra", env={"PYTHONPATH": ""})
     assert missing.returncode != 0 and "No module named 'hydra'" in missing.stderr  # the machine alone lacks it
 
-    check = run_script("bash", "scripts/gpu_check.sh", str(tmp_path / "check"), "--allow-cpu", "--only", "versions",
-                       "tests", "trace", env=machine)  # fmt: skip
+    check = run_script(
+        "bash",
+        "scripts/gpu_check.sh",
+        str(tmp_path / "check"),
+        "--allow-cpu",
+        "--only",
+        "versions",
+        "tests",
+        "trace",
+        env=machine,
+    )
     assert check.returncode == 0, check.stdout + check.stderr
     parts = json.loads((tmp_path / "check" / "gpu_check.json").read_text())["parts"]
     assert all(part["status"] == "done" for part in parts.values()), parts
-    assert parts["versions"]["result"]["python"] == subprocess.run(
-        [python, "-c", "import platform; print(platform.python_version())"], capture_output=True, text=True
-    ).stdout.strip()
+    assert (
+        parts["versions"]["result"]["python"]
+        == subprocess.run(
+            [python, "-c", "import platform; print(platform.python_version())"], capture_output=True, text=True
+        ).stdout.strip()
+    )
     assert parts["tests"]["result"]["failures"] == 0 and parts["tests"]["result"]["errors"] == 0, parts["tests"]
 
     out = tmp_path / "gpu"
-    reproduce = run_script(str(python), "scripts/reproduce_gpu.py", "--scale", "smoke", "--seeds", "1", "--no-images",
-                           "--only", "fig9_mlp3", "--data-root", str(bundle), "--out", str(out),
-                           env={"PYTHONPATH": f"{ROOT / 'src'}:{target}"})  # fmt: skip
+    reproduce = run_script(
+        str(python),
+        "scripts/reproduce_gpu.py",
+        "--scale",
+        "smoke",
+        "--seeds",
+        "1",
+        "--no-images",
+        "--only",
+        "fig9_mlp3",
+        "--data-root",
+        str(bundle),
+        "--out",
+        str(out),
+        env={"PYTHONPATH": f"{ROOT / 'src'}:{target}"},
+    )
     assert reproduce.returncode == 0, reproduce.stdout + reproduce.stderr
     runs = list((out / "runs" / "fig9_mlp3").glob("*/run.json"))
-    assert runs and all(json.loads(path.read_text())["config"]["dataset"]["root"] == str(bundle.resolve())
-                    for path in runs)  # fmt: skip
+    assert runs and all(
+        json.loads(path.read_text())["config"]["dataset"]["root"] == str(bundle.resolve()) for path in runs
+    )
     assert "fig9_mlp3" in (out / "REPORT.md").read_text()
 
 
@@ -329,8 +516,10 @@ def test_the_gpu_commands_run_with_only_the_gpu_machines_packages_and_the_bundle
 def test_training_runs_without_wandb_submitit_pyhessian_or_backpack(tmp_path):
     """What the GPU bundle leaves out: `logger.mode=disabled` training imports none of them."""
     blocked = "import sys; sys.modules.update(dict.fromkeys(['wandb', 'submitit', 'pyhessian', 'backpack']))"
-    command = (f"{blocked}; import runpy; sys.argv = ['run.py', '+experiment=fig9_mlp3', 'scale=smoke', "
-               f"'logger.mode=disabled', 'hydra.run.dir={tmp_path}/run']; runpy.run_path('run.py', run_name='__main__')")
+    command = (
+        f"{blocked}; import runpy; sys.argv = ['run.py', '+experiment=fig9_mlp3', 'scale=smoke', "
+        f"'logger.mode=disabled', 'hydra.run.dir={tmp_path}/run']; runpy.run_path('run.py', run_name='__main__')"
+    )
     completed = run_script(sys.executable, "-c", command)
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "completed"
@@ -340,8 +529,17 @@ def test_the_cost_model_counts_an_mlp_steps_flops_as_the_dense_matmuls_do():
     from noisereg.app import prepare
     from noisereg.cost import DeviceSpeed, job_cost
 
-    cfg = prepare(compose("model=mlp", "model.widths=[64,32]", "dataset=synthetic_sparse", "trainer.steps=10",
-                          "trainer.batch_size=16", "logger.mode=disabled", "trainer.device=cpu"))  # fmt: skip
+    cfg = prepare(
+        compose(
+            "model=mlp",
+            "model.widths=[64,32]",
+            "dataset=synthetic_sparse",
+            "trainer.steps=10",
+            "trainer.batch_size=16",
+            "logger.mode=disabled",
+            "trainer.device=cpu",
+        )
+    )
     cost = job_cost(cfg, torch.device("cpu"))
     from noisereg.registry import DATASETS
 

@@ -1,13 +1,14 @@
 """Probe settings are checked whether or not the probe is switched on; scale=smoke says that it switches
 trainer.compile off; `python run.py --help` lists the groups a user picks from (conf/hydra/help/noisereg.yaml)."""
+
 from __future__ import annotations
 
 import dataclasses
 
 import pytest
+from conftest import compose, run_cli
 from omegaconf import DictConfig, OmegaConf
 
-from conftest import compose, run_cli
 from noisereg import config
 from noisereg.app import prepare
 from noisereg.config import validate
@@ -17,14 +18,18 @@ from noisereg.registry import PROBES
 
 # (override, what the one-line error says): each names the setting, its value and what it must be.
 BAD_PROBE_SETTINGS = [
-    ("+probes.predictions.split=validation", "probes.predictions.split='validation' is unknown; choose one of "
-                                             "['train', 'test']"),  # fmt: skip
+    (
+        "+probes.predictions.split=validation",
+        "probes.predictions.split='validation' is unknown; choose one of ['train', 'test']",
+    ),
     ("+probes.predictions.n_samples=0", "probes.predictions.n_samples=0 must be >= 1"),
     ("+probes.calibration.split=val", "probes.calibration.split='val' is unknown; choose one of ['train', 'test']"),
     ("+probes.calibration.bins=0", "probes.calibration.bins=0 must be >= 1"),
     ("+probes.fourier.frequencies=[0,5]", "probes.fourier.frequencies=[0, 5] must be a non-empty list"),
-    ("+probes.function_1d.saved_points=1", "probes.function_1d.saved_points=1 must lie in [2, "
-                                           "probes.function_1d.grid_points=4001]"),  # fmt: skip
+    (
+        "+probes.function_1d.saved_points=1",
+        "probes.function_1d.saved_points=1 must lie in [2, probes.function_1d.grid_points=4001]",
+    ),
     ("+probes.label_noise_regularizer.n_samples=0", "probes.label_noise_regularizer.n_samples=0 must be >= 1, or null"),
     ("+probes.layer_statistics.n_samples=0", "probes.layer_statistics.n_samples=0 must be >= 1"),
     ("+probes.nin_time_scales.n_samples=0", "probes.nin_time_scales.n_samples=0 must be >= 1"),
@@ -41,8 +46,9 @@ def default_config() -> DictConfig:
 
 def overridden(cfg: DictConfig, *overrides: str) -> DictConfig:
     """`cfg` with `key=value` overrides (values parsed as YAML, as Hydra does), without composing again (0.3 s)."""
-    return OmegaConf.merge(OmegaConf.create(OmegaConf.to_container(cfg)),
-                           OmegaConf.from_dotlist([o.lstrip("+") for o in overrides]))  # fmt: skip
+    return OmegaConf.merge(
+        OmegaConf.create(OmegaConf.to_container(cfg)), OmegaConf.from_dotlist([o.lstrip("+") for o in overrides])
+    )
 
 
 def setting_error(cfg: DictConfig) -> str:
@@ -90,8 +96,10 @@ def test_scale_smoke_says_once_that_it_switches_compile_off(default_config, caps
     assert prepare(smoke).trainer.compile is False
     prepare(smoke)  # run.py's check before Hydra starts and the job itself prepare the same config
     lines = capsys.readouterr().err.splitlines()
-    assert lines == ["noisereg: scale=smoke runs eager: trainer.compile=true is switched off "
-                     "(scale=paper, cpu or cpu_quarter keeps it)"]  # fmt: skip
+    assert lines == [
+        "noisereg: scale=smoke runs eager: trainer.compile=true is switched off "
+        "(scale=paper, cpu or cpu_quarter keeps it)"
+    ]
     assert prepare(overridden(default_config, "trainer.compile=true")).trainer.compile is True  # scale=paper
     assert prepare(overridden(smoke, "trainer.compile=false")).trainer.compile is False
     assert capsys.readouterr().err == "", "nothing to say where nothing is switched off"
@@ -101,12 +109,35 @@ def test_help_lists_the_groups_a_user_picks_from_and_not_the_internal_ones(tmp_p
     result = run_cli("--help", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     text = result.stdout
-    assert "python run.py +experiment=<name>" in text and "python run.py -m +experiment=<name>" in text
+    assert "python run.py experiment=<paper>/<figure>" in text
+    assert "python run.py -m experiment=<paper>/<figure>" in text
+    assert "+experiment=fig6_resnet" in text, "the older form, which still works, is named"
     assert "README.md" in text and "--cfg job" in text and "<group>=?" in text
-    for group in ("experiment", "dataset", "model", "noise", "trainer", "curvature", "logger", "scale", "probes",
-                  "hydra/launcher", "fig4_width"):  # fmt: skip
+    for group in (
+        "experiment",
+        "dataset",
+        "model",
+        "noise",
+        "trainer",
+        "curvature",
+        "logger",
+        "scale",
+        "probes",
+        "hydra/launcher",
+        "orvieto/fig4_width",
+        "camuto/fig3_model",
+    ):
         assert f"\n  {group} " in text, f"{group} is not listed"
-    for option in ("fig2_synthetic", "gd_noise", "smoke", "predictions", "remainder", "submitit_local", "paper (now)"):
+    for option in (
+        "orvieto/fig2_synthetic",
+        "blanc/thm3_single_point",
+        "gd_noise",
+        "smoke",
+        "predictions",
+        "remainder",
+        "submitit_local",
+        "paper (now)",
+    ):
         assert option in text
     for internal in ("_schema", "cpu_budget", "base:", "orvieto_fmnist_mlp", "$"):
         assert internal not in text, f"{internal!r} in the help"

@@ -1,6 +1,7 @@
 """Levi et al. (noise injection nodes): the node's initialisation, draws and records, the linear toy model, its data
 and App. D's time scales, the full Fashion-MNIST split, exponential fits, the phase rule, the claims' helpers, and
 every levi_* experiment from a real smoke sweep to its figure (JSON against metrics.jsonl)."""
+
 from __future__ import annotations
 
 import itertools
@@ -13,19 +14,19 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from torch import nn
-
 from conftest import compose
 from test_figures import metrics_by_run
+from torch import nn
+
 from noisereg.app import build, prepare, run
 from noisereg.data import fmnist_full, scalar_regression
 from noisereg.errors import SettingError
-from noisereg.figures import plot_experiment
-from noisereg.figures.claims import Evidence, below, unanimous, within
 from noisereg.figures.fits import fit_exponential
-from noisereg.figures.levi import PHASES, run_phase
+from noisereg.figures.statistics import Evidence, below, unanimous, within
 from noisereg.models import MLP, build_model
 from noisereg.noise import NoiseInjectionNode
+from noisereg.papers import plot_experiment
+from noisereg.papers.levi.science import PHASES, run_phase
 from noisereg.tracking import read_metrics
 from noisereg.train.evaluation import parameter_norms
 
@@ -151,8 +152,15 @@ def test_table1_strengths_resolve_to_the_papers_sigma():
 
 
 def test_a_nin_at_sigma_zero_trains_exactly_as_without_one(tmp_path):
-    common = ["dataset=synthetic_sparse", "model=mlp", "model.widths=[12]", "trainer.steps=15", "trainer.batch_size=8",
-              "trainer.eval_every=5", *QUIET]  # fmt: skip
+    common = [
+        "dataset=synthetic_sparse",
+        "model=mlp",
+        "model.widths=[12]",
+        "trainer.steps=15",
+        "trainer.batch_size=8",
+        "trainer.eval_every=5",
+        *QUIET,
+    ]
     run(compose(*common, "noise=nin", "noise.sigma=0", "noise.resample=epoch"), tmp_path / "nin")
     run(compose(*common, "noise=gd"), tmp_path / "gd")
     keys = ("step", "train/loss", "test/loss", "train/batch_loss")
@@ -161,8 +169,17 @@ def test_a_nin_at_sigma_zero_trains_exactly_as_without_one(tmp_path):
 
 
 def test_eval_every_counts_epochs_when_asked(tmp_path):
-    run(compose("trainer.batch_size=10", "trainer.steps=null", "trainer.epochs=3", "trainer.eval_every=1",
-                "trainer.eval_unit=epochs", *QUIET), tmp_path)  # fmt: skip
+    run(
+        compose(
+            "trainer.batch_size=10",
+            "trainer.steps=null",
+            "trainer.epochs=3",
+            "trainer.eval_every=1",
+            "trainer.eval_unit=epochs",
+            *QUIET,
+        ),
+        tmp_path,
+    )
     assert [row["step"] for row in read_metrics(tmp_path)] == [0, 4, 8, 12]  # 40 points, 4 steps per epoch
 
 
@@ -185,8 +202,17 @@ def test_linear_toy_starts_at_its_weights_and_refuses_other_sizes():
 
 
 def test_the_time_scale_probe_gives_appendix_ds_closed_forms():
-    cfg = prepare(compose("+experiment=levi_fig2_linear_toy", "noise.sigma=1.3", "model.first_weight=0.7",
-                          "model.second_weight=-1.6", "dataset.n_train=300", "dataset.slope=2.5", *QUIET))  # fmt: skip
+    cfg = prepare(
+        compose(
+            "+experiment=levi_fig2_linear_toy",
+            "noise.sigma=1.3",
+            "model.first_weight=0.7",
+            "model.second_weight=-1.6",
+            "dataset.n_train=300",
+            "dataset.slope=2.5",
+            *QUIET,
+        )
+    )
     experiment = build(cfg)
     probe = experiment.state.probes[0]
     metrics = probe.measure(0).metrics
@@ -197,9 +223,21 @@ def test_the_time_scale_probe_gives_appendix_ds_closed_forms():
 
 def test_the_time_scale_probe_matches_a_dense_local_hessian():
     """ŵᵀ⟨H_z⟩ŵ of a tanh MLP with the half-MSE loss against per-sample Hessians with respect to z, computed densely."""
-    cfg = prepare(compose("dataset=synthetic_sparse", "model=mlp", "model.widths=[6,5]", "model.activation=tanh",
-                          "noise=nin", "noise.sigma=0.8", "noise.layer=0", "+probes.nin_time_scales.every=1",
-                          "+probes.nin_time_scales.n_samples=30", "trainer.loss=half_mse", *QUIET))  # fmt: skip
+    cfg = prepare(
+        compose(
+            "dataset=synthetic_sparse",
+            "model=mlp",
+            "model.widths=[6,5]",
+            "model.activation=tanh",
+            "noise=nin",
+            "noise.sigma=0.8",
+            "noise.layer=0",
+            "+probes.nin_time_scales.every=1",
+            "+probes.nin_time_scales.n_samples=30",
+            "trainer.loss=half_mse",
+            *QUIET,
+        )
+    )
     experiment = build(cfg)
     model, probe = experiment.model, experiment.state.probes[0]
     measured = probe.measure(0).metrics["tau/noise_theory"]
@@ -258,8 +296,15 @@ def test_exponential_fits_recover_tau_with_calibrated_errors():
 
 def rows(loss, niw, status="completed", accuracy=None) -> pd.DataFrame:
     """A linear toy run (catapult window: its first 500 steps), evaluated every 10 steps."""
-    table = pd.DataFrame({"step": np.arange(len(loss)) * 10, "train/loss": loss, "noise/nin_weight_norm": niw,
-                          "status": status, "experiment": "levi_fig2_linear_toy"})  # fmt: skip
+    table = pd.DataFrame(
+        {
+            "step": np.arange(len(loss)) * 10,
+            "train/loss": loss,
+            "noise/nin_weight_norm": niw,
+            "status": status,
+            "experiment": "levi_fig2_linear_toy",
+        }
+    )
     if accuracy is not None:
         table["train/acc"] = accuracy
     return table
@@ -329,13 +374,17 @@ def levi_records(tmp_path_factory) -> Path:
     return root
 
 
-# The catapult window of each experiment, as the module docstring of figures/levi.py states it.
-WINDOWS = {"levi_fig2_linear_toy": ("step", 500), "levi_fig1_decay_times": ("epoch", 3),
-           "levi_fig2_mlp_mse": ("epoch", 3), "levi_fig3_mlp_ce": ("epoch", 3)}  # fmt: skip
+# The catapult window of each experiment, as the module docstring of papers/levi states it.
+WINDOWS = {
+    "levi_fig2_linear_toy": ("step", 500),
+    "levi_fig1_decay_times": ("epoch", 3),
+    "levi_fig2_mlp_mse": ("epoch", 3),
+    "levi_fig3_mlp_ce": ("epoch", 3),
+}
 
 
 def independent_phase(records: list[dict], status: str, experiment: str) -> str:
-    """The phase rule of figures/levi.py, again, on the raw rows."""
+    """The phase rule of papers/levi, again, on the raw rows."""
     loss = [r.get("train/loss", math.nan) for r in records]
     niw = [r.get("noise/nin_weight_norm", math.nan) for r in records]
     values = [v if isinstance(v, float) else math.nan for v in loss + niw]
@@ -361,8 +410,10 @@ def test_each_levi_figure_is_drawn_from_a_smoke_sweep_and_its_json_is_the_record
     figure = json.loads(data.read_text())
     assert "scale=smoke" in figure["caption"]
     runs = {key: (run["summary"], run["rows"]) for key, run in metrics_by_run(folder).items()}
-    x_of = {"levi_fig2_linear_toy": lambda c: c["noise"]["sigma"],
-            "levi_fig1_decay_times": lambda c: c["noise"]["sigma"] ** 2}.get(experiment)
+    x_of = {
+        "levi_fig2_linear_toy": lambda c: c["noise"]["sigma"],
+        "levi_fig1_decay_times": lambda c: c["noise"]["sigma"] ** 2,
+    }.get(experiment)
     x_of = x_of or (lambda c: c["noise"]["strength"])
     bar = next(panel for panel in figure["panels"] if panel["y"] == "phase")
     expected: dict[tuple, int] = {}
@@ -371,8 +422,9 @@ def test_each_levi_figure_is_drawn_from_a_smoke_sweep_and_its_json_is_the_record
         if x > 0:  # the bar's axis is logarithmic: fig1's baseline (c = 0) is not on it
             key = (x, independent_phase(records, summary["status"], experiment))
             expected[key] = expected.get(key, 0) + 1
-    drawn = {(float(f"{x:.12g}"), series["label"]): n
-             for series in bar["series"] for x, n in zip(series["x"], series["n"])}  # fmt: skip
+    drawn = {
+        (float(f"{x:.12g}"), series["label"]): n for series in bar["series"] for x, n in zip(series["x"], series["n"])
+    }
     assert drawn == expected
     checked = 0
     for panel in figure["panels"]:
@@ -380,11 +432,18 @@ def test_each_levi_figure_is_drawn_from_a_smoke_sweep_and_its_json_is_the_record
             if panel["x"] not in ("step", "epoch"):
                 continue
             # Lines average every run of the group while it lasts, diverged ones too (canvas.Canvas.lines).
-            members = [records for summary, records in runs.values()
-                       if all(_flat(summary["config"]).get(k) == v for k, v in series["config"].items())]
+            members = [
+                records
+                for summary, records in runs.values()
+                if all(_flat(summary["config"]).get(k) == v for k, v in series["config"].items())
+            ]
             for x, mean, n in zip(series["x"], series["mean"], series["n"]):
-                values = [row[series["metric"]] for records in members for row in records
-                          if row[panel["x"]] == x and isinstance(row.get(series["metric"]), float)]  # fmt: skip
+                values = [
+                    row[series["metric"]]
+                    for records in members
+                    for row in records
+                    if row[panel["x"]] == x and isinstance(row.get(series["metric"]), float)
+                ]
                 assert n == len(values) and mean == pytest.approx(statistics.fmean(values), rel=1e-9)
             checked += 1
     assert checked or experiment == "levi_fig1_decay_times"  # its one line panel needs a decay-phase σ² (not at smoke)
@@ -408,11 +467,13 @@ def test_every_phase_has_a_colour_and_a_place():
 def test_the_linear_toy_models_claims_hold_at_the_papers_scale(tmp_path):
     """The whole levi_fig2_linear_toy sweep (50 runs, about 3 minutes on 2 cores) through the CLI, then its claims."""
     from conftest import run_cli
-    from noisereg.figures import CLAIMS
+
+    from noisereg.papers import CLAIMS
     from noisereg.records import load_runs
 
-    result = run_cli("-m", "+experiment=levi_fig2_linear_toy", *QUIET, f"hydra.sweep.dir={tmp_path}", cwd=tmp_path,
-                     timeout=1800)  # fmt: skip
+    result = run_cli(
+        "-m", "+experiment=levi_fig2_linear_toy", *QUIET, f"hydra.sweep.dir={tmp_path}", cwd=tmp_path, timeout=1800
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     runs = load_runs([tmp_path])
     verdicts = {c.figure: c.evaluate(runs) for c in CLAIMS if c.experiment == "levi_fig2_linear_toy"}

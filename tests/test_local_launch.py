@@ -1,5 +1,6 @@
 """`hydra/launcher=submitit_local` on the real submitit local executor: at most as many jobs at once as the machine
 holds (cores, free memory), the rest queued; a stopped launch ends its jobs, which checkpoint first."""
+
 from __future__ import annotations
 
 import os
@@ -10,13 +11,20 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from conftest import ROOT, stop_once_training
+
 from noisereg.tracking import read_summary
 from noisereg.tracking.local_jobs import JOB_BYTES, job_limit
 
-SMOKE = ["-m", "+experiment=fig2_synthetic", "logger.mode=disabled", "model.widths=[50]", "noise=gd",
-         "hydra/launcher=submitit_local", "hydra.sweep.dir=sweep"]  # fmt: skip
+SMOKE = [
+    "-m",
+    "+experiment=fig2_synthetic",
+    "logger.mode=disabled",
+    "model.widths=[50]",
+    "noise=gd",
+    "hydra/launcher=submitit_local",
+    "hydra.sweep.dir=sweep",
+]
 ENV = dict(os.environ, WANDB_SILENT="true", HYDRA_FULL_ERROR="0")
 
 
@@ -43,8 +51,7 @@ def most_at_once(intervals: list[tuple[float, float]]) -> int:
 @pytest.mark.skipif(not Path("/usr/bin/taskset").exists(), reason="needs taskset (util-linux) to pin to one core")
 def test_a_local_sweep_runs_no_more_jobs_at_once_than_the_machine_holds(tmp_path):
     """Pinned to one core the machine holds one job: three jobs run one after the other, all complete."""
-    command = ["/usr/bin/taskset", "-c", "0", sys.executable, str(ROOT / "run.py"), *SMOKE, "scale=smoke",
-               "seed=0,1,2"]  # fmt: skip
+    command = ["/usr/bin/taskset", "-c", "0", sys.executable, str(ROOT / "run.py"), *SMOKE, "scale=smoke", "seed=0,1,2"]
     result = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "submitit_local runs at most 1 job at once on this machine (1 cores" in result.stdout
@@ -57,10 +64,17 @@ def test_a_local_sweep_runs_no_more_jobs_at_once_than_the_machine_holds(tmp_path
 def test_a_stopped_local_sweep_ends_its_jobs_which_checkpoint_first(tmp_path):
     """SIGTERM to the launch: one line, exit 143, no traceback; every job stops after its step with a checkpoint
     (summary `interrupted`), and no process of the sweep is left running."""
-    command = [sys.executable, str(ROOT / "run.py"), *SMOKE, "trainer.steps=100000000", "trainer.eval_every=100000",
-               "trainer.checkpoint_every=100000", "hydra.sweeper.max_batch_size=2", "seed=0,1,2"]  # fmt: skip
-    launch = subprocess.Popen(command, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)  # fmt: skip
+    command = [
+        sys.executable,
+        str(ROOT / "run.py"),
+        *SMOKE,
+        "trainer.steps=100000000",
+        "trainer.eval_every=100000",
+        "trainer.checkpoint_every=100000",
+        "hydra.sweeper.max_batch_size=2",
+        "seed=0,1,2",
+    ]
+    launch = subprocess.Popen(command, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     stderr, descendants = stop_once_training(launch, tmp_path / "sweep", 2, signal.SIGTERM)
     assert launch.returncode == 128 + signal.SIGTERM, stderr[-3000:]
     assert "Traceback" not in stderr

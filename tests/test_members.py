@@ -1,29 +1,37 @@
 """Members (`trainer.members=N`): N seeds trained as one batched model write N ordinary run directories, each
 agreeing with the run of its seed alone, resuming byte for byte, and diverging on its own."""
+
 from __future__ import annotations
 
 import json
 import math
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import _cli_module, compose, run_cli, run_cli_in_process
 
 import noisereg.app as app
-from noisereg.errors import SettingError
-from conftest import _cli_module, compose, run_cli, run_cli_in_process
 from noisereg.app import run
+from noisereg.errors import SettingError
 from noisereg.records import load_runs
 from noisereg.tracking import read_metrics, read_summary
 from noisereg.tracking.wandb_offline import read_offline_run
 from noisereg.train.state import load_checkpoint
 
 # Blanc et al.'s 1-D ReLU net under label noise, SGD with batch 1, with momentum so the buffers are batched too.
-RUN = ["+experiment=blanc_fig2_relu_interpolation", "trainer.steps=240", "trainer.eval_every=40",
-       "trainer.checkpoint_every=60", "probes.function_1d.every=80", "probes.label_noise_regularizer.every=80",
-       "trainer.optimizer.momentum=0.5", "trainer.compile=false", "logger.mode=disabled",
-       "trainer.keep_checkpoint=true"]
+RUN = [
+    "+experiment=blanc_fig2_relu_interpolation",
+    "trainer.steps=240",
+    "trainer.eval_every=40",
+    "trainer.checkpoint_every=60",
+    "probes.function_1d.every=80",
+    "probes.label_noise_regularizer.every=80",
+    "trainer.optimizer.momentum=0.5",
+    "trainer.compile=false",
+    "logger.mode=disabled",
+    "trainer.keep_checkpoint=true",
+]
 # Agreement of a member's metrics with its seed's single run: batched arithmetic rounds differently in the last
 # bits (README, "Members"), and a loss near zero (one point's residual squared) shows that difference magnified.
 TOLERANCE, LOSS_NEAR_ZERO = 1e-4, 1e-6
@@ -45,8 +53,15 @@ def assert_rows_agree(member: list[dict], alone: list[dict]) -> None:
 
 
 # Orvieto Fig. 2's linear net under parameter noise, full batch, one step per call (the noise is drawn each step).
-FIG2 = ["+experiment=fig2_synthetic", "trainer.steps=200", "trainer.eval_every=50", "curvature.every=100",
-        "trainer.checkpoint_every=50", "logger.mode=disabled", "trainer.keep_checkpoint=true"]
+FIG2 = [
+    "+experiment=fig2_synthetic",
+    "trainer.steps=200",
+    "trainer.eval_every=50",
+    "curvature.every=100",
+    "trainer.checkpoint_every=50",
+    "logger.mode=disabled",
+    "trainer.keep_checkpoint=true",
+]
 # Label noise annealed to 0 (noise.anneal_steps): δ_t changes within a block of steps.
 ANNEALED = ["noise.delta=0.2", "noise.stop_step=200", "noise.anneal_steps=120"]
 AGREEMENT = {
@@ -149,8 +164,9 @@ def test_members_resumed_at_different_steps_catch_up_and_match(tmp_path, monkeyp
     assert load_checkpoint(job / "seed_0" / "checkpoint.pt")["step"] == 120
     assert run(compose(*overrides), job)["status"] == "completed"
     for seed in (0, 1):
-        assert (job / f"seed_{seed}" / "metrics.jsonl").read_bytes() == \
-            (tmp_path / "reference" / f"seed_{seed}" / "metrics.jsonl").read_bytes()
+        assert (job / f"seed_{seed}" / "metrics.jsonl").read_bytes() == (
+            tmp_path / "reference" / f"seed_{seed}" / "metrics.jsonl"
+        ).read_bytes()
 
 
 def diverging_member(monkeypatch, seed: int) -> None:
@@ -170,8 +186,9 @@ def diverging_member(monkeypatch, seed: int) -> None:
 
 def test_one_member_diverging_leaves_the_others_completed(tmp_path, monkeypatch):
     diverging_member(monkeypatch, seed=1)
-    summary = run(compose(*RUN, "trainer.members=3", "trainer.steps_per_call=20", "trainer.divergence_check_every=20"),
-                  tmp_path)  # fmt: skip
+    summary = run(
+        compose(*RUN, "trainer.members=3", "trainer.steps_per_call=20", "trainer.divergence_check_every=20"), tmp_path
+    )
     statuses = [read_summary(tmp_path / f"seed_{seed}")["status"] for seed in (0, 1, 2)]
     assert statuses == ["completed", "diverged", "completed"] and summary["status"] == "diverged"
     assert read_metrics(tmp_path / "seed_0")[-1]["step"] == 240 == read_metrics(tmp_path / "seed_2")[-1]["step"]
@@ -180,8 +197,15 @@ def test_one_member_diverging_leaves_the_others_completed(tmp_path, monkeypatch)
 
 
 def test_load_runs_reads_a_batched_job_as_its_runs_and_wandb_gets_one_run_per_member(tmp_path):
-    result = run_cli(*RUN, "trainer.members=3", "seed=7", "logger.mode=offline", "trainer.steps=80",
-                     "hydra.run.dir=job", cwd=tmp_path)  # fmt: skip
+    result = run_cli(
+        *RUN,
+        "trainer.members=3",
+        "seed=7",
+        "logger.mode=offline",
+        "trainer.steps=80",
+        "hydra.run.dir=job",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert sum("[completed]" in line for line in result.stdout.splitlines()) == 3
     runs = load_runs(tmp_path / "job")
@@ -193,13 +217,24 @@ def test_load_runs_reads_a_batched_job_as_its_runs_and_wandb_gets_one_run_per_me
         assert [row["_step"] for row in history] == [row["step"] for row in read_metrics(directory)]
 
 
-@pytest.mark.parametrize("overrides, named", [
-    (["noise=gni", "noise.sigma=0.1"], ["trainer.members=2", "noise=gni", "seed=0,1,2 -m"]),  # inside the forward
-    (["noise=gd_noise", "trainer.steps_per_call=10"], ["noise=gd_noise", "trainer.steps_per_call=1"]),  # every step
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "overrides, named",
+    [
+        (["noise=gni", "noise.sigma=0.1"], ["trainer.members=2", "noise=gni", "seed=0,1,2 -m"]),  # inside the forward
+        (["noise=gd_noise", "trainer.steps_per_call=10"], ["noise=gd_noise", "trainer.steps_per_call=1"]),  # every step
+    ],
+)
 def test_what_cannot_be_batched_is_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch, overrides, named):
-    result = run_cli_in_process(*overrides, "trainer.members=2", "trainer.steps=5", "logger.mode=disabled",
-                                "hydra.run.dir=job", cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch)  # fmt: skip
+    result = run_cli_in_process(
+        *overrides,
+        "trainer.members=2",
+        "trainer.steps=5",
+        "logger.mode=disabled",
+        "hydra.run.dir=job",
+        cwd=tmp_path,
+        capsys=capsys,
+        monkeypatch=monkeypatch,
+    )
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
     assert all(words in line for words in named), line
@@ -216,26 +251,49 @@ def test_seeds_that_overlap_the_members_of_another_job_are_found(seeds, overlap)
 
 
 def test_a_sweep_whose_seeds_overlap_its_members_is_refused_before_any_job(tmp_path, capsys, monkeypatch):
-    result = run_cli_in_process("-m", "+experiment=fig2_synthetic", "scale=smoke", "logger.mode=disabled",
-                                "seed=0,1", "trainer.members=3", "hydra.sweep.dir=sweep", cwd=tmp_path, capsys=capsys,
-                                monkeypatch=monkeypatch)  # fmt: skip
+    result = run_cli_in_process(
+        "-m",
+        "+experiment=fig2_synthetic",
+        "scale=smoke",
+        "logger.mode=disabled",
+        "seed=0,1",
+        "trainer.members=3",
+        "hydra.sweep.dir=sweep",
+        cwd=tmp_path,
+        capsys=capsys,
+        monkeypatch=monkeypatch,
+    )
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
     assert "seed=0,1 with trainer.members=3" in line and "give seeds 3 apart, e.g. seed=0,3" in line, line
     assert not (tmp_path / "sweep").exists()
 
 
-@pytest.mark.parametrize("overrides, named", [
-    (["trainer.members=300000"], ["trainer.members=300000 needs about", "GB a member", "use fewer members"]),
-    (["trainer.members=3", "seed=9223372036854774"], ["seed=9223372036854774 with trainer.members=3",
-                                                      "up to 9223372036854776", "smaller seed"]),
-])  # fmt: skip
-def test_members_the_machine_cannot_hold_or_seed_are_one_line_before_any_folder(tmp_path, capsys, monkeypatch,
-                                                                                  overrides, named):
+@pytest.mark.parametrize(
+    "overrides, named",
+    [
+        (["trainer.members=300000"], ["trainer.members=300000 needs about", "GB a member", "use fewer members"]),
+        (
+            ["trainer.members=3", "seed=9223372036854774"],
+            ["seed=9223372036854774 with trainer.members=3", "up to 9223372036854776", "smaller seed"],
+        ),
+    ],
+)
+def test_members_the_machine_cannot_hold_or_seed_are_one_line_before_any_folder(
+    tmp_path, capsys, monkeypatch, overrides, named
+):
     """The memory check counts every member (its weights, optimizer state, activations and data); the members'
     seeds are checked against the largest seed, naming the two settings the user typed."""
-    result = run_cli_in_process("+experiment=fig7_mlp1", "scale=smoke", "logger.mode=disabled", *overrides,
-                                "hydra.run.dir=job", cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch)  # fmt: skip
+    result = run_cli_in_process(
+        "+experiment=fig7_mlp1",
+        "scale=smoke",
+        "logger.mode=disabled",
+        *overrides,
+        "hydra.run.dir=job",
+        cwd=tmp_path,
+        capsys=capsys,
+        monkeypatch=monkeypatch,
+    )
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
     assert all(words in line for words in named), line
@@ -247,8 +305,16 @@ def test_the_progress_follows_the_batch_when_the_first_member_leaves_it(tmp_path
     last step with the members still training, not stop where member 0 did."""
     diverging_member(monkeypatch, seed=0)
     capsys.readouterr()
-    run(compose(*RUN, "trainer.members=3", "trainer.steps_per_call=20", "trainer.divergence_check_every=20",
-                "trainer.progress_bar=true"), tmp_path)  # fmt: skip
+    run(
+        compose(
+            *RUN,
+            "trainer.members=3",
+            "trainer.steps_per_call=20",
+            "trainer.divergence_check_every=20",
+            "trainer.progress_bar=true",
+        ),
+        tmp_path,
+    )
     assert read_summary(tmp_path / "seed_0")["status"] == "diverged"
     assert read_metrics(tmp_path / "seed_0")[-1]["step"] < 240
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("train: step")]
@@ -275,5 +341,6 @@ def test_a_damaged_member_is_named_and_deleting_it_restarts_that_member_alone(tm
     shutil.rmtree(job / "seed_1")
     assert run(compose(*overrides), job)["status"] == "completed"
     for seed in (0, 1):
-        assert (job / f"seed_{seed}" / "metrics.jsonl").read_bytes() == \
-            (tmp_path / "reference" / f"seed_{seed}" / "metrics.jsonl").read_bytes()
+        assert (job / f"seed_{seed}" / "metrics.jsonl").read_bytes() == (
+            tmp_path / "reference" / f"seed_{seed}" / "metrics.jsonl"
+        ).read_bytes()

@@ -1,4 +1,5 @@
 """Statistics of every noise mode's draws against σ, and bitwise restoration of parameters."""
+
 from __future__ import annotations
 
 import math
@@ -87,11 +88,14 @@ def test_layerwise_cyclic_goes_through_groups_in_order():
     assert chosen == [i % 6 for i in range(13)]
 
 
-@pytest.mark.parametrize("make_noise", [
-    lambda m: AllParamNoise(m, sigma=0.7, seed=0),
-    lambda m: LayerwiseNoise(m, sigma=0.7, seed=0),
-    lambda m: LayerwiseNoise(m, sigma=0.7, groups="layer", order="cyclic", seed=0),
-])
+@pytest.mark.parametrize(
+    "make_noise",
+    [
+        lambda m: AllParamNoise(m, sigma=0.7, seed=0),
+        lambda m: LayerwiseNoise(m, sigma=0.7, seed=0),
+        lambda m: LayerwiseNoise(m, sigma=0.7, groups="layer", order="cyclic", seed=0),
+    ],
+)
 def test_parameters_are_restored_bitwise_even_after_an_error(make_noise):
     model = small_mlp()
     original = snapshot(model)
@@ -133,14 +137,17 @@ def test_inactive_noise_does_nothing_and_schedule_switches_it_off():
     assert all((o == 0).all() for o in offsets_inside(noise, model, 1)[0])
 
 
-@pytest.mark.parametrize("bad", [
-    lambda m: AllParamNoise(m, sigma=-1.0),
-    lambda m: LayerwiseNoise(m, sigma=0.1, order="sideways"),
-    lambda m: LayerwiseNoise(m, sigma=0.1, groups="neurons"),
-    lambda m: LabelNoise(delta=-0.1),
-    lambda m: LabelNoise(delta=0.1, anneal_steps=10),  # annealing needs the step δ reaches 0 at
-    lambda m: LabelNoise(delta=0.1, anneal_steps=20, stop_step=10),
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        lambda m: AllParamNoise(m, sigma=-1.0),
+        lambda m: LayerwiseNoise(m, sigma=0.1, order="sideways"),
+        lambda m: LayerwiseNoise(m, sigma=0.1, groups="neurons"),
+        lambda m: LabelNoise(delta=-0.1),
+        lambda m: LabelNoise(delta=0.1, anneal_steps=10),  # annealing needs the step δ reaches 0 at
+        lambda m: LabelNoise(delta=0.1, anneal_steps=20, stop_step=10),
+    ],
+)
 def test_bad_settings_name_the_setting(bad):
     with pytest.raises(SettingError, match=r"noise\."):
         bad(small_mlp())

@@ -1,13 +1,12 @@
 """notebooks/explore_runs.ipynb runs top to bottom (it makes its own smoke sweep when there are no records)."""
+
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-import pytest
-from nbclient.exceptions import CellExecutionError
-
 from conftest import ROOT
+from nbclient.exceptions import CellExecutionError
 
 
 def execute(monkeypatch, records: Path, smoke: Path) -> list[dict]:
@@ -20,8 +19,9 @@ def execute(monkeypatch, records: Path, smoke: Path) -> list[dict]:
     monkeypatch.setenv("NOISEREG_SMOKE_DIR", str(smoke))
     notebook = nbformat.read(ROOT / "notebooks" / "explore_runs.ipynb", as_version=4)
     try:
-        NotebookClient(notebook, timeout=300, kernel_name="python3",
-                       resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()  # fmt: skip
+        NotebookClient(
+            notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "notebooks")}}
+        ).execute()
     except CellExecutionError:
         pass  # its outputs hold the error
     return [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]

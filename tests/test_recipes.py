@@ -2,6 +2,7 @@
 scripts/reproduce_cpu.py's PLAN (`python run.py -m +experiment=<figure> scale=<scale> <overrides>`; for the figures run
 at the paper's sizes no override: the experiment's own file is the recipe), and that command's sweep composes, job by
 job, to exactly the committed runs' configs (run.json): no run missing, none extra, no setting different."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -9,9 +10,9 @@ import itertools
 import json
 
 import pytest
+from conftest import ROOT, compose
 from omegaconf import OmegaConf
 
-from conftest import ROOT, compose
 from noisereg.app import member_config, prepare
 from noisereg.tracking.job import flatten_config, is_part_of_the_run
 from noisereg.tracking.records import ADDED_LATER as RECORDED_LATER
@@ -69,8 +70,16 @@ def composed_runs(jobs: list[tuple[list[str], list[int]]]) -> list[dict]:
 # Settings some committed runs' run.json lacks, beyond tracking.records.ADDED_LATER (read at their defaults): the
 # noise modes' schema keys that older records of those modes were written without (each one's default is what those
 # runs did). Any other setting a job has and its run lacks is a difference.
-ADDED_LATER = {*RECORDED_LATER, "model.output_scale", "noise.anneal_steps", "noise.groups", "noise.kind",
-               "noise.noise_input", "noise.order", "noise.variance"}  # fmt: skip
+ADDED_LATER = {
+    *RECORDED_LATER,
+    "model.output_scale",
+    "noise.anneal_steps",
+    "noise.groups",
+    "noise.kind",
+    "noise.noise_input",
+    "noise.order",
+    "noise.variance",
+}
 
 
 def same_run(job: dict, run: dict) -> bool:
@@ -110,10 +119,15 @@ def test_the_command_composes_to_the_committed_runs(entry):
         example = ""
         if jobs and committed:
             run = min(committed, key=lambda c: sum(jobs[0].get(k, "<unset>") != v for k, v in c.items()))
-            example = "; e.g. " + ", ".join(f"{k}={jobs[0].get(k, '<unset>')!r} in the command, {v!r} committed"
-                                            for k, v in sorted(run.items()) if jobs[0].get(k, "<unset>") != v)  # fmt: skip
-        pytest.fail(f"{folder}: {len(jobs)} job(s) of the command have no committed run, {len(runs)} committed run(s) "
-                    f"come from no job{example[:600]}")  # fmt: skip
+            example = "; e.g. " + ", ".join(
+                f"{k}={jobs[0].get(k, '<unset>')!r} in the command, {v!r} committed"
+                for k, v in sorted(run.items())
+                if jobs[0].get(k, "<unset>") != v
+            )
+        pytest.fail(
+            f"{folder}: {len(jobs)} job(s) of the command have no committed run, {len(runs)} committed run(s) "
+            f"come from no job{example[:600]}"
+        )
 
 
 def test_a_selection_the_plan_does_not_hold_is_refused_before_anything_is_touched(tmp_path, monkeypatch, capsys):
@@ -124,7 +138,12 @@ def test_a_selection_the_plan_does_not_hold_is_refused_before_anything_is_touche
     (tmp_path / "runs" / "fig2_synthetic" / "0" / "summary.json").write_text("{}")
     (tmp_path / "REPORT.md").write_text("report")
     before = sorted(str(p) for p in tmp_path.rglob("*"))
-    for argv in (["--fresh", "--only", "fig99"], ["--fresh", "--paper", "orvietto"], ["--only"], ["--fresh", "--paper"]):
+    for argv in (
+        ["--fresh", "--only", "fig99"],
+        ["--fresh", "--paper", "orvietto"],
+        ["--only"],
+        ["--fresh", "--paper"],
+    ):
         assert REPRODUCE.main(argv) == 2, argv
         lines = capsys.readouterr().err.strip().splitlines()
         assert len(lines) == 1 and ("--only" in lines[0] or "--paper" in lines[0]), lines

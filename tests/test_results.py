@@ -1,7 +1,10 @@
 """The committed evidence: results/REPORT.md comes back byte for byte and every figure's JSON number for number from
-the committed run records (results/runs/), without any training, and the records are in their thinned form."""
+the committed run records (results/runs/), without any training, and the records are in their thinned form (rows
+gzipped: tracking/evidence.py), within COMMITTED_LIMIT."""
+
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import re
@@ -10,12 +13,13 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
-from noisereg.tracking.records import FINISHED, list_artifacts, read_summary
+
+from noisereg.tracking.records import FINISHED, IDENTITY, METRICS_GZ, SUMMARY, gzip_bytes, list_artifacts, read_summary
 
 RESULTS = ROOT / "results"
-RUN_FILES = {"run.json", "metrics.jsonl", "summary.json"}
+RUN_FILES = {IDENTITY, METRICS_GZ, SUMMARY}
+COMMITTED_LIMIT = 30 * 10**6  # bytes: all git-tracked files under results/runs together (issue 32)
 # numpy's sums take other paths on other CPUs (SIMD widths), so a mean or std over float32 records moves in its last
 # bits from machine to machine: seen up to 5e-6 relative (a std over 10 seeds of float32 losses) and 0.0 for -0.0.
 FLOAT_TOLERANCE = 1e-4
@@ -37,19 +41,25 @@ def differences(made, committed, where: str = "") -> list[str]:
 
 
 def committed_files() -> list[str]:
-    """The files git holds under results/runs (in CI's fresh clone: exactly what is on disk)."""
-    listing = subprocess.run(["git", "ls-files", "results/runs"], cwd=ROOT, capture_output=True, text=True)
+    """The files git holds under results/runs (in CI's fresh clone: exactly what is on disk): those in the index,
+    less those deleted from the work tree and not yet from the index (a rename in progress)."""
+    listing = subprocess.run(["git", "ls-files", "-z", "results/runs"], cwd=ROOT, capture_output=True, text=True)
     if listing.returncode != 0:
         pytest.fail(f"git ls-files failed: {listing.stderr.strip()}")
-    return listing.stdout.split()
+    return [name for name in listing.stdout.split("\0") if name and (ROOT / name).exists()]
 
 
 def test_the_report_and_every_figure_json_are_rederived_from_the_committed_records(tmp_path):
     if not committed_files():
         pytest.fail("results/runs holds no committed records: run scripts/reproduce_cpu.py and commit them")
     out = tmp_path / "REPORT.md"
-    done = subprocess.run([sys.executable, "scripts/report.py", "results/runs", "--out", str(out), "--no-images"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=900)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "scripts/report.py", "results/runs", "--out", str(out), "--no-images"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr
     assert out.read_text() == (RESULTS / "REPORT.md").read_text()
     committed = sorted(p.relative_to(RESULTS) for p in RESULTS.glob("*/*.json") if p.parent.name != "runs")
@@ -62,8 +72,9 @@ def test_the_report_and_every_figure_json_are_rederived_from_the_committed_recor
 
 def test_the_figure_comparison_tells_rounding_from_a_changed_value():
     committed = {"series": [{"label": "GD", "mean": [0.5, -0.0, 2.0e5], "n": 3}]}
-    assert not differences({"series": [{"label": "GD", "mean": [0.5 + 1e-9, 0.0, 2.0e5 * (1 + 5e-6)], "n": 3}]},
-                           committed)  # fmt: skip
+    assert not differences(
+        {"series": [{"label": "GD", "mean": [0.5 + 1e-9, 0.0, 2.0e5 * (1 + 5e-6)], "n": 3}]}, committed
+    )
     assert differences({"series": [{"label": "GD", "mean": [0.5001, 0.0, 2.0e5], "n": 3}]}, committed)
     assert differences({"series": [{"label": "GD", "mean": [0.5, 0.0], "n": 3}]}, committed)
     assert differences({"series": [{"label": "GD", "mean": [0.5, 0.0, 2.0e5], "n": 2}]}, committed)
@@ -86,7 +97,16 @@ def test_the_committed_records_are_the_runs_the_report_counts_in_their_thinned_f
             assert all(len(steps) == 1 for steps in list_artifacts(ROOT / run).values()), run
     header = re.search(r"from the run records under those folders: (\d+) runs", (RESULTS / "REPORT.md").read_text())
     assert header and int(header.group(1)) == len(runs)
-    # The records stay small enough to commit: no file over 10 MiB, all of them under 128 MiB as text (10-seed
-    # sweeps with a row every few steps; git packs them to about a fifth).
+
+
+def test_the_committed_records_fit_the_size_limit_and_are_gzipped_the_one_way():
+    """All of results/runs as git holds it within COMMITTED_LIMIT (about 84 MB as plain text, 50 of them one
+    experiment's rows, before they were gzipped), no file over 10 MiB; and each metrics.jsonl.gz exactly as
+    thin_records writes it (no time stamp, level 9), so a reproduction thinned anywhere compares byte for byte."""
+    files = committed_files()
     sizes = [(ROOT / name).stat().st_size for name in files]
-    assert max(sizes) < 10 * 2**20 and sum(sizes) < 128 * 2**20
+    assert sum(sizes) <= COMMITTED_LIMIT, f"results/runs holds {sum(sizes)} bytes in git, over {COMMITTED_LIMIT}"
+    assert max(sizes) < 10 * 2**20
+    for name in (name for name in files if name.endswith(METRICS_GZ)):
+        content = (ROOT / name).read_bytes()
+        assert gzip_bytes(gzip.decompress(content)) == content, f"{name} is not in thin_records' form"

@@ -1,5 +1,6 @@
 """Resumable runs: a run stopped part-way and started again ends with records identical, byte for byte, to an
 uninterrupted run's, for every noise mode; run directories are never shared or silently reused."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import compose
+
 from noisereg.app import build, prepare, run
 from noisereg.errors import SettingError
 from noisereg.tracking import read_metrics, read_summary
@@ -23,9 +24,20 @@ from noisereg.tracking.wandb_offline import read_offline_run
 
 # Minibatch SGD with momentum and a cosine schedule, so the batch order, the optimizer's buffers and the schedule
 # all have to be restored; curvature with Monte-Carlo draws and a predictions probe, so probes and artifacts too.
-RUN = ["trainer.steps=37", "trainer.batch_size=8", "trainer.eval_every=5", "trainer.optimizer.momentum=0.9",
-       "trainer.schedule=cosine", "trainer.checkpoint_every=10", "model=mlp", "model.widths=[12,12]",
-       "curvature.every=9", "+probes.predictions.every=7", "logger.mode=disabled", "seed=5"]
+RUN = [
+    "trainer.steps=37",
+    "trainer.batch_size=8",
+    "trainer.eval_every=5",
+    "trainer.optimizer.momentum=0.9",
+    "trainer.schedule=cosine",
+    "trainer.checkpoint_every=10",
+    "model=mlp",
+    "model.widths=[12,12]",
+    "curvature.every=9",
+    "+probes.predictions.every=7",
+    "logger.mode=disabled",
+    "seed=5",
+]
 MODES = {
     "gd": ["noise=gd"],
     "gd_noise": ["noise=gd_noise", "noise.sigma=0.1", "curvature.monte_carlo_repeats=3"],
@@ -35,8 +47,14 @@ MODES = {
     "nin_step": ["noise=nin", "noise.sigma=0.5"],
     "nin_epoch": ["noise=nin", "noise.sigma=0.5", "noise.resample=epoch"],
     "nin_fixed": ["noise=nin", "noise.sigma=0.5", "noise.resample=fixed"],
-    "gni": ["noise=gni", "noise.sigma=0.2", "noise.noise_input=true", "+probes.remainder.every=9",
-            "+probes.remainder.draws=20", "+probes.remainder.n_samples=8"],
+    "gni": [
+        "noise=gni",
+        "noise.sigma=0.2",
+        "noise.noise_input=true",
+        "+probes.remainder.every=9",
+        "+probes.remainder.draws=20",
+        "+probes.remainder.n_samples=8",
+    ],
     "gni_explicit": ["noise=gni_explicit", "noise.variance=0.05"],
 }
 
@@ -121,8 +139,14 @@ def test_a_run_killed_before_its_first_checkpoint_starts_over(tmp_path):
 
 
 def test_the_predictions_probe_saves_the_models_outputs(tmp_path):
-    cfg = compose("model=mlp", "model.widths=[6]", "trainer.steps=0", "+probes.predictions.every=1",
-                  "+probes.predictions.n_samples=9", "logger.mode=disabled")
+    cfg = compose(
+        "model=mlp",
+        "model.widths=[6]",
+        "trainer.steps=0",
+        "+probes.predictions.every=1",
+        "+probes.predictions.n_samples=9",
+        "logger.mode=disabled",
+    )
     run(cfg, tmp_path)
     saved = read_artifact(tmp_path, "predictions", 0)
     experiment = build(prepare(cfg))  # the same seed builds the same initial model
@@ -151,8 +175,11 @@ def test_resume_continues_the_wandb_run_by_its_id(tmp_path):
 
 
 def snapshot(directory: Path) -> dict[str, tuple[bytes, int]]:
-    return {str(p.relative_to(directory)): (p.read_bytes(), p.stat().st_mtime_ns)
-            for p in sorted(directory.rglob("*")) if p.is_file()}  # fmt: skip
+    return {
+        str(p.relative_to(directory)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
 
 
 QUICK = ["trainer.steps=6", "trainer.eval_every=3", "logger.mode=disabled"]
@@ -220,11 +247,14 @@ def test_a_lock_on_another_host_holds_until_it_goes_stale(tmp_path):
     assert not path.exists(), "released when the run ends"
 
 
-@pytest.mark.parametrize("owner", [
-    {"pid": 2**22 + 12345},  # a pid that is not running
-    {"process_start": "0"},  # our pid, reused by another process than the owner
-    {"host": "elsewhere", "slurm_job": "77_3"},  # this job's own earlier incarnation, requeued
-])
+@pytest.mark.parametrize(
+    "owner",
+    [
+        {"pid": 2**22 + 12345},  # a pid that is not running
+        {"process_start": "0"},  # our pid, reused by another process than the owner
+        {"host": "elsewhere", "slurm_job": "77_3"},  # this job's own earlier incarnation, requeued
+    ],
+)
 def test_stale_locks_are_taken_over(tmp_path, monkeypatch, owner):
     monkeypatch.setenv("SLURM_JOB_ID", "77")
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")

@@ -1,28 +1,36 @@
 """Blanc et al.'s decision rules on records written by hand (no training): each claim gated on what it measures,
 the drift gate judged against the noise, Figs 2-3's premise that SGD finds a complex model, and thresholds that are
 ours marked so."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-from noisereg.figures.report import evaluate_claims, runs_table
-from noisereg.records import load_runs
 from test_claims import rows_of, write_run
+
+from noisereg.figures.report import runs_table
+from noisereg.papers import evaluate_claims
+from noisereg.records import load_runs
 
 SEEDS = range(3)
 
 
-def blanc_run(root: Path, experiment: str, delta: float, seed: int, series: dict[str, np.ndarray], steps: np.ndarray,
-              **config) -> None:  # fmt: skip
+def blanc_run(
+    root: Path, experiment: str, delta: float, seed: int, series: dict[str, np.ndarray], steps: np.ndarray, **config
+) -> None:
     """One run's records: `series` metric -> one value per step."""
-    rows = [{"step": int(step), **{metric: float(values[i]) for metric, values in series.items()}}
-            for i, step in enumerate(steps)]  # fmt: skip
+    rows = [
+        {"step": int(step), **{metric: float(values[i]) for metric, values in series.items()}}
+        for i, step in enumerate(steps)
+    ]
     noise = {"name": "label_noise", "delta": delta, **config.pop("noise", {})}
-    write_run(root / f"{experiment}-{delta}-{'-'.join(map(str, config.values()))}-{seed}",
-              {"name": experiment, "seed": seed, "scale": {"name": "paper"}, "noise": noise, **config}, rows)
+    write_run(
+        root / f"{experiment}-{delta}-{'-'.join(map(str, config.values()))}-{seed}",
+        {"name": experiment, "seed": seed, "scale": {"name": "paper"}, "noise": noise, **config},
+        rows,
+    )
 
 
 def verdicts(root: Path, experiment: str) -> dict[str, object]:
@@ -43,10 +51,22 @@ def fig1_records(root: Path) -> Path:
         for delta in (0.0, 0.3162):
             norm = 3.0 - 1.5 * steps / steps[-1] if delta else np.full(len(steps), 5.0 + seed)
             test = 0.003 + 3 * fall if delta else np.full(len(steps), 10.0 + seed)
-            blanc_run(root, "blanc_fig1_matrix_sensing", delta, seed, {
-                "train/mse": fall, "matrix/test_error": test, "matrix/relative_test_error": test,
-                "matrix/nuclear_norm": norm, "matrix/planted_nuclear_norm": np.ones(len(steps)),
-                "reg/blanc": 42 * norm}, steps, model={"name": "factorized_matrix"})  # fmt: skip
+            blanc_run(
+                root,
+                "blanc_fig1_matrix_sensing",
+                delta,
+                seed,
+                {
+                    "train/mse": fall,
+                    "matrix/test_error": test,
+                    "matrix/relative_test_error": test,
+                    "matrix/nuclear_norm": norm,
+                    "matrix/planted_nuclear_norm": np.ones(len(steps)),
+                    "reg/blanc": 42 * norm,
+                },
+                steps,
+                model={"name": "factorized_matrix"},
+            )
     return root
 
 
@@ -82,11 +102,20 @@ def thm3_records(root: Path) -> Path:
                 else:
                     reg = np.full(len(steps), 2.0)
                 spread = 0.01 + 0.001 * seed if delta else 1.0 + 0.1 * seed
-                blanc_run(root, "blanc_thm3_single_point", delta, seed, {
-                    "reg/blanc": reg, "units/output_cv": np.full(len(steps), spread),
-                    "units/stationarity_residual": np.full(len(steps), 0.01 + 0.001 * seed),
-                    "units/clusters": np.ones(len(steps))}, steps,
-                    model={"name": "smooth_two_layer", "activation": activation})  # fmt: skip
+                blanc_run(
+                    root,
+                    "blanc_thm3_single_point",
+                    delta,
+                    seed,
+                    {
+                        "reg/blanc": reg,
+                        "units/output_cv": np.full(len(steps), spread),
+                        "units/stationarity_residual": np.full(len(steps), 0.01 + 0.001 * seed),
+                        "units/clusters": np.ones(len(steps)),
+                    },
+                    steps,
+                    model={"name": "smooth_two_layer", "activation": activation},
+                )
     return root
 
 
@@ -114,16 +143,29 @@ def relu_records(root: Path, sgd_excess: float, noisy_length: np.ndarray) -> Pat
         for seed in SEEDS:
             flat = lambda level: level * (1 + 0.002 * rng.standard_normal(len(steps)))  # noqa: E731
             length = np.concatenate([noisy_length, np.full(len(steps) - len(noisy_length), noisy_length[-1])])
-            runs = {0.0: {"function/curve_length": np.full(len(steps), 5.03 * sgd_excess + 0.01 * (seed - 1)),
-                          "function/max_deviation": np.full(len(steps), 0.3 + 0.01 * seed),
-                          "reg/blanc": np.full(len(steps), 60.0)},
-                    0.15: {"function/curve_length": length + 0.001 * seed, "function/max_deviation": flat(0.01),
-                           "reg/blanc": flat(2.0)}}  # fmt: skip
+            runs = {
+                0.0: {
+                    "function/curve_length": np.full(len(steps), 5.03 * sgd_excess + 0.01 * (seed - 1)),
+                    "function/max_deviation": np.full(len(steps), 0.3 + 0.01 * seed),
+                    "reg/blanc": np.full(len(steps), 60.0),
+                },
+                0.15: {
+                    "function/curve_length": length + 0.001 * seed,
+                    "function/max_deviation": flat(0.01),
+                    "reg/blanc": flat(2.0),
+                },
+            }
             for delta, series in runs.items():
                 fitted = 1e-8 + np.exp(-steps / 1e4) * (1 + 0.1 * seed)
-                blanc_run(root, experiment, delta, seed, {
-                    **series, "train/mse": fitted, "function/interpolant_curve_length": np.full(len(steps), 5.03)},
-                    steps, noise={"stop_step": 1_000_000} if delta else {})  # fmt: skip
+                blanc_run(
+                    root,
+                    experiment,
+                    delta,
+                    seed,
+                    {**series, "train/mse": fitted, "function/interpolant_curve_length": np.full(len(steps), 5.03)},
+                    steps,
+                    noise={"stop_step": 1_000_000} if delta else {},
+                )
     return root
 
 
@@ -183,13 +225,24 @@ def test_the_time_scale_claim_needs_a_loss_floor_under_the_fit_threshold():
     the gate puts it `not in regime` instead, and lets a floor of 1e-8 through."""
     import pandas as pd
 
-    from noisereg.figures.blanc import regularizer_falls_on_a_longer_time_scale, the_fit_is_seen_above_the_noise_floor
     from noisereg.figures.claims import CLAIMS
+    from noisereg.papers.blanc.claims import (
+        regularizer_falls_on_a_longer_time_scale,
+        the_fit_is_seen_above_the_noise_floor,
+    )
 
     steps = np.arange(0, 1_000_001, 10_000)
     for floor, met in ((3.6e-3, False), (1e-8, True)):
-        condition = pd.DataFrame({"run": "a", "step": steps, "train/mse": floor + np.exp(-steps / 1e4),
-                                  "noise.delta": 0.5, "noise.stop_step": 1e6, "noise.anneal_steps": 1e5})
+        condition = pd.DataFrame(
+            {
+                "run": "a",
+                "step": steps,
+                "train/mse": floor + np.exp(-steps / 1e4),
+                "noise.delta": 0.5,
+                "noise.stop_step": 1e6,
+                "noise.anneal_steps": 1e5,
+            }
+        )
         [premise] = the_fit_is_seen_above_the_noise_floor(condition)
         assert premise.met is met and premise.measured == pytest.approx(floor, rel=1e-3), premise
     claim = next(c for c in CLAIMS if c.evaluate is regularizer_falls_on_a_longer_time_scale)
@@ -201,7 +254,7 @@ def test_the_drift_is_judged_at_full_noise_not_while_it_is_annealed_away():
     130 % across the window that held the annealing): the trend is read before it begins."""
     import pandas as pd
 
-    from noisereg.figures.blanc import noisy_phase
+    from noisereg.papers.blanc.science import noisy_phase
 
     steps = np.arange(0, 1_000_001, 10_000)
     condition = pd.DataFrame({"step": steps, "noise.stop_step": 9e5, "noise.anneal_steps": 1e5})

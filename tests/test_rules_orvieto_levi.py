@@ -1,5 +1,6 @@
 """The decision rules and regime gates of Orvieto et al. and Levi et al., on run records written by hand (no
 training): each test builds the case a rule used to get wrong (issue 29) and checks the rule that replaced it."""
+
 from __future__ import annotations
 
 import math
@@ -8,26 +9,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import compose
 from test_claims import write_run
-from noisereg.figures import levi
+
 from noisereg.figures.claims import condition_preconditions
-from noisereg.figures.levi import (
-    CATAPULT_WINDOWS,
+from noisereg.papers import evaluate_claims
+from noisereg.papers.levi import claims as levi
+from noisereg.papers.levi.claims import (
     mlp_four_phases_in_order,
-    run_phase,
     toy_decay_time_falls_with_sigma,
     toy_decay_time_matches_appendix_d,
     toy_four_phases_in_order,
 )
-from noisereg.figures.orvieto import (
+from noisereg.papers.levi.science import CATAPULT_WINDOWS, run_phase
+from noisereg.papers.orvieto.claims import (
     layerwise_boosts_the_resnet_and_all_parameter_noise_breaks,
     layerwise_is_best_in_the_narrow_deep_mlp,
     layerwise_is_best_in_the_wide_deep_mlp,
     layerwise_noise_raises_test_accuracy_of_the_wide_mlp,
 )
-from noisereg.figures.report import evaluate_claims
 from noisereg.records import load_runs
 
 NIW = "noise/nin_weight_norm"
@@ -42,14 +42,24 @@ def verdicts(folder: Path, experiment: str) -> dict[str, object]:
 # -- Levi et al.: records by hand -----------------------------------------------------------------------------------
 
 
-def nin_config(experiment: str, seed: int, strength: float, resample: str = "epoch", widths=(1024, 1024, 1024),
-               n_train: int | None = None, lr: float = 0.05) -> dict:  # fmt: skip
-    return {"name": experiment, "seed": seed, "scale": {"name": "paper"},
-            "noise": {"name": "nin", "strength": strength, "sigma": math.sqrt(strength * 784 / lr),
-                      "resample": resample},
-            "model": {"name": "mlp", "widths": list(widths)},
-            "dataset": {"name": "fmnist_full", "train_fraction": 0.6, "n_train": n_train, "seed": seed},
-            "trainer": {"optimizer": {"lr": lr}}}  # fmt: skip
+def nin_config(
+    experiment: str,
+    seed: int,
+    strength: float,
+    resample: str = "epoch",
+    widths=(1024, 1024, 1024),
+    n_train: int | None = None,
+    lr: float = 0.05,
+) -> dict:
+    return {
+        "name": experiment,
+        "seed": seed,
+        "scale": {"name": "paper"},
+        "noise": {"name": "nin", "strength": strength, "sigma": math.sqrt(strength * 784 / lr), "resample": resample},
+        "model": {"name": "mlp", "widths": list(widths)},
+        "dataset": {"name": "fmnist_full", "train_fraction": 0.6, "n_train": n_train, "seed": seed},
+        "trainer": {"optimizer": {"lr": lr}},
+    }
 
 
 def epoch_rows(epochs: int, niw: np.ndarray, test_acc: float, every: int = 1, rise_at: int | None = None) -> list[dict]:
@@ -58,10 +68,19 @@ def epoch_rows(epochs: int, niw: np.ndarray, test_acc: float, every: int = 1, ri
     rows = []
     for epoch in range(0, epochs + 1, every):
         loss = 2 * math.exp(-epoch / 5) + 0.05 if epoch != rise_at else 1.5 * 2.05
-        rows.append({"step": 100 * epoch, "epoch": float(epoch), "train/loss": loss,
-                     "train/acc": 1 - 0.9 * math.exp(-epoch / 5), "test/loss": loss + 0.3,
-                     "test/acc": test_acc * (1 - math.exp(-epoch - 1)), NIW: float(niw[epoch]),
-                     "tau/noise_theory": 10.0, "tau/loss_theory": 1.0})  # fmt: skip
+        rows.append(
+            {
+                "step": 100 * epoch,
+                "epoch": float(epoch),
+                "train/loss": loss,
+                "train/acc": 1 - 0.9 * math.exp(-epoch / 5),
+                "test/loss": loss + 0.3,
+                "test/acc": test_acc * (1 - math.exp(-epoch - 1)),
+                NIW: float(niw[epoch]),
+                "tau/noise_theory": 10.0,
+                "tau/loss_theory": 1.0,
+            }
+        )
     return rows
 
 
@@ -75,9 +94,11 @@ def fig1_records(root: Path, n_train: int | None = None) -> Path:
             for strength in (0.0, 0.01, 0.1):
                 niw = 0.5 * (np.exp(-epochs / 6) if strength else np.ones(len(epochs)))
                 accuracy = 0.85 + 0.003 * seed + (0.002 if strength else 0.0)
-                write_run(root / f"{resample}-{strength}-{seed}",
-                          nin_config("levi_fig1_decay_times", seed, strength, resample, n_train=n_train),
-                          epoch_rows(30, niw, accuracy))  # fmt: skip
+                write_run(
+                    root / f"{resample}-{strength}-{seed}",
+                    nin_config("levi_fig1_decay_times", seed, strength, resample, n_train=n_train),
+                    epoch_rows(30, niw, accuracy),
+                )
     return root
 
 
@@ -133,9 +154,13 @@ def test_the_catapult_window_is_the_first_3_epochs_whatever_the_runs_length():
 def test_the_window_gate_counts_evaluations_in_fixed_units():
     """One evaluation an epoch puts 3 after the start in the first 3 epochs, at 15 epochs as at 200; one every 2
     epochs puts 1 there (10 % of the run counted 1 evaluation at 15 epochs, 20 at 200)."""
+
     def window_precondition(table: pd.DataFrame):
-        (found,) = [p for p in condition_preconditions("levi_fig3_mlp_ce", table.assign(run="a"))
-                    if "evaluations after the start" in p.what]  # fmt: skip
+        (found,) = [
+            p
+            for p in condition_preconditions("levi_fig3_mlp_ce", table.assign(run="a"))
+            if "evaluations after the start" in p.what
+        ]
         return found
 
     for epochs in (15, 200):
@@ -156,8 +181,11 @@ def test_the_linear_toys_window_is_10_percent_of_its_configured_length():
 @pytest.mark.parametrize("width, met", [(256, False), (1024, True), (2048, False)])
 def test_the_mse_phases_are_judged_at_the_papers_width_alone(tmp_path, width, met):
     """Table 1's MSE strengths are σ² = c · d_in / (N_w η): their phases are where they are at N_w = 1024."""
-    write_run(tmp_path / "run", nin_config("levi_fig2_mlp_mse", 0, 30.0, widths=[width], lr=0.01),
-              epoch_rows(30, 0.5 * np.exp(-np.arange(31) / 6), 0.85))  # fmt: skip
+    write_run(
+        tmp_path / "run",
+        nin_config("levi_fig2_mlp_mse", 0, 30.0, widths=[width], lr=0.01),
+        epoch_rows(30, 0.5 * np.exp(-np.arange(31) / 6), 0.85),
+    )
     preconditions = condition_preconditions("levi_fig2_mlp_mse", load_runs(tmp_path))
     widths = [p for p in preconditions if "hidden width N_w" in p.what]
     assert widths and all(p.measured == width for p in widths)
@@ -172,12 +200,26 @@ def toy_records(root: Path) -> Path:
     for seed in range(3):
         for sigma in (1.0, 1.5, 2.0, 3.0):
             tau = 100 / sigma**2
-            config = {"name": "levi_fig2_linear_toy", "seed": seed, "scale": {"name": "paper"},
-                      "noise": {"name": "nin", "sigma": sigma, "resample": "epoch"},
-                      "model": {"name": "linear_toy", "widths": [1]}, "trainer": {"optimizer": {"lr": 0.01}}}
-            rows = [{"step": int(step), "epoch": step / 100, "train/loss": 0.5 * math.exp(-step / 50) + 0.01,
-                     "test/loss": 0.5 * math.exp(-step / 50) + 0.02, NIW: 0.1 * math.exp(-step / tau),
-                     "tau/noise_theory": tau * 0.01, "tau/loss_theory": 0.5} for step in steps]  # fmt: skip
+            config = {
+                "name": "levi_fig2_linear_toy",
+                "seed": seed,
+                "scale": {"name": "paper"},
+                "noise": {"name": "nin", "sigma": sigma, "resample": "epoch"},
+                "model": {"name": "linear_toy", "widths": [1]},
+                "trainer": {"optimizer": {"lr": 0.01}},
+            }
+            rows = [
+                {
+                    "step": int(step),
+                    "epoch": step / 100,
+                    "train/loss": 0.5 * math.exp(-step / 50) + 0.01,
+                    "test/loss": 0.5 * math.exp(-step / 50) + 0.02,
+                    NIW: 0.1 * math.exp(-step / tau),
+                    "tau/noise_theory": tau * 0.01,
+                    "tau/loss_theory": 0.5,
+                }
+                for step in steps
+            ]
             write_run(root / f"{sigma}-{seed}", config, rows)
     return root
 
@@ -200,13 +242,29 @@ def fig4_records(root: Path, nets: dict[int, float], scale: str = "paper", width
     has the best test accuracy and the lowest Hessian trace."""
     for width, gd_train_acc in nets.items():
         for seed in range(3):
-            for mode, train, test, trace in (("gd", gd_train_acc, 0.78, 800.0), ("gd_noise", 0.99, 0.79, 500.0),
-                                             ("layerwise", 0.99, 0.81 + 0.001 * seed, 250.0)):  # fmt: skip
-                config = {"name": "fig4_deep_mlp", "seed": seed, "scale": {"name": scale, "width_factor": width_factor},
-                          "noise": {"name": mode, "sigma": 0.05}, "model": {"name": "mlp", "widths": [width] * 5},
-                          "trainer": {"steps": 1000}}  # fmt: skip
-                rows = [{"step": step, "train/acc": train * step / 1000, "test/acc": test * step / 1000,
-                         "train/loss": 2.3 - 2 * step / 1000, "hessian/trace": trace} for step in (0, 500, 1000)]
+            for mode, train, test, trace in (
+                ("gd", gd_train_acc, 0.78, 800.0),
+                ("gd_noise", 0.99, 0.79, 500.0),
+                ("layerwise", 0.99, 0.81 + 0.001 * seed, 250.0),
+            ):
+                config = {
+                    "name": "fig4_deep_mlp",
+                    "seed": seed,
+                    "scale": {"name": scale, "width_factor": width_factor},
+                    "noise": {"name": mode, "sigma": 0.05},
+                    "model": {"name": "mlp", "widths": [width] * 5},
+                    "trainer": {"steps": 1000},
+                }
+                rows = [
+                    {
+                        "step": step,
+                        "train/acc": train * step / 1000,
+                        "test/acc": test * step / 1000,
+                        "train/loss": 2.3 - 2 * step / 1000,
+                        "hessian/trace": trace,
+                    }
+                    for step in (0, 500, 1000)
+                ]
                 write_run(root / f"{width}-{mode}-{seed}", config, rows)
     return root
 
@@ -221,8 +279,10 @@ def test_fig4s_narrow_net_is_judged_when_its_wide_net_is_out_of_regime(tmp_path)
     assert rows[NARROW].verdict == "holds", rows[NARROW].numbers
     assert "left out: model.widths=(5000, 5000, 5000, 5000, 5000), noise.name=gd" in rows[NARROW].numbers
     assert rows[WIDE].verdict == "not in regime"
-    assert "GD final train/acc (mean over seeds) 0.5 (needs ≥ 0.95) (ours: GD fits the subset, ≥ 95 % train " \
-           "accuracy)" in rows[WIDE].numbers
+    assert (
+        "GD final train/acc (mean over seeds) 0.5 (needs ≥ 0.95) (ours: GD fits the subset, ≥ 95 % train "
+        "accuracy)" in rows[WIDE].numbers
+    )
 
 
 def test_fig4s_claims_need_the_papers_widths(tmp_path):
@@ -254,13 +314,22 @@ def test_fig4s_claims_survive_a_partial_sweep(tmp_path, nets):
 # -- Orvieto et al. Figs 3 and 6: σ fixed in advance, never the best on the tested accuracy -------------------------
 
 
-def sigma_records(root: Path, experiment: str, accuracies: dict[tuple[str, float], float],
-                  diverged: set[tuple[str, float]] = frozenset()) -> Path:  # fmt: skip
+def sigma_records(
+    root: Path,
+    experiment: str,
+    accuracies: dict[tuple[str, float], float],
+    diverged: set[tuple[str, float]] = frozenset(),
+) -> Path:
     """3 seeds of each (mode, σ) with its final test accuracy (± 0.002 by seed); (mode, σ) in `diverged` diverge."""
     for (mode, sigma), accuracy in accuracies.items():
         for seed in range(3):
-            config = {"name": experiment, "seed": seed, "scale": {"name": "paper"},
-                      "noise": {"name": mode, "sigma": sigma}, "model": {"name": "mlp", "widths": [5000, 5000]}}
+            config = {
+                "name": experiment,
+                "seed": seed,
+                "scale": {"name": "paper"},
+                "noise": {"name": mode, "sigma": sigma},
+                "model": {"name": "mlp", "widths": [5000, 5000]},
+            }
             value = accuracy + 0.002 * (seed - 1) + 0.0005 * seed**2
             rows = [{"step": 0, "train/acc": 0.1, "test/acc": 0.1}, {"step": 100, "train/acc": 1.0, "test/acc": value}]
             status = "completed"
@@ -273,13 +342,21 @@ def sigma_records(root: Path, experiment: str, accuracies: dict[tuple[str, float
 def test_fig3_is_judged_at_sigma_0_05_not_at_the_best_sigma(tmp_path):
     """Layer-wise noise beats GD at σ = 0.2 only: the best σ on the tested accuracy would read `holds`; at the σ
     fixed in advance (App. F's 0.05) it fails."""
-    accuracies = {("layerwise", 0.0): 0.80, ("layerwise", 0.05): 0.79, ("layerwise", 0.2): 0.83,
-                  ("gd_noise", 0.0): 0.80, ("gd_noise", 0.05): 0.78, ("gd_noise", 0.2): 0.75}  # fmt: skip
+    accuracies = {
+        ("layerwise", 0.0): 0.80,
+        ("layerwise", 0.05): 0.79,
+        ("layerwise", 0.2): 0.83,
+        ("gd_noise", 0.0): 0.80,
+        ("gd_noise", 0.05): 0.78,
+        ("gd_noise", 0.2): 0.75,
+    }
     verdict = layerwise_noise_raises_test_accuracy_of_the_wide_mlp(
-        load_runs(sigma_records(tmp_path, "fig3_fmnist_sigma", accuracies)))
+        load_runs(sigma_records(tmp_path, "fig3_fmnist_sigma", accuracies))
+    )
     assert verdict.verdict == "fails", verdict.numbers
-    assert verdict.rule.startswith("at σ = 0.05, fixed in advance (App. F: \"a value around 0.05 works in all "
-                                   "settings\"), not the best σ")
+    assert verdict.rule.startswith(
+        'at σ = 0.05, fixed in advance (App. F: "a value around 0.05 works in all settings"), not the best σ'
+    )
     assert "layer-wise σ=0.05" in verdict.numbers and "σ=0.2" not in verdict.numbers
 
 
@@ -287,12 +364,20 @@ def test_fig6_is_judged_at_its_high_sigma_fixed_in_advance(tmp_path):
     """Fig. 6's caption: layer-wise noise boosts the ResNet "with a high σ": judged at σ = 0.1 (ours, fixed before
     any run), not at the best σ (0.3 here) nor at Fig. 3's 0.05 (whose nearest on this grid, 0.03, is a low σ)."""
     accuracies = {(mode, sigma): 0.94 for mode in ("layerwise", "gd_noise") for sigma in (0.0, 0.01)}
-    accuracies.update({("layerwise", 0.03): 0.96, ("layerwise", 0.1): 0.93, ("layerwise", 0.3): 0.97,
-                       ("gd_noise", 0.03): 0.94, ("gd_noise", 0.1): 0.92, ("gd_noise", 0.3): 0.5})  # fmt: skip
+    accuracies.update(
+        {
+            ("layerwise", 0.03): 0.96,
+            ("layerwise", 0.1): 0.93,
+            ("layerwise", 0.3): 0.97,
+            ("gd_noise", 0.03): 0.94,
+            ("gd_noise", 0.1): 0.92,
+            ("gd_noise", 0.3): 0.5,
+        }
+    )
     runs = load_runs(sigma_records(tmp_path, "fig6_resnet", accuracies, diverged={("gd_noise", 0.3)}))
     verdict = layerwise_boosts_the_resnet_and_all_parameter_noise_breaks(runs)
     assert verdict.verdict == "fails", verdict.numbers
-    assert verdict.rule.startswith("at σ = 0.1, fixed in advance (ours: the caption's \"high σ\"")
+    assert verdict.rule.startswith('at σ = 0.1, fixed in advance (ours: the caption\'s "high σ"')
     assert "layer-wise σ=0.1" in verdict.numbers and "3 of 3 diverged" in verdict.numbers
 
 
@@ -300,7 +385,8 @@ def test_a_preset_sigma_the_grid_lacks_is_not_judged_at_a_far_one(tmp_path):
     """A grid of {0.2, 0.5} has nothing within ×2 of 0.05: no verdict at 0.2 passed off as "fixed in advance"."""
     accuracies = {(mode, sigma): 0.8 + sigma / 10 for mode in ("layerwise", "gd_noise") for sigma in (0.0, 0.2, 0.5)}
     verdict = layerwise_noise_raises_test_accuracy_of_the_wide_mlp(
-        load_runs(sigma_records(tmp_path, "fig3_fmnist_sigma", accuracies)))
+        load_runs(sigma_records(tmp_path, "fig3_fmnist_sigma", accuracies))
+    )
     assert verdict.verdict == "inconclusive" and "within ×2 of 0.05" in verdict.numbers, verdict.numbers
 
 
@@ -311,11 +397,15 @@ def test_fig1_verdicts_at_a_reduced_width_say_so(tmp_path):
         for resample in ("epoch", "fixed"):
             for strength in (0.0, 0.01, 0.1):
                 niw = 0.5 * (np.exp(-np.arange(31) / 6) if strength else np.ones(31))
-                write_run(narrow / f"{resample}-{strength}-{seed}",
-                          nin_config("levi_fig1_decay_times", seed, strength, resample, widths=(256, 256, 256)),
-                          epoch_rows(30, niw, 0.85))  # fmt: skip
-    for verdict in (levi.test_accuracy_matches_the_baseline(load_runs(narrow)),
-                    levi.mlp_decay_time_falls_with_sigma(load_runs(narrow))):  # fmt: skip
+                write_run(
+                    narrow / f"{resample}-{strength}-{seed}",
+                    nin_config("levi_fig1_decay_times", seed, strength, resample, widths=(256, 256, 256)),
+                    epoch_rows(30, niw, 0.85),
+                )
+    for verdict in (
+        levi.test_accuracy_matches_the_baseline(load_runs(narrow)),
+        levi.mlp_decay_time_falls_with_sigma(load_runs(narrow)),
+    ):
         assert verdict.numbers.startswith("reduced width N_w = 256 (the paper's 1024): "), verdict.numbers
     paper = levi.test_accuracy_matches_the_baseline(load_runs(fig1_records(tmp_path / "paper")))
     assert "reduced width" not in paper.numbers

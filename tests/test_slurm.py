@@ -2,6 +2,7 @@
 and stopped after them): sweeps through `hydra/launcher=slurm` with the records of the basic launcher, the preset's
 settings as SLURM granted them, a job requeued mid-run, a job at its time limit, and a sweep whose submitting
 process was killed. Where no cluster can start here, the test header says why and these tests are skipped."""
+
 from __future__ import annotations
 
 import json
@@ -14,12 +15,17 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, SLURM_SCRIPT, run_cli
+
 from noisereg.tracking import read_metrics, read_summary
 
-LAUNCHER = ["hydra/launcher=slurm", "hydra.launcher.partition=debug", "hydra.launcher.gpus_per_node=0",
-            "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2"]  # fmt: skip
+LAUNCHER = [
+    "hydra/launcher=slurm",
+    "hydra.launcher.partition=debug",
+    "hydra.launcher.gpus_per_node=0",
+    "hydra.launcher.cpus_per_task=1",
+    "hydra.launcher.mem_gb=2",
+]
 SMOKE = ["-m", "+experiment=fig2_synthetic", "scale=smoke", "model.widths=[50]", "seed=0", "logger.mode=disabled"]
 
 
@@ -45,9 +51,14 @@ def slurm(*command: str, env: dict) -> str:
 
 
 def start(*arguments: str, cwd: Path, env: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(ROOT / "run.py"), *arguments], cwd=cwd,
-                            env=dict(os.environ, WANDB_SILENT="true", **env), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "run.py"), *arguments],
+        cwd=cwd,
+        env=dict(os.environ, WANDB_SILENT="true", **env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def records(sweep: Path) -> dict[str, bytes]:
@@ -114,10 +125,16 @@ def basic_smoke(tmp_path_factory):
 
 def test_a_sweep_through_slurm_completes_with_the_records_of_the_basic_launcher(cluster, basic_smoke, tmp_path):
     setup_log = tmp_path / "setup.log"
-    result = run_cli(*SMOKE, *LAUNCHER, "hydra.sweep.dir=sweep", "hydra.launcher.timeout_min=7",
-                     "hydra.launcher.array_parallelism=2",
-                     f'hydra.launcher.setup=["echo $SLURM_ARRAY_TASK_ID $SLURM_CPUS_PER_TASK >> {setup_log}"]',
-                     cwd=tmp_path, env=cluster)  # fmt: skip
+    result = run_cli(
+        *SMOKE,
+        *LAUNCHER,
+        "hydra.sweep.dir=sweep",
+        "hydra.launcher.timeout_min=7",
+        "hydra.launcher.array_parallelism=2",
+        f'hydra.launcher.setup=["echo $SLURM_ARRAY_TASK_ID $SLURM_CPUS_PER_TASK >> {setup_log}"]',
+        cwd=tmp_path,
+        env=cluster,
+    )
     assert result.returncode == 0, result.stderr
     assert "noisereg: sweep sweep: 3 of 3 jobs completed or diverged" in result.stdout
     assert "sacct" not in result.stdout + result.stderr, "job states come from squeue on a cluster without accounting"
@@ -126,15 +143,30 @@ def test_a_sweep_through_slurm_completes_with_the_records_of_the_basic_launcher(
     job = array_job(tmp_path / "sweep")
     for task in range(3):  # what SLURM granted each job, as the preset's fields asked
         granted = slurm("scontrol", "show", "job", f"{job}_{task}", env=cluster)
-        for field in ("Partition=debug", "TimeLimit=00:07:00", "NumCPUs=1", "CPUs/Task=1", "MinMemoryNode=2G",
-                      "TresPerNode=gres:gpu:0", "ArrayTaskThrottle=2"):  # fmt: skip
+        for field in (
+            "Partition=debug",
+            "TimeLimit=00:07:00",
+            "NumCPUs=1",
+            "CPUs/Task=1",
+            "MinMemoryNode=2G",
+            "TresPerNode=gres:gpu:0",
+            "ArrayTaskThrottle=2",
+        ):
             assert field in granted, f"{field} not in the record of {job}_{task}:\n{granted}"
 
 
 def test_settings_the_cluster_cannot_meet_are_one_line_and_exit_2(cluster, tmp_path):
     # The preset asks for one GPU per job; this cluster has none, and sbatch says so.
-    result = run_cli("-m", "seed=0,1", "logger.mode=disabled", "hydra/launcher=slurm", "hydra.launcher.partition=debug",
-                     "hydra.sweep.dir=sweep", cwd=tmp_path, env=cluster)  # fmt: skip
+    result = run_cli(
+        "-m",
+        "seed=0,1",
+        "logger.mode=disabled",
+        "hydra/launcher=slurm",
+        "hydra.launcher.partition=debug",
+        "hydra.sweep.dir=sweep",
+        cwd=tmp_path,
+        env=cluster,
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     ours = [line for line in result.stderr.splitlines() if line.startswith("noisereg:")]
     assert len(ours) == 1 and "the cluster refused the jobs" in ours[0] and "gpus_per_node" in ours[0], result.stderr
@@ -154,8 +186,13 @@ TRAINING_S = {"requeued": 8, "time-limited": 55}
 @pytest.fixture(scope="module")
 def steps_per_second(tmp_path_factory) -> float:
     """Training speed here, as the progress line of a short run reports it."""
-    result = run_cli("hydra.run.dir=run", "trainer.steps=6000", "trainer.eval_every=500", "logger.mode=disabled",
-                     cwd=tmp_path_factory.mktemp("speed"))  # fmt: skip
+    result = run_cli(
+        "hydra.run.dir=run",
+        "trainer.steps=6000",
+        "trainer.eval_every=500",
+        "logger.mode=disabled",
+        cwd=tmp_path_factory.mktemp("speed"),
+    )
     assert result.returncode == 0, result.stderr
     return float(re.findall(r"train: step 6000/6000 .* ([\d.e+]+) steps/s", result.stderr)[-1])
 
@@ -168,13 +205,27 @@ def preempted(cluster, steps_per_second, tmp_path_factory):
     run = ["trainer.eval_every=500", "logger.mode=disabled"]
     requeued = ["-m", f"trainer.steps={steps['requeued']},200", *run]  # two jobs: an array
     limited = ["-m", f"trainer.steps={steps['time-limited']}", *run]  # one job
-    reference = start("-m", f"trainer.steps={steps['requeued']},200,{steps['time-limited']}", *run,
-                      "hydra.sweep.dir=basic", "trainer.progress_bar=false", cwd=folder, env={})  # fmt: skip
+    reference = start(
+        "-m",
+        f"trainer.steps={steps['requeued']},200,{steps['time-limited']}",
+        *run,
+        "hydra.sweep.dir=basic",
+        "trainer.progress_bar=false",
+        cwd=folder,
+        env={},
+    )
     submitters = {
         "requeued": start(*requeued, *LAUNCHER, "hydra.sweep.dir=requeued", cwd=folder, env=cluster),
-        "time-limited": start(*limited, *LAUNCHER, "hydra.sweep.dir=time-limited", "hydra.launcher.timeout_min=1",
-                              "hydra.launcher.signal_delay_s=20", "hydra.launcher.max_num_timeout=10", cwd=folder,
-                              env=cluster),  # warned 10-40 s into each run: a busy machine may need over 5 runs
+        "time-limited": start(
+            *limited,
+            *LAUNCHER,
+            "hydra.sweep.dir=time-limited",
+            "hydra.launcher.timeout_min=1",
+            "hydra.launcher.signal_delay_s=20",
+            "hydra.launcher.max_num_timeout=10",
+            cwd=folder,
+            env=cluster,
+        ),  # warned 10-40 s into each run: a busy machine may need over 5 runs
     }
     job = folder / "requeued" / "0"
     requeued_at = wait_for(lambda: max(last_step(job), 0) // 2000 * 2000, 120, "job 0 training")
@@ -200,7 +251,8 @@ def test_a_job_requeued_mid_run_resumes_from_its_checkpoint(preempted):
     assert "noisereg: SIGTERM received: stopping after this step and writing a checkpoint" in log
     assert resumed_steps(log)[0] >= preempted["requeued_at"]
     assert (sweep / "0" / "metrics.jsonl").read_bytes() == (
-        preempted["basic"]["requeued"] / "metrics.jsonl").read_bytes()
+        preempted["basic"]["requeued"] / "metrics.jsonl"
+    ).read_bytes()
     summary = read_summary(sweep / "0")
     assert summary["status"] == "completed" and summary["steps"] == preempted["steps"]["requeued"]
     assert not (sweep / "0" / "checkpoint.pt").exists()
@@ -215,7 +267,8 @@ def test_a_job_at_its_time_limit_is_requeued_by_submitit_and_resumes(preempted, 
     log = "".join(path.read_text() for path in sorted((sweep / ".submitit" / job).glob("*_log.*")))
     # SIGUSR2 before the time limit: the job stops after its step with a checkpoint, then submitit requeues it.
     assert "noisereg: SIGUSR2 received: stopping after this step and writing a checkpoint" in log, (
-        "no time-limit warning reached the job: it trained for less than the 40 s it can take")
+        "no time-limit warning reached the job: it trained for less than the 40 s it can take"
+    )
     assert "Caught signal SIGUSR2" in log and "this job is timed-out" in log
     assert f"Requeued job {job} (9 remaining timeouts)" in log
     steps = resumed_steps(log)
@@ -225,7 +278,8 @@ def test_a_job_at_its_time_limit_is_requeued_by_submitit_and_resumes(preempted, 
     granted = slurm("scontrol", "show", "job", job, env=cluster)
     assert int(re.search(r"Restarts=(\d+)", granted).group(1)) >= len(steps)  # a warning at startup: no resume line
     assert (sweep / "0" / "metrics.jsonl").read_bytes() == (
-        preempted["basic"]["time-limited"] / "metrics.jsonl").read_bytes()
+        preempted["basic"]["time-limited"] / "metrics.jsonl"
+    ).read_bytes()
     summary = read_summary(sweep / "0")
     assert summary["status"] == "completed" and summary["steps"] == preempted["steps"]["time-limited"]
 
@@ -245,7 +299,8 @@ def test_a_sweep_whose_submitting_process_was_killed_is_finished_by_the_same_com
     before = {name: (sweep / name / "metrics.jsonl").stat().st_mtime_ns for name in done}
     again = run_cli(*command, cwd=tmp_path, env=cluster)
     assert again.returncode == 0, again.stderr
-    assert (f"3 of 3 jobs completed or diverged ({len(done)} had finished before and were left alone)"
-            in again.stdout), again.stdout  # fmt: skip
+    assert f"3 of 3 jobs completed or diverged ({len(done)} had finished before and were left alone)" in again.stdout, (
+        again.stdout
+    )
     assert records(sweep) == basic_smoke()
     assert {name: (sweep / name / "metrics.jsonl").stat().st_mtime_ns for name in done} == before

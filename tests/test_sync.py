@@ -1,5 +1,6 @@
 """scripts/sync_wandb.py (`make sync DIR=...`): which offline W&B runs it would upload, and its refusals. A real
 upload needs W&B credentials and the network, which the test machine has not: that part is not run here."""
+
 from __future__ import annotations
 
 import os
@@ -14,13 +15,26 @@ SCRIPT = ROOT / "scripts" / "sync_wandb.py"
 
 def sync(*arguments: str, env: dict | None = None) -> subprocess.CompletedProcess:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
-    return subprocess.run([sys.executable, str(SCRIPT), *arguments], capture_output=True, text=True, timeout=120,
-                          env={**environment, **(env or {})})  # fmt: skip
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *arguments],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**environment, **(env or {})},
+    )
 
 
 def test_sync_lists_the_runs_not_yet_synced_and_refuses_without_a_server(tmp_path):
-    result = run_cli("-m", "+experiment=fig2_synthetic", "scale=smoke", "model.widths=[50]", "noise=gd", "seed=0,1",
-                     "hydra.sweep.dir=sweep", cwd=tmp_path)  # fmt: skip
+    result = run_cli(
+        "-m",
+        "+experiment=fig2_synthetic",
+        "scale=smoke",
+        "model.widths=[50]",
+        "noise=gd",
+        "seed=0,1",
+        "hydra.sweep.dir=sweep",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     runs = sorted((tmp_path / "sweep").rglob("offline-run-*"))
     assert len(runs) == 2

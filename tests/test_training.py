@@ -1,12 +1,13 @@
 """The trainer: exact GD/SGD arithmetic, noise protocol in the loop, schedules, reproducibility, records."""
+
 from __future__ import annotations
 
 import math
 
 import pytest
 import torch
-
 from conftest import compose
+
 from noisereg.app import run
 from noisereg.data import synthetic_sparse
 from noisereg.errors import SettingError
@@ -18,7 +19,9 @@ from noisereg.train import OptimizerSettings, TrainerSettings, train
 
 def model_and_data(seed: int = 0):
     data = synthetic_sparse(n_train=40, n_test=50, seed=seed)
-    model = MLP(10, 1, [8], activation="linear", bias=False, init="mean_field", generator=torch.Generator().manual_seed(1))
+    model = MLP(
+        10, 1, [8], activation="linear", bias=False, init="mean_field", generator=torch.Generator().manual_seed(1)
+    )
     return model, data
 
 
@@ -68,8 +71,13 @@ def test_layerwise_step_applies_the_perturbed_gradient_to_the_unperturbed_weight
 def test_cosine_schedule_and_epoch_length():
     model, data = model_and_data()
     rows = []
-    result = train(model, data, NoiseMode(), settings(steps=None, epochs=3, batch_size=16, eval_every=1,
-                                                       schedule="cosine"), log=rows.append)
+    result = train(
+        model,
+        data,
+        NoiseMode(),
+        settings(steps=None, epochs=3, batch_size=16, eval_every=1, schedule="cosine"),
+        log=rows.append,
+    )
     assert result.steps == 3 * math.ceil(40 / 16)
     assert rows[-1]["lr"] == pytest.approx(0.0, abs=1e-12)
     assert rows[1]["lr"] == pytest.approx(0.1 * 0.5 * (1 + math.cos(math.pi / 9)))
@@ -91,9 +99,22 @@ def test_early_evaluations_come_every_few_steps_up_to_their_end(steps_per_call):
     in one-step loops and in blocks of steps alike."""
     model, data = model_and_data()
     rows = []
-    train(model, data, NoiseMode(), settings(steps=None, epochs=6, batch_size=10, eval_every=2, eval_unit="epochs",
-                                             early_eval_every=1, early_eval_until=1, steps_per_call=steps_per_call),
-          log=rows.append)  # fmt: skip
+    train(
+        model,
+        data,
+        NoiseMode(),
+        settings(
+            steps=None,
+            epochs=6,
+            batch_size=10,
+            eval_every=2,
+            eval_unit="epochs",
+            early_eval_every=1,
+            early_eval_until=1,
+            steps_per_call=steps_per_call,
+        ),
+        log=rows.append,
+    )
     assert [row["step"] for row in rows] == [0, 1, 2, 3, 4, 8, 16, 24]
 
 
@@ -105,13 +126,16 @@ def test_mse_on_one_hot_targets_for_classification():
     assert torch.equal(loss_targets(torch.tensor([2, 0]), "cross_entropy", 3), torch.tensor([2, 0]))
 
 
-@pytest.mark.parametrize("bad, setting", [
-    (dict(steps=None, epochs=None), "trainer.steps"),
-    (dict(schedule="step"), "trainer.schedule"),
-    (dict(batch_size=0), "trainer.batch_size"),
-    (dict(optimizer=OptimizerSettings(lr=0.1, nesterov=True)), "nesterov"),
-    (dict(early_eval_every=2), "trainer.early_eval_until"),
-])
+@pytest.mark.parametrize(
+    "bad, setting",
+    [
+        (dict(steps=None, epochs=None), "trainer.steps"),
+        (dict(schedule="step"), "trainer.schedule"),
+        (dict(batch_size=0), "trainer.batch_size"),
+        (dict(optimizer=OptimizerSettings(lr=0.1, nesterov=True)), "nesterov"),
+        (dict(early_eval_every=2), "trainer.early_eval_until"),
+    ],
+)
 def test_bad_trainer_settings(bad, setting):
     model, data = model_and_data()
     with pytest.raises(SettingError, match=setting):
@@ -120,8 +144,15 @@ def test_bad_trainer_settings(bad, setting):
 
 @pytest.mark.parametrize("noise", ["layerwise", "gd_noise", "gni", "nin", "label_noise"])
 def test_same_seed_same_records(tmp_path, noise):
-    overrides = [f"noise={noise}", "trainer.steps=30", "trainer.batch_size=8", "trainer.eval_every=10",
-                 "trainer.optimizer.momentum=0.9", "logger.mode=disabled", "seed=3"]
+    overrides = [
+        f"noise={noise}",
+        "trainer.steps=30",
+        "trainer.batch_size=8",
+        "trainer.eval_every=10",
+        "trainer.optimizer.momentum=0.9",
+        "logger.mode=disabled",
+        "seed=3",
+    ]
     records = []
     for attempt in ("first", "second"):
         run(compose(*overrides), tmp_path / attempt)

@@ -1,5 +1,6 @@
 """scripts/wandb_figures.py on a real smoke sweep of fig7_mlp1 with W&B offline: the figure run and the workspace
 spec, read back from disk (the offline run's records; the spec as W&B would save it)."""
+
 from __future__ import annotations
 
 import json
@@ -7,9 +8,9 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT, run_cli
-from noisereg.figures import CLAIMS
+
+from noisereg.papers import CLAIMS
 from noisereg.tracking.wandb_offline import read_offline_run
 
 pytest.importorskip("wandb_workspaces")
@@ -18,8 +19,13 @@ pytest.importorskip("wandb_workspaces")
 def test_a_smoke_sweep_and_the_figure_step_leave_a_figure_run_and_a_workspace(tmp_path):
     sweep = run_cli("-m", "+experiment=fig7_mlp1", "scale=smoke", "seed=0,1", "hydra.sweep.dir=sweep", cwd=tmp_path)
     assert sweep.returncode == 0, sweep.stderr[-2000:]
-    made = subprocess.run([sys.executable, str(ROOT / "scripts" / "wandb_figures.py"), "sweep"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    made = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "wandb_figures.py"), "sweep"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert made.returncode == 0, made.stderr[-2000:]
     assert "fig7_mlp1 (smoke): figure run" in made.stdout
 

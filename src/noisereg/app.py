@@ -3,6 +3,7 @@
 The job's lifecycle — checks before anything is written, the run directory (resume, lock), records, W&B,
 signals, status — is `tracking/job.py`'s; `run(cfg, output_dir)` hands it the two steps below.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,8 +19,7 @@ from torch import nn
 
 from noisereg.config import apply_scale, validate
 from noisereg.data.tensors import TensorDataset
-from noisereg.errors import SettingError
-from noisereg.tracking.records import RESTART
+from noisereg.errors import RESTART, SettingError
 from noisereg.losses import build_loss
 from noisereg.memory import check_fits
 from noisereg.noise.base import NoiseMode
@@ -80,12 +80,15 @@ def build(cfg: DictConfig, members: int | None = None) -> Experiment:
     channels_last = uses_channels_last(settings, device)
     data = DATASETS.build(_options(cfg.dataset)).to(device, channels_last=channels_last)
     if data.task == "regression" and settings.loss == "cross_entropy":
-        raise SettingError(f"trainer.loss=cross_entropy needs class labels but dataset={cfg.dataset.name} is a "
-                           "regression; use trainer.loss=half_mse or mse")  # fmt: skip
+        raise SettingError(
+            f"trainer.loss=cross_entropy needs class labels but dataset={cfg.dataset.name} is a "
+            "regression; use trainer.loss=half_mse or mse"
+        )
 
     def make_model(generator: torch.Generator | None) -> nn.Module:
-        return MODELS.build(_options(cfg.model), input_shape=data.input_shape, num_outputs=data.num_outputs,
-                            generator=generator)  # fmt: skip
+        return MODELS.build(
+            _options(cfg.model), input_shape=data.input_shape, num_outputs=data.num_outputs, generator=generator
+        )
 
     with torch.device("meta"):  # count parameters and activations without allocating them
         check_fits(make_model(None), data, cfg, device, members or int(cfg.trainer.get("members") or 1))
@@ -133,8 +136,15 @@ def build_member(cfg: DictConfig, members: int) -> Experiment:
 
 def train_members(experiments: list[Experiment], logs: list, checkpoints: list, should_stop) -> list[TrainResult]:
     first = experiments[0]
-    return run_members([e.state for e in experiments], [e.data for e in experiments], first.loss_fn, first.settings,
-                       logs, checkpoints, should_stop)  # fmt: skip
+    return run_members(
+        [e.state for e in experiments],
+        [e.data for e in experiments],
+        first.loss_fn,
+        first.settings,
+        logs,
+        checkpoints,
+        should_stop,
+    )
 
 
 def run(cfg: DictConfig, output_dir: str | os.PathLike, run_name: str | None = None, in_sweep: bool = False) -> dict:
@@ -162,8 +172,13 @@ def run(cfg: DictConfig, output_dir: str | os.PathLike, run_name: str | None = N
         damaged = next((d for d in directories if str(d) in str(error)), None)
         if damaged is None or RESTART not in str(error):
             raise
-        raise SettingError(str(error).replace(RESTART, f"delete {damaged} and run the same command: that member "
-                                                       "starts again and catches up, the others resume")) from None
+        raise SettingError(
+            str(error).replace(
+                RESTART,
+                f"delete {damaged} and run the same command: that member "
+                "starts again and catches up, the others resume",
+            )
+        ) from None
     return members_summary([{**summary, "directory": str(d)} for summary, d in zip(summaries, directories)])
 
 
@@ -172,8 +187,11 @@ def members_summary(summaries: list[dict]) -> dict:
     theirs (interrupted, failed, then diverged when any member diverged, else completed)."""
     statuses = [summary["status"] for summary in summaries]
     status = next((s for s in ("interrupted", "failed", "diverged") if s in statuses), "completed")
-    combined = {"status": status, "members": summaries,
-                "finished_before": all(summary.get("finished_before") for summary in summaries)}  # fmt: skip
+    combined = {
+        "status": status,
+        "members": summaries,
+        "finished_before": all(summary.get("finished_before") for summary in summaries),
+    }
     for summary in summaries:  # the reason and signal of the first member in that state
         if summary["status"] == status:
             combined.update({k: summary[k] for k in ("reason", "signal", "steps") if k in summary})

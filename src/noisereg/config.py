@@ -9,14 +9,18 @@ group into its schema and runs each schema's `check()` (a probe's settings too, 
 once, where it overrides a setting the job asked for (`trainer.compile`). `register_with_hydra` also gives
 `python run.py --help` (conf/hydra/help/noisereg.yaml) the options of each group, `${noisereg_options:<group>}`.
 """
+
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 import textwrap
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
+import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
@@ -29,8 +33,8 @@ import noisereg.probes  # noqa: F401
 from noisereg.errors import SettingError
 from noisereg.probes.curvature import CurvatureSettings
 from noisereg.registry import DATASETS, MODELS, NOISE_MODES, PROBES, Registry
-from noisereg.train.settings import TrainerSettings
 from noisereg.tracking.wandb_logger import MODES as LOGGER_MODES
+from noisereg.train.settings import TrainerSettings
 
 
 @dataclass
@@ -107,7 +111,7 @@ def help_options(group: str, *, _root_: Any = None) -> str:
 
         if not GlobalHydra.instance().is_initialized():
             return f"see `python run.py {group}=?`"
-        options = [o for o in GlobalHydra.instance().config_loader().get_group_options(group) if not o.startswith("_")]
+        options = _group_options(GlobalHydra.instance().config_loader(), group)
     choices = OmegaConf.select(_root_, "hydra.runtime.choices", default=None) if _root_ is not None else None
     now = choices.get(group) if choices is not None else None
     text = ", ".join(f"{o}\N{NO-BREAK SPACE}(now)" if o == now else o for o in sorted(options))  # kept on one line
@@ -115,13 +119,75 @@ def help_options(group: str, *, _root_: Any = None) -> str:
     return "\n".join(lines).lstrip().replace("\N{NO-BREAK SPACE}", " ")
 
 
+def _group_options(loader: Any, group: str) -> list[str]:
+    """A group's options as Hydra finds them, those in its subfolders too (experiment: orvieto/fig6_resnet, ...)."""
+    options = [o for o in loader.get_group_options(group) if not o.startswith("_")]
+    for sub in loader.list_groups(group):
+        options += [f"{sub}/{o}" for o in _group_options(loader, f"{group}/{sub}")]
+    return options
+
+
+# The checkout's conf/ (run.py's CONFIG_DIR); callers with another config folder pass theirs.
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+@functools.lru_cache(maxsize=None)
+def _renamed(config_dir: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The old names of the experiments and of their papers' config groups, from the files themselves.
+
+    Experiments: each conf/experiment/<paper>/<figure>.yaml's `name:` (fig6_resnet, camuto_fig4_fourier: the records
+    folder, unchanged) → `<paper>/<figure>`. Groups: a paper's folder conf/<paper>/<group>/ (but base/, reached only
+    from defaults lists) was the group `<prefix><group>`, the prefix its experiments' names have before their file
+    names (camuto_ for camuto/fig3_model, none for orvieto/fig4_width)."""
+    root = Path(config_dir)
+    experiments: dict[str, str] = {}
+    groups: dict[str, str] = {}
+    for path in sorted((root / "experiment").glob("*/*.yaml")):
+        name = (yaml.safe_load(path.read_text()) or {}).get("name")
+        paper, figure = path.parent.name, path.stem
+        if not isinstance(name, str) or not name.endswith(figure):
+            continue
+        experiments[name] = f"{paper}/{figure}"
+        prefix = name[: -len(figure)]
+        for folder in sorted((root / paper).iterdir()) if (root / paper).is_dir() else []:
+            if folder.is_dir() and folder.name != "base" and not (root / f"{prefix}{folder.name}").is_dir():
+                groups[f"{prefix}{folder.name}"] = f"{paper}/{folder.name}"
+    return experiments, groups
+
+
+def translate_overrides(overrides: list[str], config_dir: str | Path = CONFIG_DIR) -> list[str]:
+    """The command line in today's names, before Hydra parses it (run.py's cli; tests and scripts that compose).
+
+    conf/config.yaml's defaults list holds `experiment: null`, so an experiment is `experiment=<paper>/<figure>`
+    and Hydra refuses `+experiment=...` ("Multiple values for experiment"). The commands written before the
+    experiments were grouped by paper still run: `+experiment=X` becomes `experiment=X`, an old name X (an
+    experiment's `name:`, e.g. fig6_resnet) becomes its file, `experiment=orvieto/fig6_resnet`, in a sweep too
+    (`+experiment=fig1_variance,fig2_synthetic`), and an old group name its paper's group (fig4_width=wide →
+    orvieto/fig4_width=wide, camuto_fig3_model=deep_mlp → camuto/fig3_model=deep_mlp). Anything else is kept."""
+    experiments, groups = _renamed(str(Path(config_dir).resolve()))
+    translated = []
+    for override in overrides:
+        key, equals, value = override.partition("=")
+        if equals and key.lstrip("+") == "experiment":
+            if "(" not in value and "[" not in value:  # a plain value or a sweep of them; glob(...) and the like kept
+                value = ",".join(experiments.get(choice, choice) for choice in value.split(","))
+            override = f"experiment={value}"
+        elif equals and key.lstrip("+~") in groups:
+            sign = key[: len(key) - len(key.lstrip("+~"))]
+            override = f"{sign}{groups[key.lstrip('+~')]}={value}"
+        translated.append(override)
+    return translated
+
+
 def _merge(group: str, schema: type, node: Any) -> DictConfig:
     known = {f.name for f in dataclasses.fields(schema)}
     unknown = sorted(set(node.keys() if isinstance(node, (dict, DictConfig)) else ()) - known)
     if unknown:  # `+group.key=...` adds keys past Hydra's own check
-        raise SettingError(f"{group}.{unknown[0]} is not a setting of {group}"
-                           f"{'=' + str(node.get('name')) if 'name' in known else ''}; its settings: "
-                           f"{', '.join(sorted(known - {'name'}))}")  # fmt: skip
+        raise SettingError(
+            f"{group}.{unknown[0]} is not a setting of {group}"
+            f"{'=' + str(node.get('name')) if 'name' in known else ''}; its settings: "
+            f"{', '.join(sorted(known - {'name'}))}"
+        )
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), node)
         settings = OmegaConf.to_object(merged)
@@ -167,19 +233,26 @@ def validate(cfg: DictConfig) -> DictConfig:
             cfg[group] = _merge(group, schema, _resolved(cfg.get(group, {})))
         probes = cfg.get("probes") or {}
         if not isinstance(probes, (dict, DictConfig)):  # `probes=?`, `probes=predictions`: each probe is set on its own
-            raise SettingError(f"probes={probes} is not how probes are set: switch each on by itself, e.g. "
-                               f"+probes.predictions.every=100; probes: {', '.join(PROBES.names())}")  # fmt: skip
-        cfg.probes = {name: _merge(f"probes.{name}", PROBES.entry(name).schema, _resolved(node))
-                      for name, node in probes.items()}  # fmt: skip
+            raise SettingError(
+                f"probes={probes} is not how probes are set: switch each on by itself, e.g. "
+                f"+probes.predictions.every=100; probes: {', '.join(PROBES.names())}"
+            )
+        cfg.probes = {
+            name: _merge(f"probes.{name}", PROBES.entry(name).schema, _resolved(node)) for name, node in probes.items()
+        }
     metric = cfg.get("optimized_metric")
     if metric is not None and (not isinstance(metric, str) or "/" not in metric):
-        raise SettingError(f"optimized_metric={metric!r} is not a logged metric's name; name one, e.g. "
-                           "optimized_metric=test/acc (or train/loss), or leave it null")  # fmt: skip
+        raise SettingError(
+            f"optimized_metric={metric!r} is not a logged metric's name; name one, e.g. "
+            "optimized_metric=test/acc (or train/loss), or leave it null"
+        )
     members = int(cfg.trainer.get("members") or 1)
     if cfg.seed + members - 1 > JobSettings.LARGEST_SEED:  # its last member's seed, which the user did not type
-        raise SettingError(f"seed={cfg.seed} with trainer.members={members}: the members train seeds up to "
-                           f"{cfg.seed + members - 1}, beyond the largest seed {JobSettings.LARGEST_SEED}; use a "
-                           "smaller seed, e.g. seed=0")  # fmt: skip
+        raise SettingError(
+            f"seed={cfg.seed} with trainer.members={members}: the members train seeds up to "
+            f"{cfg.seed + members - 1}, beyond the largest seed {JobSettings.LARGEST_SEED}; use a "
+            "smaller seed, e.g. seed=0"
+        )
     return cfg
 
 
@@ -220,10 +293,12 @@ def apply_scale(cfg: DictConfig) -> DictConfig:
         if scale.compile is not None:
             # Said, not silent: unlike the caps above, this overrides what the job asked for (the run name of a
             # `trainer.compile=true` override still says it). Not refused: every experiment takes scale=smoke,
-            # those that compile (conf/base/blanc_sgd.yaml) included.
+            # those that compile (conf/blanc/base/sgd.yaml) included.
             if bool(cfg.trainer.compile) and not scale.compile:
-                _note(f"scale={scale.name} runs eager: trainer.compile=true is switched off "
-                      "(scale=paper, cpu or cpu_quarter keeps it)")  # fmt: skip
+                _note(
+                    f"scale={scale.name} runs eager: trainer.compile=true is switched off "
+                    "(scale=paper, cpu or cpu_quarter keeps it)"
+                )
             elif scale.compile and not bool(cfg.trainer.compile):
                 _note(f"scale={scale.name} compiles: trainer.compile=false is switched on")
             cfg.trainer.compile = scale.compile

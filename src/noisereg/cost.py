@@ -6,6 +6,7 @@ evaluations' forward passes, the exact Hessian trace's one backward pass per out
 a per-step floor for what no FLOP count sees (kernel launches, Python, one per parameter tensor and step), measured
 by timing tiny steps. Probes, checkpoints and the host's waits are left out.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,11 @@ class JobCost:
 
     @property
     def flops(self) -> float:
-        return (self.steps * self.step_flops + self.evaluations * self.eval_flops
-                + self.curvature_measurements * self.curvature_flops)  # fmt: skip
+        return (
+            self.steps * self.step_flops
+            + self.evaluations * self.eval_flops
+            + self.curvature_measurements * self.curvature_flops
+        )
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,8 @@ class DeviceSpeed:
             cost.steps * max(cost.step_flops / train_rate, floor)
             + cost.evaluations * max(cost.eval_flops / train_rate, floor)
             + cost.curvature_measurements * cost.curvature_flops / (self.fp32_flops_per_s * EFFICIENCY)
-            + cost.data_seconds + STARTUP_S
+            + cost.data_seconds
+            + STARTUP_S
         )
 
 
@@ -103,8 +108,9 @@ def measure_speed(device: torch.device) -> DeviceSpeed:
         step()
         floors.append(best_seconds(device, step, repeats=20))
     per_tensor = max((floors[1] - floors[0]) / 18, 0.0)
-    return DeviceSpeed(str(device), rates[torch.bfloat16], rates[torch.float32], max(floors[0] - 2 * per_tensor, 0.0),
-                       per_tensor)  # fmt: skip
+    return DeviceSpeed(
+        str(device), rates[torch.bfloat16], rates[torch.float32], max(floors[0] - 2 * per_tensor, 0.0), per_tensor
+    )
 
 
 _DATA: dict[str, tuple[tuple[int, ...], int, int, int, float]] = {}  # dataset settings → shapes, sizes, seconds
@@ -118,8 +124,13 @@ def _data_facts(dataset: DictConfig) -> tuple[tuple[int, ...], int, int, int, fl
     if key not in _DATA:
         start = time.perf_counter()
         data = DATASETS.build(OmegaConf.to_container(dataset, resolve=True))
-        _DATA[key] = (data.input_shape, data.num_outputs, data.n_train, data.test_inputs.shape[0],
-                      time.perf_counter() - start)  # fmt: skip
+        _DATA[key] = (
+            data.input_shape,
+            data.num_outputs,
+            data.n_train,
+            data.test_inputs.shape[0],
+            time.perf_counter() - start,
+        )
     return _DATA[key]
 
 
@@ -142,8 +153,12 @@ def job_cost(cfg: DictConfig, device: torch.device | None = None) -> JobCost:
     trainer, curvature = cfg.trainer, cfg.curvature
     batch = trainer.batch_size or n_train
     with torch.device("meta"):
-        model = MODELS.build(OmegaConf.to_container(cfg.model, resolve=True), input_shape=input_shape,
-                             num_outputs=num_outputs, generator=None)  # fmt: skip
+        model = MODELS.build(
+            OmegaConf.to_container(cfg.model, resolve=True),
+            input_shape=input_shape,
+            num_outputs=num_outputs,
+            generator=None,
+        )
         step_flops = _flops(model, torch.empty(batch, *input_shape), backward=True)
         sample_flops = _flops(model, torch.empty(1, *input_shape), backward=False)
     steps = total_steps(OmegaConf.to_object(trainer), n_train)

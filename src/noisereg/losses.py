@@ -5,10 +5,12 @@
 For classification with `mse` or `half_mse` the trainer turns class indices into one-hot targets
 (Levi et al. Fig. 2 train with MSE on one-hot labels).
 """
+
 from __future__ import annotations
 
 import torch
 from torch import nn
+
 from noisereg.errors import SettingError
 
 

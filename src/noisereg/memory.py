@@ -1,5 +1,6 @@
 """Will a job fit? Checked before the model is built, from the model built on the meta device (nothing allocated):
 its parameters with their optimizer state, and the activations of the largest batch one forward pass takes."""
+
 from __future__ import annotations
 
 import math
@@ -72,8 +73,10 @@ def activation_bytes(model: nn.Module, data: TensorDataset, cfg: DictConfig) -> 
     n_train, n_test = data.n_train, data.test_inputs.shape[0]
     train_batch = min(cfg.trainer.batch_size or n_train, n_train)
     eval_batch = min(cfg.trainer.eval_batch_size, max(n_train, n_test))
-    batches = [(train_batch * kept, f"a {train_batch}-example training batch", "trainer.batch_size"),
-               (eval_batch * passing, f"a {eval_batch}-example evaluation batch", "trainer.eval_batch_size")]  # fmt: skip
+    batches = [
+        (train_batch * kept, f"a {train_batch}-example training batch", "trainer.batch_size"),
+        (eval_batch * passing, f"a {eval_batch}-example evaluation batch", "trainer.eval_batch_size"),
+    ]
     curvature = cfg.curvature
     if curvature.every is not None:
         # The curvature probe's loss is one no-grad pass over its subset; its Hessian trace differentiates the whole
@@ -104,16 +107,20 @@ def check_fits(model: nn.Module, data: TensorDataset, cfg: DictConfig, device: t
     if members > 1:
         data_bytes = sum(t.numel() * t.element_size() for t in (data.train_inputs, data.test_inputs))
         if members * (needed + data_bytes) > available:
-            raise SettingError(f"trainer.members={members} needs about {_gigabytes(members * (needed + data_bytes))} "
-                               f"({_gigabytes(needed + data_bytes)} a member: weights, optimizer state, activations "
-                               f"and data), but {_gigabytes(available)} is free on {device.type}; use fewer members, "
-                               f"e.g. trainer.members={max(1, int(available // (needed + data_bytes)))}, or a sweep "
-                               "over seeds")  # fmt: skip
+            raise SettingError(
+                f"trainer.members={members} needs about {_gigabytes(members * (needed + data_bytes))} "
+                f"({_gigabytes(needed + data_bytes)} a member: weights, optimizer state, activations "
+                f"and data), but {_gigabytes(available)} is free on {device.type}; use fewer members, "
+                f"e.g. trainer.members={max(1, int(available // (needed + data_bytes)))}, or a sweep "
+                "over seeds"
+            )
     if needed > available:
         widths = "widths" in cfg.model
         shape = f"model.widths={list(cfg.model.widths)}" if widths else f"model={cfg.model.name}"
         fixes = ["smaller widths" if widths else "a smaller model"]
         fixes += [f"a smaller {setting}"] if activations > parameters else []
-        raise SettingError(f"{shape} needs about {_gigabytes(needed)} to train and evaluate (weights and optimizer "
-                           f"state {_gigabytes(parameters)}, activations of {batch} {_gigabytes(activations)}), but "
-                           f"{_gigabytes(available)} is free on {device.type}; use {', '.join(fixes)} or scale=smoke")  # fmt: skip
+        raise SettingError(
+            f"{shape} needs about {_gigabytes(needed)} to train and evaluate (weights and optimizer "
+            f"state {_gigabytes(parameters)}, activations of {batch} {_gigabytes(activations)}), but "
+            f"{_gigabytes(available)} is free on {device.type}; use {', '.join(fixes)} or scale=smoke"
+        )

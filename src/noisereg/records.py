@@ -3,12 +3,14 @@
     from noisereg.records import load_runs
     runs = load_runs(["multirun/fig3"])          # any folders: sweeps, single runs, any depth
 
-`load_runs` returns a pandas DataFrame with one row per logged step (`metrics.jsonl`), the run's config flattened
-into dotted columns (`noise.name`, `noise.sigma`, `model.widths`, `trainer.optimizer.lr`, …; lists become tuples so
-they can be grouped on) and per-run columns: `run` (its folder), `experiment` (config `name`), `status`,
-`steps` (steps trained), `seed`, `scale`. A run that logged nothing (rejected settings) still has one row, with
-NaN metrics, so figures can count it. Metrics written as "nan"/"inf" strings come back as floats.
+`load_runs` returns a pandas DataFrame with one row per logged step (`metrics.jsonl`, or `metrics.jsonl.gz` once
+thinned), the run's config flattened into dotted columns (`noise.name`, `noise.sigma`, `model.widths`,
+`trainer.optimizer.lr`, …; lists become tuples so they can be grouped on) and per-run columns: `run` (its folder),
+`experiment` (config `name`), `status`, `steps` (steps trained), `seed`, `scale`. A run that logged nothing
+(rejected settings) still has one row, with NaN metrics, so figures can count it. Metrics written as "nan"/"inf"
+strings come back as floats.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,8 +25,8 @@ from noisereg.tracking.records import (
     ADDED_LATER,
     FINISHED,
     IDENTITY,
-    METRICS,
     SUMMARY,
+    has_metrics,
     read_identity,
     read_metrics,
     read_summary,
@@ -51,9 +53,19 @@ def find_runs(folders: Iterable[str | os.PathLike]) -> list[Path]:
 # Config keys that say how a run was watched, stored or executed, not what it computed: two runs that differ only in
 # these (and share their seed) are the same run (members: seeds trained side by side as one batched model, each
 # member's records those of its single run).
-NOT_A_CONDITION = ("logger.", "trainer.device", "trainer.progress_bar", "trainer.resume", "trainer.checkpoint",
-                   "trainer.keep_checkpoint", "trainer.members", "dataset.root", "curvature.chunk_size", "hydra.",
-                   "optimized_metric")  # fmt: skip
+NOT_A_CONDITION = (
+    "logger.",
+    "trainer.device",
+    "trainer.progress_bar",
+    "trainer.resume",
+    "trainer.checkpoint",
+    "trainer.keep_checkpoint",
+    "trainer.members",
+    "dataset.root",
+    "curvature.chunk_size",
+    "hydra.",
+    "optimized_metric",
+)
 
 
 def is_config_key(column: str) -> bool:
@@ -97,7 +109,7 @@ def run_table(directory: Path) -> list[dict[str, Any]]:
     summary = read_summary(directory) if (directory / SUMMARY).exists() else {}
     identity = read_identity(directory) if (directory / IDENTITY).exists() else {}
     config = summary.get("config") or identity.get("config") or {}
-    rows = read_metrics(directory) if (directory / METRICS).exists() else []
+    rows = read_metrics(directory) if has_metrics(directory) else []
     common = flatten(config)
     groups = {key.split(".")[0] for key in common}
     common = {**{k: v for k, v in ADDED_LATER.items() if k.split(".")[0] in groups and k not in common}, **common}
@@ -128,8 +140,11 @@ def load_runs(folders: Iterable[str | os.PathLike] | str | os.PathLike) -> pd.Da
             table = run_table(directory)
         except (ValueError, OSError, TypeError, AttributeError, KeyError) as error:  # JSONDecodeError is a ValueError
             damaged.append(str(directory))
-            print(f"noisereg: warning: skipped the damaged run {directory} ({type(error).__name__}: "
-                  f"{str(error).splitlines()[0] if str(error) else 'unreadable'})", file=sys.stderr)  # fmt: skip
+            print(
+                f"noisereg: warning: skipped the damaged run {directory} ({type(error).__name__}: "
+                f"{str(error).splitlines()[0] if str(error) else 'unreadable'})",
+                file=sys.stderr,
+            )
             continue
         identity = run_identity(table)
         if identity in kept:  # a copied run folder, a seed trained twice: one seed counted twice would be a verdict
@@ -137,8 +152,11 @@ def load_runs(folders: Iterable[str | os.PathLike] | str | os.PathLike) -> pd.Da
             if first[0]["status"] not in FINISHED and table[0]["status"] in FINISHED:
                 kept[identity], table = table, first  # a finished run is the one to keep
             duplicates.append(table[0]["run"])
-            print(f"noisereg: warning: skipped the run {table[0]['run']}: the same config and seed as "
-                  f"{kept[identity][0]['run']} (each run is counted once)", file=sys.stderr)  # fmt: skip
+            print(
+                f"noisereg: warning: skipped the run {table[0]['run']}: the same config and seed as "
+                f"{kept[identity][0]['run']} (each run is counted once)",
+                file=sys.stderr,
+            )
             continue
         kept[identity] = table
     rows = [row for table in kept.values() for row in table]

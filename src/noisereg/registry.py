@@ -16,6 +16,7 @@ touches one file. An entry exists once its module is imported: each package (`no
 `.probes`) imports its modules, and `noisereg.config`, which reads the registries, imports the packages; this
 module imports none of them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

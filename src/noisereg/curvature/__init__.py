@@ -8,6 +8,7 @@ A floor below the noise modes: nothing here imports `noisereg.noise`; the modes 
     estimate = hessian_trace(model, loss_fn, x, y)            # exact for ReLU nets, Hutchinson otherwise
     estimate.value, estimate.stderr, estimate.per_group
 """
+
 from noisereg.curvature.linear_closed_forms import (
     deep_linear_layerwise_noise,
     diagonal_network_regularizer,
@@ -15,6 +16,7 @@ from noisereg.curvature.linear_closed_forms import (
     one_hidden_layer_layerwise_noise,
     one_hidden_layer_regularized_minimum,
 )
+from noisereg.curvature.piecewise_linear import check_piecewise_linear
 from noisereg.curvature.regularizers import (
     activation_gauss_newton_trace,
     camuto_regularizer,
@@ -22,7 +24,6 @@ from noisereg.curvature.regularizers import (
     orvieto_regularizer,
     output_gradient_norm_squared,
 )
-from noisereg.curvature.piecewise_linear import check_piecewise_linear
 from noisereg.curvature.trace import TraceEstimate, exact_is_valid, hessian_trace
 
 __all__ = [

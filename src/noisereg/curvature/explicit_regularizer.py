@@ -23,6 +23,7 @@ The input's term through a first Linear layer z₁ = W₁x is taken at z₁ with
 gᵀ(W₁W₁ᵀ)g, cheaper when z₁ is narrower than x (784 → 32 in Camuto's Fig. 3 MLP); `input_gram_is_cheaper` counts
 the multiply-adds of both ways, as gauss_newton.py does for convolutions.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -86,8 +87,9 @@ class TraceOfRows:
     cross-entropy, Σᵢ sᵢ Σ_c q(g_c) for squared errors, with q(v) = ‖v‖² — or vᵀMv for `quadratic` M, ‖vW‖² for
     `linear` W (the input's term at the first layer's output)."""
 
-    def __init__(self, hessian: OutputHessian, quadratic: torch.Tensor | None = None,
-                 linear: torch.Tensor | None = None):  # fmt: skip
+    def __init__(
+        self, hessian: OutputHessian, quadratic: torch.Tensor | None = None, linear: torch.Tensor | None = None
+    ):
         self.hessian, self.quadratic, self.linear = hessian, quadratic, linear
         self.per_sample: torch.Tensor | float = 0.0  # Σ_c p_c q(g_c), or Σ_c q(g_c)
         self.mean_row: torch.Tensor | float = 0.0  # Σ_c p_c g_c
@@ -156,8 +158,13 @@ def explicit_regularizer(
     flat = outputs.reshape(outputs.shape[0], -1)
     classes = flat.shape[1]
     for column in range(classes):  # sample i's output depends only on its own activations: rows of all samples
-        grads = torch.autograd.grad(flat[:, column].sum(), wrt, create_graph=create_graph,
-                                    retain_graph=create_graph or column + 1 < classes, allow_unused=True)  # fmt: skip
+        grads = torch.autograd.grad(
+            flat[:, column].sum(),
+            wrt,
+            create_graph=create_graph,
+            retain_graph=create_graph or column + 1 < classes,
+            allow_unused=True,
+        )
         for trace, grad in zip(traces, grads):
             if grad is not None:
                 trace.add(column, grad)

@@ -9,6 +9,7 @@ unfolded input, positions as columns), and its squared norm is taken either dire
 sums. Models with other parameterised modules fall back on torch.func: vmap over samples of vjp, one pullback
 per column of A.
 """
+
 from __future__ import annotations
 
 import math
@@ -190,9 +191,10 @@ def sample_chunks(n: int, chunk_size: int) -> Iterator[slice]:
 
 def _ggn_layerwise(model, parameters, inputs, factor_fn, chunk_size):
     layers = {
-        name: module for name, module in model.named_modules()
+        name: module
+        for name, module in model.named_modules()
         if any(p.requires_grad for p in module.parameters(recurse=False))
-    }  # fmt: skip
+    }
     chunk_size = chunk_size or chunk_size_for_memory(model, inputs)
     totals = {name: 0.0 for name in parameters}
     passes = 0
@@ -264,9 +266,12 @@ def _ggn_layerwise_chunk(model, layers, x, factor_fn, rows):
     accumulators = [_layer_accumulator(layers[name], captured[name][0], factor.shape[2]) for name in names]
     for column in range(factor.shape[2]):
         grads = torch.autograd.grad(
-            flat_outputs, [captured[name][1] for name in names], factor[:, :, column],
-            retain_graph=column + 1 < factor.shape[2], allow_unused=True,
-        )  # fmt: skip
+            flat_outputs,
+            [captured[name][1] for name in names],
+            factor[:, :, column],
+            retain_graph=column + 1 < factor.shape[2],
+            allow_unused=True,
+        )
         for accumulator, grad in zip(accumulators, grads):
             if grad is not None:
                 accumulator.add(grad)
@@ -349,9 +354,12 @@ def _unfold_input(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return x.reshape(n, -1, x.shape[-1]).transpose(1, 2)
     if isinstance(module, nn.Conv1d):
         return F.unfold(
-            x.unsqueeze(2), (1, module.kernel_size[0]), dilation=(1, module.dilation[0]),
-            padding=(0, module.padding[0]), stride=(1, module.stride[0]),
-        )  # fmt: skip
+            x.unsqueeze(2),
+            (1, module.kernel_size[0]),
+            dilation=(1, module.dilation[0]),
+            padding=(0, module.padding[0]),
+            stride=(1, module.stride[0]),
+        )
     return F.unfold(x, module.kernel_size, dilation=module.dilation, padding=module.padding, stride=module.stride)
 
 

@@ -10,6 +10,7 @@ and each function returns that increase split into its σ² part (`second_order`
 higher-order part (`variance_term`). The identities used are E[E M Eᵀ] = tr(M) I and E[Eᵀ M E] = tr(M) I for E with
 iid N(0, 1) entries, hence E‖A E B‖²_F = ‖A‖²_F ‖B‖²_F.
 """
+
 from __future__ import annotations
 
 from typing import Sequence

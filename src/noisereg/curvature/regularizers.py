@@ -12,6 +12,7 @@ All are evaluated in eval mode and leave the model's modes, parameters and `.gra
 return numbers (no autograd graph): they measure the regularizers. Camuto's R as a training term (differentiable)
 is curvature/explicit_regularizer.py.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -154,9 +155,12 @@ def _activation_traces_of_chunk(model, x, rows, sites, factor_fn) -> list[float]
     totals = [torch.zeros((), dtype=torch.float64, device=x.device) for _ in sites]
     for column in range(factor.shape[2]):
         grads = torch.autograd.grad(
-            flat_outputs, activations, factor[:, :, column],
-            retain_graph=column + 1 < factor.shape[2], allow_unused=True,
-        )  # fmt: skip
+            flat_outputs,
+            activations,
+            factor[:, :, column],
+            retain_graph=column + 1 < factor.shape[2],
+            allow_unused=True,
+        )
         for k, grad in enumerate(grads):
             if grad is not None:
                 totals[k] += grad.pow(2).sum().double()

@@ -17,6 +17,7 @@ their ``.grad`` fields (``None`` included) as it found them.
 
 The exact method's machinery lives in gauss_newton.py, its validity check in piecewise_linear.py.
 """
+
 from __future__ import annotations
 
 import math
@@ -85,9 +86,13 @@ class _HessianOperator:
         index = {id(p): i for i, p in enumerate(self.parameters)}
         used = [index[id(p)] for p, _ in self.pairs]
         products = torch.autograd.grad(
-            [g for _, g in self.pairs], self.parameters, [vectors[i] for i in used],
-            retain_graph=True, allow_unused=True, is_grads_batched=batched,
-        )  # fmt: skip
+            [g for _, g in self.pairs],
+            self.parameters,
+            [vectors[i] for i in used],
+            retain_graph=True,
+            allow_unused=True,
+            is_grads_batched=batched,
+        )
         return [torch.zeros_like(v) if hv is None else hv for v, hv in zip(vectors, products)]
 
     def apply_flat(self, vector: torch.Tensor) -> torch.Tensor:
@@ -144,8 +149,9 @@ def _hutchpp(model, loss_fn, inputs, targets, matvecs=None, probes=None, seed=0,
     sketch_size = matvecs // 3
     residual_probes = matvecs - 2 * sketch_size
     like = operator.parameters[0]
-    sketch = torch.stack([operator.apply_flat(_rademacher((operator.numel,), like, generator))
-                          for _ in range(sketch_size)], dim=1)  # fmt: skip
+    sketch = torch.stack(
+        [operator.apply_flat(_rademacher((operator.numel,), like, generator)) for _ in range(sketch_size)], dim=1
+    )
     basis, _ = torch.linalg.qr(sketch.double())
     basis = basis.to(like.dtype)
     low_rank = sum(basis[:, j] @ operator.apply_flat(basis[:, j]) for j in range(sketch_size))
@@ -233,8 +239,9 @@ def hessian_trace(
         raise ValueError(f"method={method!r} is unknown; choose one of {list(METHODS)}")
     unknown = set(options) - set(_OPTIONS[method])
     if unknown:
-        raise TypeError(f"hessian_trace(method={method!r}) got unknown options {sorted(unknown)}; "
-                        f"it takes {list(_OPTIONS[method])}")  # fmt: skip
+        raise TypeError(
+            f"hessian_trace(method={method!r}) got unknown options {sorted(unknown)}; it takes {list(_OPTIONS[method])}"
+        )
     start = time.perf_counter()
     with evaluation_mode(model):
         if method == "auto":

@@ -1,5 +1,6 @@
 """Datasets, registered in `DATASETS`, returned as tensors (`TensorDataset`) ready to move to the training device;
 `BatchIterator` cuts them into batches there, through the dataset's `ImagePipeline` for stored images."""
+
 from __future__ import annotations
 
 from typing import Any

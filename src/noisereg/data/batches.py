@@ -7,6 +7,7 @@ generator, and moved to the device with it — one transfer per epoch, none per 
 as batched tensor operations. `state_dict()` holds the generator, the epoch's permutation and augmentation table and
 the position in them, so a resumed run continues with exactly the batches an uninterrupted run would have seen.
 """
+
 from __future__ import annotations
 
 import math
@@ -107,8 +108,13 @@ class BatchIterator:
     def state_dict(self) -> dict[str, Any]:
         order = None if self.order is None or self.full_batch else self.order.cpu()
         augmentation = None if self.augmentation is None else self.augmentation.cpu()
-        return {"generator": self.generator.get_state(), "epoch": self.epoch, "position": self.position,
-                "order": order, "augmentation": augmentation}  # fmt: skip
+        return {
+            "generator": self.generator.get_state(),
+            "epoch": self.epoch,
+            "position": self.position,
+            "order": order,
+            "augmentation": augmentation,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])

@@ -14,6 +14,7 @@ other global, so a file cannot run code when it is loaded.
 Pixels stay uint8 (150 MB for the whole set); normalisation with the authors' code's statistics and the training
 crop and flip are the batch iterator's, through `ImagePipeline` (data/images.py).
 """
+
 from __future__ import annotations
 
 import functools
@@ -91,8 +92,7 @@ def _latin1_bytes(text: Any, encoding: Any = "latin1") -> bytes:
 
 
 def _fix(root: str) -> str:
-    return (f"put the original {FOLDER} folder (or a mirror) there, or point dataset.root at one "
-            f"(dataset.root={root!r})")  # fmt: skip
+    return f"put the original {FOLDER} folder (or a mirror) there, or point dataset.root at one (dataset.root={root!r})"
 
 
 def _key(batch: dict, name: str) -> Any:
@@ -119,15 +119,19 @@ def read_batch(path: Path, root: str) -> tuple[np.ndarray, np.ndarray]:
         raise SettingError(f"{problem} is corrupt ({type(error).__name__}: {error}); {_fix(root)}") from None
     data, labels = (_key(batch, "data"), _key(batch, "labels")) if isinstance(batch, dict) else (None, None)
     if not isinstance(data, np.ndarray) or not isinstance(labels, list):
-        raise SettingError(f"{problem} is not a CIFAR batch (a dict with a `data` array and a `labels` list); "
-                           f"{_fix(root)}")  # fmt: skip
+        raise SettingError(
+            f"{problem} is not a CIFAR batch (a dict with a `data` array and a `labels` list); {_fix(root)}"
+        )
     pixels = int(np.prod(IMAGE_SHAPE))
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != pixels or data.shape[0] < 1:
-        raise SettingError(f"{problem} holds {data.dtype} data shaped {data.shape}, not N×{pixels} uint8 "
-                           f"(32×32×3 images); {_fix(root)}")  # fmt: skip
+        raise SettingError(
+            f"{problem} holds {data.dtype} data shaped {data.shape}, not N×{pixels} uint8 "
+            f"(32×32×3 images); {_fix(root)}"
+        )
     if len(labels) != data.shape[0] or not all(type(label) is int and 0 <= label < CLASSES for label in labels):
-        raise SettingError(f"{problem} has {len(labels)} labels for {data.shape[0]} images, or labels outside "
-                           f"0–9; {_fix(root)}")  # fmt: skip
+        raise SettingError(
+            f"{problem} has {len(labels)} labels for {data.shape[0]} images, or labels outside 0–9; {_fix(root)}"
+        )
     return data.reshape(-1, *IMAGE_SHAPE), np.asarray(labels, dtype=np.int64)
 
 
@@ -186,18 +190,23 @@ def cifar10_tensors(
     folder = find_folder(root)
     if folder is None:
         if not download_if_missing:
-            raise SettingError(f"CIFAR-10 not found: no {FOLDER} files under dataset.root={root!r}; {_fix(root)}, "
-                               "or set dataset.download=true where a network is reachable")  # fmt: skip
+            raise SettingError(
+                f"CIFAR-10 not found: no {FOLDER} files under dataset.root={root!r}; {_fix(root)}, "
+                "or set dataset.download=true where a network is reachable"
+            )
         try:
             folder = download_cifar10(root)
         except Exception as error:
-            raise SettingError(f"CIFAR-10 not found under dataset.root={root!r} and its download failed "
-                               f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
-                               f"{_fix(root)}")  # fmt: skip
+            raise SettingError(
+                f"CIFAR-10 not found under dataset.root={root!r} and its download failed "
+                f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
+                f"{_fix(root)}"
+            )
     missing = [name for name in (*TRAIN_FILES, TEST_FILE) if not (folder / name).is_file()]
     if missing:
-        raise SettingError(f"CIFAR-10 file {folder / missing[0]} is missing ({len(missing)} of the 6 batch files "
-                           f"are); {_fix(root)}")  # fmt: skip
+        raise SettingError(
+            f"CIFAR-10 file {folder / missing[0]} is missing ({len(missing)} of the 6 batch files are); {_fix(root)}"
+        )
     stamps = tuple(((folder / n).stat().st_size, (folder / n).stat().st_mtime_ns) for n in (*TRAIN_FILES, TEST_FILE))
     return _load(folder, stamps, root)
 

@@ -7,6 +7,7 @@ images, a payload of exactly the stated size, labels 0–9, as many labels as im
 empty file is a one-line error naming the file and `dataset.root`. Pixels are scaled to [0, 1] (`ToTensor()` only,
 as the authors' code does).
 """
+
 from __future__ import annotations
 
 import functools
@@ -58,9 +59,11 @@ def find_file(root: str | os.PathLike | None, name: str) -> Path:
         if candidate.is_file():
             return candidate
     if root is not None:
-        raise DatasetNotFoundError(f"Fashion-MNIST file {name}[.gz] is not in {raw} (dataset.root={str(root)!r}); "
-                                   f"put the four files there, or leave dataset.root unset to use {DEBIAN_DIR} "
-                                   f"(`apt-get install -y dataset-fashion-mnist`)")  # fmt: skip
+        raise DatasetNotFoundError(
+            f"Fashion-MNIST file {name}[.gz] is not in {raw} (dataset.root={str(root)!r}); "
+            f"put the four files there, or leave dataset.root unset to use {DEBIAN_DIR} "
+            f"(`apt-get install -y dataset-fashion-mnist`)"
+        )
     raise DatasetNotFoundError(
         f"Fashion-MNIST file {name} not found under {raw} nor in {DEBIAN_DIR}; "
         f"fix: `apt-get install -y dataset-fashion-mnist`, or set dataset.root to a folder with "
@@ -75,7 +78,9 @@ def _read_bytes(path: Path, root: str | os.PathLike) -> bytes:
                 return f.read()
         return path.read_bytes()
     except (OSError, EOFError, zlib.error) as error:  # BadGzipFile is an OSError; a cut-off stream an EOFError
-        raise SettingError(f"Fashion-MNIST file {path} is corrupt ({error}); {FIX} (dataset.root={str(root)!r})") from None
+        raise SettingError(
+            f"Fashion-MNIST file {path} is corrupt ({error}); {FIX} (dataset.root={str(root)!r})"
+        ) from None
 
 
 def read_idx(path: Path, root: str | os.PathLike = DEFAULT_ROOT) -> np.ndarray:
@@ -91,16 +96,22 @@ def read_idx(path: Path, root: str | os.PathLike = DEFAULT_ROOT) -> np.ndarray:
         rows, columns = struct.unpack(">II", data[8:16])
         shape, offset = (count, rows, columns), 16
         if (rows, columns) != (28, 28):
-            raise SettingError(f"{problem} holds {rows}×{columns} images, not 28×28; {FIX} (dataset.root={str(root)!r})")
+            raise SettingError(
+                f"{problem} holds {rows}×{columns} images, not 28×28; {FIX} (dataset.root={str(root)!r})"
+            )
     elif magic == LABELS_MAGIC:
         shape, offset = (count,), 8
     else:
-        raise SettingError(f"{problem} is not an idx file of images or labels (magic {magic:#010x}); {FIX} "
-                           f"(dataset.root={str(root)!r})")  # fmt: skip
+        raise SettingError(
+            f"{problem} is not an idx file of images or labels (magic {magic:#010x}); {FIX} "
+            f"(dataset.root={str(root)!r})"
+        )
     expected = int(np.prod(shape))
     if len(data) - offset != expected:
-        raise SettingError(f"{problem} is truncated or padded: {len(data) - offset} bytes after the header, "
-                           f"expected {expected} for shape {shape}; {FIX} (dataset.root={str(root)!r})")  # fmt: skip
+        raise SettingError(
+            f"{problem} is truncated or padded: {len(data) - offset} bytes after the header, "
+            f"expected {expected} for shape {shape}; {FIX} (dataset.root={str(root)!r})"
+        )
     return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(shape)
 
 
@@ -110,16 +121,24 @@ def _load(paths: tuple[Path, ...], stamps: tuple[tuple[int, int], ...], root: st
     splits = []
     for (images, labels), (images_path, path) in zip((arrays[:2], arrays[2:]), (paths[:2], paths[2:])):
         if images.ndim != 3:
-            raise SettingError(f"Fashion-MNIST file {images_path} holds labels, not images: the files under "
-                               f"dataset.root={root!r} are mixed up; {FIX}")  # fmt: skip
+            raise SettingError(
+                f"Fashion-MNIST file {images_path} holds labels, not images: the files under "
+                f"dataset.root={root!r} are mixed up; {FIX}"
+            )
         if labels.ndim != 1:
-            raise SettingError(f"Fashion-MNIST file {path} holds images, not labels: the files under "
-                               f"dataset.root={root!r} are mixed up; {FIX}")  # fmt: skip
+            raise SettingError(
+                f"Fashion-MNIST file {path} holds images, not labels: the files under "
+                f"dataset.root={root!r} are mixed up; {FIX}"
+            )
         if images.shape[0] != labels.shape[0]:
-            raise SettingError(f"Fashion-MNIST {path} has {labels.shape[0]} labels for {images.shape[0]} images; "
-                               f"{FIX} (dataset.root={root!r})")  # fmt: skip
+            raise SettingError(
+                f"Fashion-MNIST {path} has {labels.shape[0]} labels for {images.shape[0]} images; "
+                f"{FIX} (dataset.root={root!r})"
+            )
         if labels.size and labels.max() > 9:
-            raise SettingError(f"Fashion-MNIST {path} has label {labels.max()}, outside 0–9; {FIX} (dataset.root={root!r})")
+            raise SettingError(
+                f"Fashion-MNIST {path} has label {labels.max()}, outside 0–9; {FIX} (dataset.root={root!r})"
+            )
         splits.append(torch.from_numpy(images.copy()).unsqueeze(1).float().div_(255.0))
         splits.append(torch.from_numpy(labels.astype(np.int64)))
     return tuple(splits)

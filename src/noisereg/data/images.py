@@ -7,6 +7,7 @@ batches, `draw` picks each sample's augmentation for a whole epoch from the batc
 `augment` applies it: a random crop of the image zero-padded by `crop_padding` on every side, then a horizontal
 flip with probability ½ — torchvision's RandomCrop(32, padding=4) and RandomHorizontalFlip, as one gather.
 """
+
 from __future__ import annotations
 
 from typing import Sequence

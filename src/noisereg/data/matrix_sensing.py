@@ -6,6 +6,7 @@ The test split is fresh measurements of the same X*: for Gaussian A, E(âŸ¨A, XâŸ
 probes/matrix_recovery.py measures exactly from `truth["planted_matrix"]`. Everything is drawn from one CPU
 generator seeded with `seed`, so the data are the same on every device.
 """
+
 from __future__ import annotations
 
 import math
@@ -47,5 +48,6 @@ def matrix_sensing(
 
     train_x, train_y = measure(n_train)
     test_x, test_y = measure(n_test)
-    return TensorDataset(train_x, train_y, test_x, test_y, task="regression", num_outputs=1,
-                         truth={"planted_matrix": planted})  # fmt: skip
+    return TensorDataset(
+        train_x, train_y, test_x, test_y, task="regression", num_outputs=1, truth={"planted_matrix": planted}
+    )

@@ -5,6 +5,7 @@ y = (0, .545, 1.091, .545, 0, .182, .364, .545, 0, −.545, −.182, .182): ever
 triple, so Theorem 2 singles out the piecewise-linear interpolant (curve length 5.0330). The test split is a grid
 over [x₁, x₁₂] labelled by that interpolant, so test/mse is the mean squared distance from it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -49,8 +50,14 @@ def points_1d(
     if n_test < 2:
         raise SettingError(f"dataset.n_test={n_test} must be >= 2 (a grid)")
     grid = torch.linspace(float(x[0]), float(x[-1]), n_test)
-    return TensorDataset(x.unsqueeze(1), y.unsqueeze(1), grid.unsqueeze(1), piecewise_linear(grid, x, y).unsqueeze(1),
-                         task="regression", num_outputs=1)  # fmt: skip
+    return TensorDataset(
+        x.unsqueeze(1),
+        y.unsqueeze(1),
+        grid.unsqueeze(1),
+        piecewise_linear(grid, x, y).unsqueeze(1),
+        task="regression",
+        num_outputs=1,
+    )
 
 
 @dataclass

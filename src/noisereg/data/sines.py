@@ -7,6 +7,7 @@ discrete Fourier transform of a function on the grid reads off its amplitude at 
 (probes/fourier.py). The phases are drawn from `seed`; the experiments tie it to the run's seed, as the authors
 draw a new target per run. The test set is a finer grid of the same interval, for drawing the learnt function.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,11 +42,15 @@ def sum_of_sines(
     if not frequencies or min(frequencies) < 1:
         raise SettingError(f"dataset.frequencies={frequencies} must be positive integers (cycles on [0, 1))")
     if len(amplitudes) not in (1, len(frequencies)):
-        raise SettingError(f"dataset.amplitudes has {len(amplitudes)} values for {len(frequencies)} frequencies; "
-                           "give one or one per frequency")  # fmt: skip
+        raise SettingError(
+            f"dataset.amplitudes has {len(amplitudes)} values for {len(frequencies)} frequencies; "
+            "give one or one per frequency"
+        )
     if n_train <= 2 * max(frequencies) or n_test < 1:
-        raise SettingError(f"dataset.n_train={n_train} must exceed twice the highest frequency ({max(frequencies)}) "
-                           "so the grid resolves it, and dataset.n_test must be >= 1")  # fmt: skip
+        raise SettingError(
+            f"dataset.n_train={n_train} must exceed twice the highest frequency ({max(frequencies)}) "
+            "so the grid resolves it, and dataset.n_test must be >= 1"
+        )
     amplitudes = amplitudes * len(frequencies) if len(amplitudes) == 1 else amplitudes
     phases = torch.rand(len(frequencies), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
@@ -56,5 +61,11 @@ def sum_of_sines(
         return total
 
     train_t, test_t = grid(n_train), grid(n_test)
-    return TensorDataset(train_t.float(), target(train_t).float(), test_t.float(), target(test_t).float(),
-                         task="regression", num_outputs=1)  # fmt: skip
+    return TensorDataset(
+        train_t.float(),
+        target(train_t).float(),
+        test_t.float(),
+        target(test_t).float(),
+        task="regression",
+        num_outputs=1,
+    )

@@ -1,5 +1,6 @@
 """Synthetic regressions: Orvieto et al.'s sparse one (Fig. 2, footnote 3: 40 points from a standard Gaussian in
 R^10, labels planted as a linear function of the first two coordinates) and Levi et al.'s scalar one (Sec. 3)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

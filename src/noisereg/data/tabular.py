@@ -5,9 +5,11 @@ Boston; the authors used it, 404 train / 102 test points, features standardised,
 A seeded permutation splits 80 / 20 (354 / 88 points, as 404 / 102 for Boston); features and targets are
 standardised with the training split's mean and standard deviation.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 import torch
 

@@ -1,4 +1,5 @@
 """A dataset as tensors on the training device (airbench style: no DataLoader, no per-sample transforms)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -44,6 +45,13 @@ class TensorDataset:
             return x
 
         pipeline = None if self.pipeline is None else self.pipeline.to(device, channels_last=channels_last)
-        return TensorDataset(inputs(self.train_inputs), self.train_targets.to(device), inputs(self.test_inputs),
-                             self.test_targets.to(device), self.task, self.num_outputs, pipeline,
-                             {name: value.to(device) for name, value in self.truth.items()})  # fmt: skip
+        return TensorDataset(
+            inputs(self.train_inputs),
+            self.train_targets.to(device),
+            inputs(self.test_inputs),
+            self.test_targets.to(device),
+            self.task,
+            self.num_outputs,
+            pipeline,
+            {name: value.to(device) for name, value in self.truth.items()},
+        )

@@ -3,6 +3,7 @@ groups and aggregates — `lines` (a mean line with a band: a metric over steps 
 `points`, `scatter`, `heatmap`, `run_curves`, `phase_bar`, `shade`, `note` — and `save`: `<name>.png` and
 `<name>.json`, every plotted series with its config values and, per x value, n, mean, std and SEM over seeds.
 """
+
 from __future__ import annotations
 
 import json
@@ -59,8 +60,19 @@ class Canvas:
     def _panel(self, where: Panel, x: str, y: str, title: str | None, log_x: bool, log_y: bool):
         axis = self.axes[where]
         new = where not in self.panels
-        panel = self.panels.setdefault(where, {"row": where[0], "column": where[1], "title": title, "x": x, "y": y,
-                                               "log_x": log_x, "log_y": log_y, "series": []})  # fmt: skip
+        panel = self.panels.setdefault(
+            where,
+            {
+                "row": where[0],
+                "column": where[1],
+                "title": title,
+                "x": x,
+                "y": y,
+                "log_x": log_x,
+                "log_y": log_y,
+                "series": [],
+            },
+        )
         if title:
             axis.set_title(title, fontsize=9)
         if new:  # the axes name the panel's quantity: its first series' (a later one, e.g. a closed-form minimum
@@ -76,9 +88,21 @@ class Canvas:
     def _name(self, label, config: dict[str, Any], suffix: str, fallback: str) -> str:
         return (label(config) if label else (", ".join(f"{k}={v}" for k, v in config.items()) or fallback)) + suffix
 
-    def lines(self, where: Panel, runs: pd.DataFrame, y: str, by: Keys = (), label: Label = None, x: str = "step",
-              title: str | None = None, log_y: bool = False, artifact: str | None = None, step: int | None = None,
-              individual: bool = False, identity_line: bool = False) -> list[Series]:  # fmt: skip
+    def lines(
+        self,
+        where: Panel,
+        runs: pd.DataFrame,
+        y: str,
+        by: Keys = (),
+        label: Label = None,
+        x: str = "step",
+        title: str | None = None,
+        log_y: bool = False,
+        artifact: str | None = None,
+        step: int | None = None,
+        individual: bool = False,
+        identity_line: bool = False,
+    ) -> list[Series]:
         """y over x for each group of runs (`by`: the config keys that tell groups apart), mean ± spread over its
         runs, with a marker where a diverged run stopped. x and y are the metrics the runs logged or, with
         `artifact`, arrays a probe saved (artifacts/<artifact>/<step>.npz) at `step` (None: each run's last saved
@@ -119,9 +143,19 @@ class Canvas:
         for stop in series.diverged:
             axis.plot([stop["x"]], [stop["value"]], marker="x", ms=7, mew=2, color=line.get_color())
 
-    def points(self, where: Panel, runs: pd.DataFrame, x: str, y: str, by: Keys = (), label: Label = None,
-               title: str | None = None, log_x: bool = False, log_y: bool = False,
-               x_value: Callable[[Any], float] | None = None) -> list[Series]:  # fmt: skip
+    def points(
+        self,
+        where: Panel,
+        runs: pd.DataFrame,
+        x: str,
+        y: str,
+        by: Keys = (),
+        label: Label = None,
+        title: str | None = None,
+        log_x: bool = False,
+        log_y: bool = False,
+        x_value: Callable[[Any], float] | None = None,
+    ) -> list[Series]:
         """Each run's final y against a config value x (e.g. σ, width), mean ± spread over seeds per x and group."""
         require_metric(runs, y)
         axis, panel = self._panel(where, x, y, title, log_x, log_y)
@@ -130,22 +164,51 @@ class Canvas:
         drawn = []
         for config, group, suffix in groups(final, by, self.varying, pooled=[x]):
             # A diverged run's last value is not a final one: it is marked at the bottom, not averaged.
-            series = series_of_rows(self._name(label, config, suffix, y), config, group, x, y, self.varying,
-                                    average_diverged=False)
-            (line, *_) = axis.errorbar(series.x, series.mean, yerr=getattr(series, self.spec.spread), marker="o", ms=4,
-                                       capsize=3, lw=1.2, label=self._legend(series, per_point=True))  # fmt: skip
+            series = series_of_rows(
+                self._name(label, config, suffix, y), config, group, x, y, self.varying, average_diverged=False
+            )
+            (line, *_) = axis.errorbar(
+                series.x,
+                series.mean,
+                yerr=getattr(series, self.spec.spread),
+                marker="o",
+                ms=4,
+                capsize=3,
+                lw=1.2,
+                label=self._legend(series, per_point=True),
+            )
             for stop in series.diverged:
-                axis.plot([stop["x"]], [0], marker="x", ms=8, mew=2, color=line.get_color(), clip_on=False,
-                          transform=axis.get_xaxis_transform())  # fmt: skip
+                axis.plot(
+                    [stop["x"]],
+                    [0],
+                    marker="x",
+                    ms=8,
+                    mew=2,
+                    color=line.get_color(),
+                    clip_on=False,
+                    transform=axis.get_xaxis_transform(),
+                )
             panel["series"].append(series.as_json())
             drawn.append(series)
         axis.legend(fontsize=7)
         return drawn
 
-    def scatter(self, where: Panel, runs: pd.DataFrame, x: str, y: str, by: Keys = (), label: Label = None,
-                step: int | None = 0, y_error: str | None = None, title: str | None = None, log_x: bool = False,
-                log_y: bool = False, identity_line: bool = False, magnitude: bool = False
-                ) -> list[dict[str, Any]]:  # fmt: skip
+    def scatter(
+        self,
+        where: Panel,
+        runs: pd.DataFrame,
+        x: str,
+        y: str,
+        by: Keys = (),
+        label: Label = None,
+        step: int | None = 0,
+        y_error: str | None = None,
+        title: str | None = None,
+        log_x: bool = False,
+        log_y: bool = False,
+        identity_line: bool = False,
+        magnitude: bool = False,
+    ) -> list[dict[str, Any]]:
         """One point per run: metric y against metric x at `step` (None: each run's last row with y), coloured by
         group. `magnitude` plots |y| (negative values as open markers, so a log axis can show them); the JSON keeps
         the signed values and, with `y_error`, each point's error. `identity_line` draws y = x."""
@@ -161,12 +224,17 @@ class Canvas:
             ys = np.array([p["y"] for p in points], float)
             shown = np.abs(ys) if magnitude else ys
             negative = ys < 0
-            (marks,) = axis.plot(xs[~negative], shown[~negative], "o", ms=3.5, alpha=0.75,
-                                 label=f"{name} (n={len(points)})")  # fmt: skip
+            (marks,) = axis.plot(
+                xs[~negative], shown[~negative], "o", ms=3.5, alpha=0.75, label=f"{name} (n={len(points)})"
+            )
             if magnitude and negative.any():
                 axis.plot(xs[negative], shown[negative], "o", ms=3.5, mfc="none", color=marks.get_color())
-            series = {"label": name, "config": {k: plain(v) for k, v in config.items()}, "runs": len(points),
-                      "points": points}  # fmt: skip
+            series = {
+                "label": name,
+                "config": {k: plain(v) for k, v in config.items()},
+                "runs": len(points),
+                "points": points,
+            }
             panel["series"].append(series)
             drawn.append(series)
         if identity_line and len(rows):
@@ -180,9 +248,16 @@ class Canvas:
         axis.legend(fontsize=6)
         return drawn
 
-    def heatmap(self, where: Panel, runs: pd.DataFrame, ys: Sequence[str], columns: Sequence[Any],
-                title: str | None = None, x_label: str = "", value_range: tuple[float, float] | None = None
-                ) -> dict[str, Any]:  # fmt: skip
+    def heatmap(
+        self,
+        where: Panel,
+        runs: pd.DataFrame,
+        ys: Sequence[str],
+        columns: Sequence[Any],
+        title: str | None = None,
+        x_label: str = "",
+        value_range: tuple[float, float] | None = None,
+    ) -> dict[str, Any]:
         """Metrics `ys` (one column each, named by `columns`) against the step (rows), mean over the runs, as an
         image; the JSON holds the steps, the columns, the mean matrix (unclipped) and the runs per step."""
         for y in ys:
@@ -192,21 +267,46 @@ class Canvas:
         matrix = means.to_numpy(dtype=float)
         low, high = value_range if value_range else (np.nanmin(matrix), np.nanmax(matrix))
         extent = (-0.5, len(ys) - 0.5, float(means.index.min()), float(means.index.max()))
-        image = axis.imshow(np.clip(matrix, low, high), aspect="auto", origin="lower", vmin=low, vmax=high,
-                            cmap="viridis", interpolation="nearest", extent=extent)  # fmt: skip
+        image = axis.imshow(
+            np.clip(matrix, low, high),
+            aspect="auto",
+            origin="lower",
+            vmin=low,
+            vmax=high,
+            cmap="viridis",
+            interpolation="nearest",
+            extent=extent,
+        )
         axis.set_xticks(range(len(ys)), [str(c) for c in columns], fontsize=6)
         self.figure.colorbar(image, ax=axis, fraction=0.05)
-        series = {"label": title or "", "columns": [plain(c) for c in columns], "metrics": list(ys),
-                  "steps": [plain(s) for s in means.index], "n": [int(counts[s]) for s in means.index],
-                  "runs": int(rows["run"].nunique()), "mean": [[plain(v) for v in row] for row in matrix],
-                  "value_range": [plain(low), plain(high)]}  # fmt: skip
+        series = {
+            "label": title or "",
+            "columns": [plain(c) for c in columns],
+            "metrics": list(ys),
+            "steps": [plain(s) for s in means.index],
+            "n": [int(counts[s]) for s in means.index],
+            "runs": int(rows["run"].nunique()),
+            "mean": [[plain(v) for v in row] for row in matrix],
+            "value_range": [plain(low), plain(high)],
+        }
         panel["series"].append(series)
         return series
 
-    def run_curves(self, where: Panel, runs: pd.DataFrame, artifact: str, xy: Callable[[Arrays], XY], by: Keys = (),
-                   label: Label = None, x: str = "x", y: str = "y", title: str | None = None, log_y: bool = False,
-                   points: Callable[[Arrays], XY] | None = None, points_label: str = "data"
-                   ) -> list[dict[str, Any]]:  # fmt: skip
+    def run_curves(
+        self,
+        where: Panel,
+        runs: pd.DataFrame,
+        artifact: str,
+        xy: Callable[[Arrays], XY],
+        by: Keys = (),
+        label: Label = None,
+        x: str = "x",
+        y: str = "y",
+        title: str | None = None,
+        log_y: bool = False,
+        points: Callable[[Arrays], XY] | None = None,
+        points_label: str = "data",
+    ) -> list[dict[str, Any]]:
         """One line per run, drawn from the arrays it saved last under `artifact` (a probe's artifacts, e.g. the
         learnt function on a grid): `xy(arrays) -> (x, y)`. Runs of one group (`by`) share a colour. `points(arrays)`
         adds markers from the first run's arrays (e.g. the training points). Each run's curve, its config, seed and
@@ -224,9 +324,17 @@ class Canvas:
                 xs, ys = (np.asarray(values, dtype=float) for values in xy(arrays))
                 axis.plot(xs, ys, lw=1.0, alpha=0.8, color=colour, label=legend if index == 0 else None)
                 rows = group[group["run"] == run]
-                curve = {"label": name, "config": values, "run": run, "artifact": artifact, "step": int(step),
-                         "seed": plain(rows["seed"].iloc[0]), "status": rows["status"].iloc[0],
-                         "x": plain(list(xs)), "y": plain(list(ys))}  # fmt: skip
+                curve = {
+                    "label": name,
+                    "config": values,
+                    "run": run,
+                    "artifact": artifact,
+                    "step": int(step),
+                    "seed": plain(rows["seed"].iloc[0]),
+                    "status": rows["status"].iloc[0],
+                    "x": plain(list(xs)),
+                    "y": plain(list(ys)),
+                }
                 panel["series"].append(curve)
                 drawn.append(curve)
             if failed:
@@ -245,8 +353,16 @@ class Canvas:
         axis.text(0.5, 0.5, text, ha="center", va="center", fontsize=8, wrap=True, transform=axis.transAxes)
         panel["note"] = text
 
-    def phase_bar(self, row: int, cells: pd.DataFrame, x: str, order: Sequence[str], colors: dict[str, str],
-                  title: str | None = None, log_x: bool = True) -> None:  # fmt: skip
+    def phase_bar(
+        self,
+        row: int,
+        cells: pd.DataFrame,
+        x: str,
+        order: Sequence[str],
+        colors: dict[str, str],
+        title: str | None = None,
+        log_x: bool = True,
+    ) -> None:
         """One axis across the whole row: for each value of x (e.g. σ), the phase most of its runs are in, as
         coloured regions meeting halfway between neighbouring values, a marker per value and the runs' count.
         `cells` has one row per run with columns x and `phase`; the JSON holds one series per phase: per x value
@@ -262,28 +378,52 @@ class Canvas:
         counts, spans = phase_counts(cells, x, order, log_x)
         for phase, low, high in spans:
             axis.axvspan(low, high, color=colors[phase], alpha=0.35, lw=0)
-            axis.text(math.sqrt(low * high) if log_x else (low + high) / 2, 0.5, phase, ha="center", va="center",
-                      fontsize=8)  # fmt: skip
+            axis.text(
+                math.sqrt(low * high) if log_x else (low + high) / 2, 0.5, phase, ha="center", va="center", fontsize=8
+            )
         for x_value, by_phase in counts.items():
             majority = max(order, key=lambda p: (by_phase.get(p, 0), order.index(p)))
             axis.plot([x_value], [0.15], marker="*", ms=9, color=colors[majority])
-            axis.text(x_value, 0.85, "/".join(str(by_phase.get(p, 0)) for p in order if by_phase.get(p)), ha="center",
-                      fontsize=6)  # fmt: skip
+            axis.text(
+                x_value,
+                0.85,
+                "/".join(str(by_phase.get(p, 0)) for p in order if by_phase.get(p)),
+                ha="center",
+                fontsize=6,
+            )
         axis.set_ylim(0, 1)
         if spans:
             axis.set_xlim(spans[0][1], spans[-1][2])
         panel["series"].extend(series.as_json() for series in phase_series(counts, order))
         panel["spans"] = [{"phase": phase, "from": low, "to": high} for phase, low, high in spans]
 
-    def shade(self, where: Panel, cells: pd.DataFrame, x: str, order: Sequence[str],
-              colors: dict[str, str], log_x: bool = True) -> None:  # fmt: skip
+    def shade(
+        self,
+        where: Panel,
+        cells: pd.DataFrame,
+        x: str,
+        order: Sequence[str],
+        colors: dict[str, str],
+        log_x: bool = True,
+    ) -> None:
         """Shade a panel's x axis by phase (as `phase_bar` draws them), recorded as the panel's `spans`."""
         axis = self.axes[where]
         _, spans = phase_counts(cells, x, order, log_x)
         for phase, low, high in spans:
             axis.axvspan(low, high, color=colors[phase], alpha=0.15, lw=0)
-        self.panels.setdefault(where, {"row": where[0], "column": where[1], "title": None, "x": x, "y": None,
-                                       "log_x": log_x, "log_y": False, "series": []})  # fmt: skip
+        self.panels.setdefault(
+            where,
+            {
+                "row": where[0],
+                "column": where[1],
+                "title": None,
+                "x": x,
+                "y": None,
+                "log_x": log_x,
+                "log_y": False,
+                "series": [],
+            },
+        )
         self.panels[where]["spans"] = [{"phase": phase, "from": low, "to": high} for phase, low, high in spans]
 
     @staticmethod
@@ -314,7 +454,13 @@ class Canvas:
         import matplotlib.pyplot as plt
 
         plt.close(self.figure)
-        payload = {"experiment": name, "paper": self.spec.paper, "title": self.spec.title, "caption": self.caption,
-                   "spread": self.spec.spread, "panels": list(self.panels.values())}  # fmt: skip
+        payload = {
+            "experiment": name,
+            "paper": self.spec.paper,
+            "title": self.spec.title,
+            "caption": self.caption,
+            "spread": self.spec.spread,
+            "panels": list(self.panels.values()),
+        }
         data.write_text(json.dumps(payload, indent=1) + "\n")
         return png, data

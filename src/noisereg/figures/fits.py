@@ -5,6 +5,7 @@ For a fixed rate 1/τ the model is linear in (A, C), so the fit minimises the re
 are those of a least-squares fit with unknown noise level: s² (JᵀJ)⁻¹ at the optimum, J the Jacobian of the model
 in (A, C, τ) and s² = RSS / (n − 3), as scipy's `curve_fit` reports them by default.
 """
+
 from __future__ import annotations
 
 import math

@@ -3,6 +3,7 @@ per group and x value the n, mean, std and SEM over runs (`Series`), the runs th
 and the count of runs that failed. Diverged and failed runs are results: they are marked and counted, never
 dropped silently. Drawing them is canvas.py's.
 """
+
 from __future__ import annotations
 
 import math
@@ -14,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from noisereg.errors import SettingError
-from noisereg.figures.claims import condition_keys
+from noisereg.figures.selection import condition_keys
 from noisereg.records import load_runs
 from noisereg.tracking.records import list_artifacts, read_artifact
 
@@ -84,15 +85,16 @@ def aggregate(values: pd.DataFrame, x: str, y: str) -> tuple[list, list, list, l
     return xs, ns, means, stds, sems
 
 
-def groups(runs: pd.DataFrame, by: Sequence[str] | str, varying: Sequence[str], pooled: Sequence[str] = ()
-           ) -> Iterable[tuple[dict[str, Any], pd.DataFrame, str]]:  # fmt: skip
+def groups(
+    runs: pd.DataFrame, by: Sequence[str] | str, varying: Sequence[str], pooled: Sequence[str] = ()
+) -> Iterable[tuple[dict[str, Any], pd.DataFrame, str]]:
     """The runs by the `by` key or keys, each group split further by any other condition key (`varying`: those of
     the experiment) that varies inside it (runs of two folders that differ in σ never pool into one series;
     `pooled`: keys a panel spreads along its x axis); yields (config, group, suffix naming the extra keys' values for
     the label)."""
     by = [by] if isinstance(by, str) else list(by)
     extra = [k for k in varying if k not in by and k not in pooled and k in runs]
-    for values, group in (runs.groupby(by, sort=True, dropna=False) if by else [((), runs)]):
+    for values, group in runs.groupby(by, sort=True, dropna=False) if by else [((), runs)]:
         values = values if isinstance(values, tuple) else (values,)
         config = dict(zip(by, values))
         inside = [k for k in extra if group[k].map(repr).nunique() > 1]
@@ -104,23 +106,34 @@ def groups(runs: pd.DataFrame, by: Sequence[str] | str, varying: Sequence[str], 
             yield {**config, **split}, part, " (" + ", ".join(f"{k}={v}" for k, v in split.items()) + ")"
 
 
-def series_of_rows(name: str, config: dict[str, Any], group: pd.DataFrame, x: str, y: str, varying: Sequence[str],
-                   average_diverged: bool = True) -> Series:  # fmt: skip
+def series_of_rows(
+    name: str,
+    config: dict[str, Any],
+    group: pd.DataFrame,
+    x: str,
+    y: str,
+    varying: Sequence[str],
+    average_diverged: bool = True,
+) -> Series:
     """The metric y of a group's rows against x, aggregated over its runs; where each diverged run stopped, averaged
     in or (`average_diverged` false: a last value that is not a final one) left out."""
     with_values = group[np.isfinite(group[y].astype(float))] if y in group else group.iloc[0:0]
     runs = group["run"].unique()
     # The group's config: every key that varies across the experiment and is single-valued here (the panel's
     # selection too, e.g. the width of a Fig. 2 column), so a reader can find the runs behind each series.
-    fixed = {k: group[k].iloc[0] for k in varying
-             if k in group and group[k].notna().all() and group[k].map(repr).nunique() == 1}  # fmt: skip
+    fixed = {
+        k: group[k].iloc[0]
+        for k in varying
+        if k in group and group[k].notna().all() and group[k].map(repr).nunique() == 1
+    }
     series = Series(name, {k: plain(v) for k, v in {**fixed, **config}.items()}, len(runs), metric=y)
     series.failed = sum(1 for run in runs if run not in set(with_values["run"]))
     for run, rows in with_values.groupby("run"):
         if rows["status"].iloc[0] == "diverged":
             last = rows.sort_values(x).iloc[-1]
-            series.diverged.append({"run": run, "x": plain(last[x]), "value": plain(last[y]),
-                                    "step": plain(rows["steps"].iloc[0])})  # fmt: skip
+            series.diverged.append(
+                {"run": run, "x": plain(last[x]), "value": plain(last[y]), "step": plain(rows["steps"].iloc[0])}
+            )
     if not average_diverged:
         with_values = with_values[with_values["status"] != "diverged"]
     series.x, series.n, series.mean, series.std, series.sem = aggregate(with_values, x, y)
@@ -139,13 +152,16 @@ def saved_arrays(group: pd.DataFrame, artifact: str, x: str, y: str, step: int |
         arrays = read_artifact(run, artifact, at)
         frames.append(pd.DataFrame({"run": run, x: arrays[x].astype(float), y: arrays[y].astype(float)}))
     if not frames:
-        raise SettingError(f"{group['experiment'].iloc[0]}: no run saved the artifact {artifact!r}; run them "
-                           f"with probes.{artifact}.every set")  # fmt: skip
+        raise SettingError(
+            f"{group['experiment'].iloc[0]}: no run saved the artifact {artifact!r}; run them "
+            f"with probes.{artifact}.every set"
+        )
     return frames
 
 
-def series_of_arrays(name: str, config: dict[str, Any], frames: Sequence[pd.DataFrame], artifact: str, x: str,
-                     y: str) -> Series:  # fmt: skip
+def series_of_arrays(
+    name: str, config: dict[str, Any], frames: Sequence[pd.DataFrame], artifact: str, x: str, y: str
+) -> Series:
     """Saved arrays (`saved_arrays`) of y against x, aggregated over the runs that saved them."""
     series = Series(name, {k: plain(v) for k, v in config.items()}, len(frames), metric=f"{artifact}/{y}")
     series.x, series.n, series.mean, series.std, series.sem = aggregate(pd.concat(frames, ignore_index=True), x, y)
@@ -190,8 +206,17 @@ def phase_series(counts: dict[Any, dict[str, int]], order: Sequence[str]) -> lis
         xs = [x_value for x_value, by_phase in counts.items() if by_phase.get(phase)]
         totals = [sum(counts[x_value].values()) for x_value in xs]
         numbers = [counts[x_value][phase] for x_value in xs]
-        series.append(Series(phase, {"phase": phase}, sum(numbers), x=xs, n=numbers, metric="phase",
-                             mean=[n / total for n, total in zip(numbers, totals)]))  # fmt: skip
+        series.append(
+            Series(
+                phase,
+                {"phase": phase},
+                sum(numbers),
+                x=xs,
+                n=numbers,
+                metric="phase",
+                mean=[n / total for n, total in zip(numbers, totals)],
+            )
+        )
     return series
 
 
@@ -217,9 +242,17 @@ def rows_at(runs: pd.DataFrame, x: str, y: str, step: int | None) -> pd.DataFram
 
 def run_points(rows: pd.DataFrame, x: str, y: str, y_error: str | None = None) -> list[dict[str, Any]]:
     """One point per row (`rows_at`): its run, seed, step, x and y, and with `y_error` that metric as its error."""
-    return [{"run": r["run"], "seed": plain(r["seed"]), "step": plain(r["step"]), "x": plain(r[x]), "y": plain(r[y]),
-             **({"y_error": plain(r[y_error])} if y_error and y_error in r else {})}
-            for _, r in rows.iterrows()]  # fmt: skip
+    return [
+        {
+            "run": r["run"],
+            "seed": plain(r["seed"]),
+            "step": plain(r["step"]),
+            "x": plain(r[x]),
+            "y": plain(r[y]),
+            **({"y_error": plain(r[y_error])} if y_error and y_error in r else {}),
+        }
+        for _, r in rows.iterrows()
+    ]
 
 
 def step_means(runs: pd.DataFrame, ys: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
@@ -249,8 +282,10 @@ def scale_of(runs: pd.DataFrame, experiment: str, folders: Sequence[str]) -> str
     scales = sorted(runs["scale"].unique(), key=lambda s: SCALES.index(s) if s in SCALES else -1)
     if len(scales) > 1:
         where = "; ".join(f"{s}: {runs[runs['scale'] == s]['run'].nunique()} runs" for s in scales)
-        raise SettingError(f"runs of {experiment} at mixed scales ({where}) under {', '.join(folders)}: plot one "
-                           "scale at a time (pass the folder of one sweep)")  # fmt: skip
+        raise SettingError(
+            f"runs of {experiment} at mixed scales ({where}) under {', '.join(folders)}: plot one "
+            "scale at a time (pass the folder of one sweep)"
+        )
     return scales[0]
 
 
@@ -266,8 +301,12 @@ def experiment_rows(runs: pd.DataFrame, experiment: str, reads_also: Sequence[st
     return selected.dropna(axis=1, how="all")
 
 
-def runs_of(experiment: str, folders: Sequence[str | os.PathLike], runs: pd.DataFrame | None = None,
-            reads_also: Sequence[str] = ()) -> pd.DataFrame:
+def runs_of(
+    experiment: str,
+    folders: Sequence[str | os.PathLike],
+    runs: pd.DataFrame | None = None,
+    reads_also: Sequence[str] = (),
+) -> pd.DataFrame:
     """`experiment_rows` of the runs under the folders; a one-line error naming what was found instead."""
     if runs is None:
         runs = load_runs(folders)

@@ -12,6 +12,7 @@ their config minus the seed (grouping.py), lets the figure function draw on a `C
 `<out>/<name>.png` and `<out>/<name>.json`. This module imports none of the papers' modules: the package
 (figures/__init__.py) does, before any of its modules can be used.
 """
+
 from __future__ import annotations
 
 import os
@@ -40,11 +41,18 @@ class FigureSpec:
 FIGURES: dict[str, FigureSpec] = {}
 
 
-def figure(experiment: str, paper: str, title: str, spread: str = "std", panels: tuple[int, int] = (1, 1),
-           reads_also: Sequence[str] = ()):
+def figure(
+    experiment: str,
+    paper: str,
+    title: str,
+    spread: str = "std",
+    panels: tuple[int, int] = (1, 1),
+    reads_also: Sequence[str] = (),
+):
     """Register a figure function under its experiment. `reads_also`: experiments whose runs carry this figure's
     metrics too (the paper draws both figures from the same networks), read where the experiment has no runs of its
     own, so one sweep serves both."""
+
     def register(draw: Callable[[pd.DataFrame, Canvas], None]) -> Callable[[pd.DataFrame, Canvas], None]:
         FIGURES[experiment] = FigureSpec(experiment, paper, title, draw, spread, panels, tuple(reads_also))
         return draw
@@ -53,8 +61,11 @@ def figure(experiment: str, paper: str, title: str, spread: str = "std", panels:
 
 
 def plot_experiment(
-    experiment: str, folders: Sequence[str | os.PathLike], out: str | os.PathLike | None = None,
-    runs: pd.DataFrame | None = None, image: bool = True,
+    experiment: str,
+    folders: Sequence[str | os.PathLike],
+    out: str | os.PathLike | None = None,
+    runs: pd.DataFrame | None = None,
+    image: bool = True,
 ) -> tuple[Path, Path]:
     """Draw `experiment`'s figure from the runs under `folders` into `out` (default results/<experiment>/); `image`:
     false writes its data (JSON) alone."""

@@ -6,6 +6,7 @@ whose experiment misses a precondition of its regime (claims.REGIMES, checked pe
 (`@claim(..., gates=...)`, the same), is `not in regime`: the row names the measured value, the threshold and what
 would reach it.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,23 +18,14 @@ from typing import Sequence
 import pandas as pd
 
 from noisereg.errors import SettingError
-from noisereg.figures.claims import (
-    CLAIMS,
-    CONFIDENCE,
-    MIN_SEEDS,
-    PARTS,
-    Claim,
-    POWER,
-    Gate,
-    Precondition,
-    condition_keys,
-    condition_preconditions,
-    finished,
-)
+from noisereg.figures.claims import CLAIMS, PARTS, Claim, Gate, Precondition, condition_preconditions
 from noisereg.figures.grouping import SCALES, experiment_rows
 from noisereg.figures.registry import FIGURES, plot_experiment
+from noisereg.figures.selection import condition_keys, finished
+from noisereg.figures.statistics import CONFIDENCE, MIN_SEEDS, POWER
 from noisereg.records import load_runs
-from noisereg.tracking.records import FINISHED
+from noisereg.tracking.provenance import PROVENANCE, describe_provenance
+from noisereg.tracking.records import FINISHED, IDENTITY, read_identity
 
 VERDICTS = ("holds", "fails", "inconclusive", "not in regime", "not run")
 
@@ -69,8 +61,12 @@ def conditions(runs: pd.DataFrame) -> list[tuple[dict, pd.DataFrame]]:
     table = pd.DataFrame([{k: repr(group[k].iloc[0]) for k in varying} for group in groups])
     shown: list[str] = []
     while table.groupby(shown).ngroups < len(table) if shown else len(table) > 1:
-        shown.append(max((k for k in varying if k not in shown),
-                         key=lambda k: (table.groupby([*shown, k]).ngroups, -varying.index(k))))  # fmt: skip
+        shown.append(
+            max(
+                (k for k in varying if k not in shown),
+                key=lambda k: (table.groupby([*shown, k]).ngroups, -varying.index(k)),
+            )
+        )
     shown.sort(key=varying.index)
     return [({k: group[k].iloc[0] for k in shown}, group) for group in groups]
 
@@ -80,14 +76,20 @@ def condition_label(config: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in shown) or "all"
 
 
-def unmet_preconditions(experiment: str, runs: pd.DataFrame,
-                        gates: Sequence[Gate] = ()) -> list[tuple[str, Precondition]]:  # fmt: skip
-    return [(condition_label(config), p) for config, group in conditions(runs)
-            for p in condition_preconditions(experiment, group, gates) if not p.met]  # fmt: skip
+def unmet_preconditions(
+    experiment: str, runs: pd.DataFrame, gates: Sequence[Gate] = ()
+) -> list[tuple[str, Precondition]]:
+    return [
+        (condition_label(config), p)
+        for config, group in conditions(runs)
+        for p in condition_preconditions(experiment, group, gates)
+        if not p.met
+    ]
 
 
-def in_regime_parts(experiment: str, runs: pd.DataFrame,
-                    gates: Sequence[Gate] = ()) -> tuple[pd.DataFrame, list[tuple[str, Precondition]], str]:
+def in_regime_parts(
+    experiment: str, runs: pd.DataFrame, gates: Sequence[Gate] = ()
+) -> tuple[pd.DataFrame, list[tuple[str, Precondition]], str]:
     """The runs a claim is judged on, the preconditions missed (its experiment's and its own `gates`), and a note on
     what was left out: with PARTS, the values of the part key whose conditions all met their preconditions (the
     others left out and named); without, every run, or nothing when any condition missed one."""
@@ -116,7 +118,10 @@ def not_in_regime(unmet: list[tuple[str, Precondition]]) -> tuple[str, str, str]
 
 
 def evaluate_claims(
-    folders: Sequence[str | os.PathLike], out: Path, draw: bool = True, runs: pd.DataFrame | None = None,
+    folders: Sequence[str | os.PathLike],
+    out: Path,
+    draw: bool = True,
+    runs: pd.DataFrame | None = None,
     images: bool = True,
 ) -> list[ReportRow]:
     """Every registered claim against the runs under `folders` (`runs`: already loaded from them); figures drawn into
@@ -142,7 +147,12 @@ def evaluate_claims(
                 continue
             try:  # only finished runs are evidence: every claim sees those alone
                 verdict = item.evaluate(judged)
-                row.verdict, row.shown, row.numbers, row.rule = verdict.verdict, verdict.shown, verdict.numbers, verdict.rule
+                row.verdict, row.shown, row.numbers, row.rule = (
+                    verdict.verdict,
+                    verdict.shown,
+                    verdict.numbers,
+                    verdict.rule,
+                )
                 row.settle = verdict.settle
             except SettingError as error:  # a metric the runs did not log, runs of two conditions
                 row.verdict = row.shown = "inconclusive"
@@ -177,8 +187,14 @@ class ExperimentAtScale:
         return self.gated[item.gates]
 
 
-def prepare_experiment(experiment: str, runs: pd.DataFrame, folders: Sequence[str | os.PathLike], out: Path,
-                       draw: bool, images: bool = True) -> list[ExperimentAtScale]:  # fmt: skip
+def prepare_experiment(
+    experiment: str,
+    runs: pd.DataFrame,
+    folders: Sequence[str | os.PathLike],
+    out: Path,
+    draw: bool,
+    images: bool = True,
+) -> list[ExperimentAtScale]:
     """One `ExperimentAtScale` per scale the experiment's runs were made at, the largest first (figures drawn into
     `out/`); none when the experiment has no records."""
     present = experiment_runs(runs, experiment)
@@ -207,8 +223,10 @@ def runs_table(runs: pd.DataFrame) -> list[str]:
     preconditions of its experiment's regime and of its claims' own gates (`gate_cell`)."""
     if runs.empty:
         return []
-    lines = ["| experiment | scale | condition | runs | " + " | ".join(f"final {m}" for m in RUN_METRICS) +
-             " | regime |", "|---|---|---|---|" + "---|" * (len(RUN_METRICS) + 1)]  # fmt: skip
+    lines = [
+        "| experiment | scale | condition | runs | " + " | ".join(f"final {m}" for m in RUN_METRICS) + " | regime |",
+        "|---|---|---|---|" + "---|" * (len(RUN_METRICS) + 1),
+    ]
     for experiment in sorted(runs["experiment"].dropna().unique()):
         present = experiment_runs(runs, experiment)
         for scale in sorted(present["scale"].unique(), key=str):
@@ -221,12 +239,23 @@ def runs_table(runs: pd.DataFrame) -> list[str]:
                 cells = []
                 for metric in RUN_METRICS:
                     last = completed.groupby("run")[metric].last().dropna() if metric in ordered else pd.Series()
-                    cells.append(f"{last.mean():.4g} ± {last.std(ddof=1) if len(last) > 1 else 0:.2g}" if len(last) else "")
+                    cells.append(
+                        f"{last.mean():.4g} ± {last.std(ddof=1) if len(last) > 1 else 0:.2g}" if len(last) else ""
+                    )
                 status = ", ".join(f"{n} {name}" for name, n in sorted(statuses.items()))
-                gate = "; ".join(("met: " if p.met else "**not met**: ") + str(p) + (f" (for {', '.join(claims)})"
-                                 if claims else "") for p, claims in gate_cell(experiment, group)) or "–"  # fmt: skip
-                lines.append(f"| {experiment} | {scale} | {_cell(condition_label(config))} | {status} ({seeds} "
-                             f"seeds) | " + " | ".join(cells) + f" | {_cell(gate)} |")  # fmt: skip
+                gate = (
+                    "; ".join(
+                        ("met: " if p.met else "**not met**: ")
+                        + str(p)
+                        + (f" (for {', '.join(claims)})" if claims else "")
+                        for p, claims in gate_cell(experiment, group)
+                    )
+                    or "–"
+                )
+                lines.append(
+                    f"| {experiment} | {scale} | {_cell(condition_label(config))} | {status} ({seeds} "
+                    f"seeds) | " + " | ".join(cells) + f" | {_cell(gate)} |"
+                )
     return lines
 
 
@@ -237,7 +266,7 @@ def gate_cell(experiment: str, condition: pd.DataFrame) -> list[tuple[Preconditi
     shown = {str(p): (p, []) for p in regime}
     for item in CLAIMS:
         if item.experiment == experiment and item.gates:
-            for p in condition_preconditions(experiment, condition, item.gates)[len(regime):]:
+            for p in condition_preconditions(experiment, condition, item.gates)[len(regime) :]:
                 shown.setdefault(str(p), (p, []))[1].append(item.label)
     return list(shown.values())
 
@@ -246,8 +275,18 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def write_report(folders: Sequence[str | os.PathLike], out: str | os.PathLike = "results/REPORT.md",
-                 images: bool = True) -> Path:  # fmt: skip
+def recorded_provenance(runs: pd.DataFrame) -> list[dict | None]:
+    """Each run's `provenance` from its run.json; None for a run recorded before provenance (or without run.json)."""
+    found = []
+    for run in sorted(runs["run"].unique()) if not runs.empty else []:
+        identity = read_identity(Path(run)) if (Path(run) / IDENTITY).exists() else {}
+        found.append(identity.get(PROVENANCE))
+    return found
+
+
+def write_report(
+    folders: Sequence[str | os.PathLike], out: str | os.PathLike = "results/REPORT.md", images: bool = True
+) -> Path:
     """The claims report at `out`, every figure beside it (`images`: false, the figures' JSON without their PNGs)."""
     out = Path(out)
     runs = load_runs(folders)
@@ -256,11 +295,18 @@ def write_report(folders: Sequence[str | os.PathLike], out: str | os.PathLike = 
     total = runs["run"].nunique() if not runs.empty else 0
     unfinished = runs.loc[~runs["status"].isin(FINISHED), "run"].nunique() if not runs.empty else 0
     damaged = runs.attrs.get("damaged", [])
-    skipped = (f"; {len(damaged)} damaged runs skipped ({', '.join(damaged[:3])}{', …' if len(damaged) > 3 else ''})"
-               if damaged else "")  # fmt: skip
+    skipped = (
+        f"; {len(damaged)} damaged runs skipped ({', '.join(damaged[:3])}{', …' if len(damaged) > 3 else ''})"
+        if damaged
+        else ""
+    )
     duplicates = runs.attrs.get("duplicates", [])
-    skipped += (f"; {len(duplicates)} runs skipped as repeats of a run's config and seed ({', '.join(duplicates[:3])}"
-                f"{', …' if len(duplicates) > 3 else ''})" if duplicates else "")  # fmt: skip
+    skipped += (
+        f"; {len(duplicates)} runs skipped as repeats of a run's config and seed ({', '.join(duplicates[:3])}"
+        f"{', …' if len(duplicates) > 3 else ''})"
+        if duplicates
+        else ""
+    )
     lines = [
         "# Claims report",
         "",
@@ -283,6 +329,8 @@ def write_report(folders: Sequence[str | os.PathLike], out: str | os.PathLike = 
         "were made: paper (the paper's sizes), cpu and cpu_quarter (reduced to fit a 2-core machine, see README), "
         "smoke (a few steps, for tests only).",
         "",
+        describe_provenance(recorded_provenance(runs)),
+        "",
         f"**{counts['holds']} hold, {counts['fails']} fail, {counts['inconclusive']} inconclusive, "
         f"{counts['not in regime']} not in regime, {counts['not run']} not run.**",
         "",
@@ -297,11 +345,18 @@ def write_report(folders: Sequence[str | os.PathLike], out: str | os.PathLike = 
         )
     table = runs_table(runs)
     if table:
-        lines += ["", "## Runs", "", "Every condition of every experiment found (its config minus seed-like keys): "
-                  "how many runs ended in each status and over how many seeds, the final logged metrics of the "
-                  "completed ones (mean ± std over seeds), and whether the condition met its experiment's regime "
-                  "and its claims' own preconditions (those name the claims they gate; – where nothing sets a "
-                  "precondition on it).", "", *table]  # fmt: skip
+        lines += [
+            "",
+            "## Runs",
+            "",
+            "Every condition of every experiment found (its config minus seed-like keys): "
+            "how many runs ended in each status and over how many seeds, the final logged metrics of the "
+            "completed ones (mean ± std over seeds), and whether the condition met its experiment's regime "
+            "and its claims' own preconditions (those name the claims they gate; – where nothing sets a "
+            "precondition on it).",
+            "",
+            *table,
+        ]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
     return out

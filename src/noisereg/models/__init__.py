@@ -1,5 +1,6 @@
 """Models, registered in `MODELS` (each one short file with its config schema beside it): MLPs, the diagonal
 network, Orvieto et al.'s CIFAR-10 toy and wide CNNs, and the CIFAR ResNet18."""
+
 from __future__ import annotations
 
 from typing import Any

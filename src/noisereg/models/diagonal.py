@@ -5,6 +5,7 @@ quadratically. The total trace still equals the Gauss–Newton trace (the second
 tensors cancel, D²Φ[I] = 0), but the per-tensor blocks do not, so the model does not claim piecewise linearity and
 `hessian_trace(method="auto")` uses Hutchinson for it.
 """
+
 from __future__ import annotations
 
 import math
@@ -51,7 +52,9 @@ class DiagonalNetwork(nn.Module):
 
 
 @MODELS.register("diagonal_net", DiagonalNetSettings)
-def build_diagonal_network(input_shape: tuple[int, ...], num_outputs: int, generator=None, **settings) -> DiagonalNetwork:
+def build_diagonal_network(
+    input_shape: tuple[int, ...], num_outputs: int, generator=None, **settings
+) -> DiagonalNetwork:
     if num_outputs != 1:
         raise SettingError("model=diagonal_net is a regression model with one output; use dataset=synthetic_sparse")
     return DiagonalNetwork(input_dim=math.prod(input_shape), **settings)  # deterministic init: w₁ = w₂

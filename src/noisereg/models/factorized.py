@@ -5,6 +5,7 @@ U enters twice, so the model is not piecewise linear in its parameter: the Hessi
 beyond Gauss–Newton, the exact trace refuses it and `hessian_trace(method="auto")` uses Hutchinson. Its implicit
 regularizer under label noise is E‖(A + Aᵀ)U‖²_F = 2(d+1)‖U‖²_F (Eq. 2), and ‖U‖²_F = ‖X‖_*.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,8 +36,9 @@ class FactorizedMatrixSettings:
 class FactorizedMatrix(nn.Module):
     piecewise_linear_in_parameters = False  # U enters twice (UUᵀ)
 
-    def __init__(self, dimension: int, init: str = "identity", init_scale: float = 1.0,
-                 generator: torch.Generator | None = None):  # fmt: skip
+    def __init__(
+        self, dimension: int, init: str = "identity", init_scale: float = 1.0, generator: torch.Generator | None = None
+    ):
         super().__init__()
         self.factor = nn.Parameter(torch.empty(dimension, dimension))  # U
         if self.factor.is_meta:  # built to be counted (noisereg/memory.py)
@@ -59,6 +61,8 @@ class FactorizedMatrix(nn.Module):
 @MODELS.register("factorized_matrix", FactorizedMatrixSettings)
 def build_factorized_matrix(input_shape: tuple[int, ...], num_outputs: int, generator=None, **settings):
     if len(input_shape) != 2 or input_shape[0] != input_shape[1] or num_outputs != 1:
-        raise SettingError(f"model=factorized_matrix needs square measurement matrices and one output, but the "
-                           f"dataset has inputs of shape {tuple(input_shape)}; use dataset=matrix_sensing")  # fmt: skip
+        raise SettingError(
+            f"model=factorized_matrix needs square measurement matrices and one output, but the "
+            f"dataset has inputs of shape {tuple(input_shape)}; use dataset=matrix_sensing"
+        )
     return FactorizedMatrix(input_shape[0], generator=generator, **settings)

@@ -1,6 +1,7 @@
 """PyTorch's default initialisation of Linear and Conv layers, drawn from a given generator so that a model's
 initialisation is seeded on its own stream (app.py): weights and biases U(−1/√fan_in, 1/√fan_in) (the bound
 `kaiming_uniform_(a=√5)` gives). BatchNorm keeps γ = 1, β = 0."""
+
 from __future__ import annotations
 
 import math

@@ -4,6 +4,7 @@ hidden preactivation w⁽⁰⁾x + w_NI ε. It is the MLP of mlp.py with those s
 phase boundaries of Eqs. 5–6 depend on the initial weights, so every seed starts at the same point and varies only
 the data order and the noise.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,8 +26,10 @@ class LinearToySettings:
 
     def check(self, group: str = "model") -> None:
         if list(self.widths) != [1]:
-            raise SettingError(f"{group}.widths={list(self.widths)}: the linear toy model has one hidden unit; "
-                               f"use {group}.widths=[1] or model=mlp")  # fmt: skip
+            raise SettingError(
+                f"{group}.widths={list(self.widths)}: the linear toy model has one hidden unit; "
+                f"use {group}.widths=[1] or model=mlp"
+            )
         if not (math.isfinite(self.first_weight) and math.isfinite(self.second_weight)):
             raise SettingError(f"{group}.first_weight and {group}.second_weight must be finite")
 
@@ -41,8 +44,10 @@ def build_linear_toy(
     second_weight: float = 1.0,
 ) -> MLP:
     if math.prod(input_shape) != 1 or num_outputs != 1:
-        raise SettingError(f"model=linear_toy takes one input and one output, the data have {math.prod(input_shape)} "
-                           f"and {num_outputs}; use dataset=scalar_regression")  # fmt: skip
+        raise SettingError(
+            f"model=linear_toy takes one input and one output, the data have {math.prod(input_shape)} "
+            f"and {num_outputs}; use dataset=scalar_regression"
+        )
     model = MLP(1, 1, [1], activation="linear", bias=False)
     with torch.no_grad():
         model.layers[0].weight.fill_(first_weight)

@@ -1,4 +1,5 @@
 """Fully connected networks: the 1-hidden-layer linear net of Orvieto Fig. 2 and the FMNIST MLPs 1–4 (App. F)."""
+
 from __future__ import annotations
 
 import math
@@ -89,8 +90,11 @@ class MLP(nn.Module):
                 continue
             # mean_field: N(0, 1/(d_in·d_out)) (Orvieto Sec. 3.1, App. E footnote 6); fan_in: N(0, 1/d_in);
             # glorot_normal: N(0, 2/(d_in + d_out)) (Keras's default, which Camuto et al.'s code uses).
-            variance = {"mean_field": 1.0 / (fan_in * fan_out), "fan_in": 1.0 / fan_in,
-                        "glorot_normal": 2.0 / (fan_in + fan_out)}[init]  # fmt: skip
+            variance = {
+                "mean_field": 1.0 / (fan_in * fan_out),
+                "fan_in": 1.0 / fan_in,
+                "glorot_normal": 2.0 / (fan_in + fan_out),
+            }[init]
             layer.weight.normal_(0.0, math.sqrt(variance), generator=generator)
             if layer.bias is not None:
                 layer.bias.zero_()
@@ -133,5 +137,7 @@ class MLP(nn.Module):
 
 
 @MODELS.register("mlp", MlpSettings)
-def build_mlp(input_shape: tuple[int, ...], num_outputs: int, generator: torch.Generator | None = None, **settings) -> MLP:
+def build_mlp(
+    input_shape: tuple[int, ...], num_outputs: int, generator: torch.Generator | None = None, **settings
+) -> MLP:
     return MLP(math.prod(input_shape), num_outputs, generator=generator, **settings)

@@ -4,9 +4,10 @@ f(x) = Σᵢ cᵢ relu(aᵢx + bᵢ) + a·x + b, all of aᵢ, bᵢ, cᵢ, a, b t
 The paper gives no width or initialisation. Ours: width m = 100, aᵢ ~ N(0, s²), kinks −bᵢ/aᵢ = uᵢ ~ U(−r, r) inside
 the data range (bᵢ = −aᵢuᵢ), cᵢ ~ N(0, (κs)²/m), a, b ~ U(−1, 1), with s = 2 and r = 1.2: with s = 1 plain SGD already
 lands near the piecewise-linear interpolant, and Fig. 2's contrast disappears. κ (`output_scale`, 1 by default)
-sets the output weights apart: Figs 2-3 take κ = 7 (conf/base/blanc_relu_1d.yaml), where SGD's curve is ~1.24× the
+sets the output weights apart: Figs 2-3 take κ = 7 (conf/blanc/base/relu_1d.yaml), where SGD's curve is ~1.24× the
 interpolant's, against 1.01× at κ = 1.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,8 +34,9 @@ class Relu1dSettings:
         if not (math.isfinite(self.init_scale) and self.init_scale > 0) or not self.kink_range >= 0:
             raise SettingError("model.init_scale must be finite and > 0 and model.kink_range >= 0")
         if not (math.isfinite(self.output_scale) and self.output_scale > 0):
-            raise SettingError(f"model.output_scale={self.output_scale} must be finite and > 0, e.g. "
-                               "model.output_scale=1")  # fmt: skip
+            raise SettingError(
+                f"model.output_scale={self.output_scale} must be finite and > 0, e.g. model.output_scale=1"
+            )
 
 
 class Relu1dNetwork(nn.Module):
@@ -42,8 +44,14 @@ class Relu1dNetwork(nn.Module):
     # and the per-layer Gauss–Newton route apply).
     piecewise_linear_in_parameters = True
 
-    def __init__(self, width: int = 100, init_scale: float = 2.0, kink_range: float = 1.2,
-                 generator: torch.Generator | None = None, output_scale: float = 1.0):  # fmt: skip
+    def __init__(
+        self,
+        width: int = 100,
+        init_scale: float = 2.0,
+        kink_range: float = 1.2,
+        generator: torch.Generator | None = None,
+        output_scale: float = 1.0,
+    ):
         super().__init__()
         self.hidden = nn.Linear(1, width)  # weight aᵢ, bias bᵢ
         self.activation = nn.ReLU()
@@ -53,8 +61,9 @@ class Relu1dNetwork(nn.Module):
             self._initialise(width, init_scale, kink_range, generator, output_scale)
 
     @torch.no_grad()
-    def _initialise(self, width: int, scale: float, kink_range: float, generator: torch.Generator | None,
-                    output_scale: float = 1.0) -> None:  # fmt: skip
+    def _initialise(
+        self, width: int, scale: float, kink_range: float, generator: torch.Generator | None, output_scale: float = 1.0
+    ) -> None:
         slopes = self.hidden.weight
         slopes.normal_(0.0, scale, generator=generator)
         kinks = torch.empty(width).uniform_(-kink_range, kink_range, generator=generator)
@@ -77,6 +86,8 @@ class Relu1dNetwork(nn.Module):
 @MODELS.register("relu_1d", Relu1dSettings)
 def build_relu_1d(input_shape: tuple[int, ...], num_outputs: int, generator=None, **settings) -> Relu1dNetwork:
     if tuple(input_shape) != (1,) or num_outputs != 1:
-        raise SettingError(f"model=relu_1d maps one number to one number, but the dataset has inputs of shape "
-                           f"{tuple(input_shape)} and {num_outputs} outputs; use dataset=points_1d")  # fmt: skip
+        raise SettingError(
+            f"model=relu_1d maps one number to one number, but the dataset has inputs of shape "
+            f"{tuple(input_shape)} and {num_outputs} outputs; use dataset=points_1d"
+        )
     return Relu1dNetwork(generator=generator, **settings)

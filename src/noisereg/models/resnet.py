@@ -3,6 +3,7 @@ no max-pool, BasicBlocks [2, 2, 2, 2] at widths 64/128/256/512 (stride 2 from th
 BatchNorm shortcut where the shape changes), global average pooling, Linear(512, 10); 11,173,962 parameters in 62
 tensors, BatchNorm's γ and β included (the noise groups of Orvieto's footnotes 4 and 7). `widths` scales the
 stages (scale=smoke shrinks them)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -22,8 +23,10 @@ class ResNetSettings:
 
     def check(self, group: str = "model") -> None:
         if len(self.widths) != len(self.blocks) or any(int(v) < 1 for v in [*self.widths, *self.blocks]):
-            raise SettingError(f"model.widths={list(self.widths)} and model.blocks={list(self.blocks)} must be "
-                               "positive and as long as each other, e.g. [64,128,256,512] and [2,2,2,2]")  # fmt: skip
+            raise SettingError(
+                f"model.widths={list(self.widths)} and model.blocks={list(self.blocks)} must be "
+                "positive and as long as each other, e.g. [64,128,256,512] and [2,2,2,2]"
+            )
 
 
 class BasicBlock(nn.Module):

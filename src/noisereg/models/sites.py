@@ -4,6 +4,7 @@ A model may say so itself with `hidden_activation_modules()` / `preactivation_mo
 do, in forward order: one activation module per site, never a shared functional ReLU); otherwise we take its
 activation modules and its Linear/Conv layers in registration order.
 """
+
 from __future__ import annotations
 
 from torch import nn

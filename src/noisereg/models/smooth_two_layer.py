@@ -4,6 +4,7 @@ biases. Initialisation (not given in the paper): wᵢ ~ N(0, I), cᵢ ~ N(0, 1/m
 `unit_outputs(x)` gives each unit's output weight cᵢ and activation hᵢ = σ(wᵢᵀx): Theorem 3 is about the products
 oᵢ = cᵢhᵢ at the points label noise does not repel (probes/unit_outputs.py measures them).
 """
+
 from __future__ import annotations
 
 import math
@@ -32,8 +33,9 @@ class SmoothTwoLayerSettings:
 
 
 class SmoothTwoLayerNetwork(nn.Module):
-    def __init__(self, input_dim: int, width: int = 20, activation: str = "tanh",
-                 generator: torch.Generator | None = None):  # fmt: skip
+    def __init__(
+        self, input_dim: int, width: int = 20, activation: str = "tanh", generator: torch.Generator | None = None
+    ):
         super().__init__()
         self.activation_name = activation
         self.hidden = nn.Linear(input_dim, width, bias=False)  # rows wᵢ

@@ -1,5 +1,6 @@
 """Orvieto et al.'s toy CNN+MLP for CIFAR-10 (App. F.2, Eq. 52; the PyTorch tutorial's network):
 Conv(3,6,5)–ReLU–MaxPool–Conv(6,16,5)–ReLU–MaxPool–Lin(400,120)–ReLU–Lin(120,84)–ReLU–Lin(84,10); 62,006 parameters."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -19,8 +20,10 @@ class ToyCnnSettings:
 
     def check(self, group: str = "model") -> None:
         if len(self.widths) != 4 or any(int(w) < 1 for w in self.widths):
-            raise SettingError(f"model.widths={list(self.widths)} must be 4 positive numbers (conv, conv, linear, "
-                               "linear), e.g. model.widths=[6,16,120,84]")  # fmt: skip
+            raise SettingError(
+                f"model.widths={list(self.widths)} must be 4 positive numbers (conv, conv, linear, "
+                "linear), e.g. model.widths=[6,16,120,84]"
+            )
 
 
 class ToyCNN(nn.Module):
@@ -62,6 +65,8 @@ def _side(pixels: int) -> int:
 @MODELS.register("toy_cnn", ToyCnnSettings)
 def build_toy_cnn(input_shape, num_outputs, generator=None, widths=(6, 16, 120, 84)) -> ToyCNN:
     if len(input_shape) != 3 or min(input_shape[1:]) < 16:
-        raise SettingError(f"model=toy_cnn takes images (channels, height, width) of at least 16×16, not "
-                           f"{tuple(input_shape)}; use dataset=cifar10")  # fmt: skip
+        raise SettingError(
+            f"model=toy_cnn takes images (channels, height, width) of at least 16×16, not "
+            f"{tuple(input_shape)}; use dataset=cifar10"
+        )
     return ToyCNN(input_shape, num_outputs, [int(w) for w in widths], generator)

@@ -1,6 +1,7 @@
 """Orvieto et al.'s wider fully convolutional network for CIFAR-10 (App. F.2, Eq. 53): four 3×3 convolutions
 (padding 1) 3→32→64→128→128, each followed by ReLU and 2×2 max-pooling, the channels averaged over positions,
 Lin(128, 10); 242,122 parameters. The authors' code uses 32→128→128→128: `model.widths=[32,128,128,128]`."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -19,8 +20,9 @@ class WideCnnSettings:
 
     def check(self, group: str = "model") -> None:
         if not self.widths or any(int(w) < 1 for w in self.widths):
-            raise SettingError(f"model.widths={list(self.widths)} must be positive channel counts, "
-                               "e.g. model.widths=[32,64,128,128]")  # fmt: skip
+            raise SettingError(
+                f"model.widths={list(self.widths)} must be positive channel counts, e.g. model.widths=[32,64,128,128]"
+            )
 
 
 class WideCNN(nn.Module):
@@ -51,6 +53,8 @@ class WideCNN(nn.Module):
 @MODELS.register("wide_cnn", WideCnnSettings)
 def build_wide_cnn(input_shape, num_outputs, generator=None, widths=(32, 64, 128, 128)) -> WideCNN:
     if len(input_shape) != 3 or min(input_shape[1:]) < 2 ** len(widths):
-        raise SettingError(f"model=wide_cnn with {len(widths)} poolings takes images of at least "
-                           f"{2 ** len(widths)}×{2 ** len(widths)} pixels, not {tuple(input_shape)}")  # fmt: skip
+        raise SettingError(
+            f"model=wide_cnn with {len(widths)} poolings takes images of at least "
+            f"{2 ** len(widths)}×{2 ** len(widths)} pixels, not {tuple(input_shape)}"
+        )
     return WideCNN(input_shape, num_outputs, [int(w) for w in widths], generator)

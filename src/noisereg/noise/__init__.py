@@ -7,6 +7,7 @@ Outside Hydra:
         loss_fn(model(x), y).backward()   # gradient at the perturbed point
     optimizer.step()                      # applied to the restored weights
 """
+
 from noisereg.noise.activation_noise import ActivationNoise
 from noisereg.noise.activation_regularizer import ExplicitActivationRegularizer
 from noisereg.noise.all_parameters import AllParamNoise

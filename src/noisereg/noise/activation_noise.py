@@ -10,6 +10,7 @@ The strength is given either as `variance` σₖ² — the quantity the paper qu
 0.25, 1, 4}) — or as `sigma`, the standard deviation σₖ, never both: each is a number or a list with one value per
 noised layer (the input first when it is noised). With neither, σ² = 0.1, the paper's.
 """
+
 from __future__ import annotations
 
 import math
@@ -70,9 +71,11 @@ def resolve_strength(sigma: Strength, variance: Strength, count: int | None, gro
     """The variances σₖ² of the noised layers from `sigma` (standard deviations) or `variance`, checked; with
     `count` (the number of noised layers) a single value is repeated and a list must have that length."""
     if sigma is not None and variance is not None:
-        raise SettingError(f"{group}.sigma={sigma} and {group}.variance={variance} both set the noise strength; "
-                           f"set one and the other to null ({group}.variance is σ², as Camuto et al. quote "
-                           "it)")  # fmt: skip
+        raise SettingError(
+            f"{group}.sigma={sigma} and {group}.variance={variance} both set the noise strength; "
+            f"set one and the other to null ({group}.variance is σ², as Camuto et al. quote "
+            "it)"
+        )
     if sigma is not None:
         values = [check_sigma(s, f"{group}.sigma") ** 2 for s in _as_list(sigma)]
         setting, given = f"{group}.sigma", sigma
@@ -87,9 +90,11 @@ def resolve_strength(sigma: Strength, variance: Strength, count: int | None, gro
     if len(values) == 1:
         return values * count
     if len(values) != count:
-        raise SettingError(f"{setting}={list(_as_list(given))} has {len(values)} values but the model has {count} "
-                           f"noised layers (the input first when {group}.noise_input=true, then each hidden layer); "
-                           "give one value per noised layer or a single number")  # fmt: skip
+        raise SettingError(
+            f"{setting}={list(_as_list(given))} has {len(values)} values but the model has {count} "
+            f"noised layers (the input first when {group}.noise_input=true, then each hidden layer); "
+            "give one value per noised layer or a single number"
+        )
     return values
 
 

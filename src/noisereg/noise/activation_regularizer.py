@@ -11,6 +11,7 @@ per output — and the trainer's backward pass then includes R's gradient.
 Samples must not interact in the forward pass (R is summed per sample), so models with BatchNorm or dropout are
 refused. The last batch's R is logged as `noise/explicit_R`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -31,8 +32,17 @@ if TYPE_CHECKING:
     from noisereg.data.tensors import TensorDataset
 
 # Modules that make samples interact or the forward pass random: R would not be the per-sample sum it is.
-INTERACTING = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.GroupNorm, nn.Dropout, nn.Dropout1d, nn.Dropout2d,
-               nn.Dropout3d, nn.AlphaDropout)  # fmt: skip
+INTERACTING = (
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.GroupNorm,
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.AlphaDropout,
+)
 FIRST_LAYER = -1  # key of the first Linear layer's output among the captured tensors
 
 
@@ -56,8 +66,10 @@ class ExplicitActivationRegularizer(ActivationSites):
         super().attach(model, data)
         interacting = [type(m).__name__ for m in model.modules() if isinstance(m, INTERACTING)]
         if interacting:
-            raise SettingError(f"noise=gni_explicit needs samples that do not interact in the forward pass; the model "
-                               f"has {interacting[0]}: use noise=gni, or a model without it")  # fmt: skip
+            raise SettingError(
+                f"noise=gni_explicit needs samples that do not interact in the forward pass; the model "
+                f"has {interacting[0]}: use noise=gni, or a model without it"
+            )
         model.register_forward_pre_hook(self._start)
         if isinstance(model, MLP) and list(model.activations) == [s for s in self.sites if s != INPUT_SITE]:
             self._chain = model
@@ -116,8 +128,11 @@ class ExplicitActivationRegularizer(ActivationSites):
     def penalty(self, outputs: torch.Tensor, targets: torch.Tensor, loss_fn: nn.Module) -> torch.Tensor | None:
         if not self._capturing() or not self._captured:
             return None
-        value = self._chain_penalty(outputs, targets, loss_fn) if self._chain is not None else self._any_penalty(
-            outputs, targets, loss_fn)  # fmt: skip
+        value = (
+            self._chain_penalty(outputs, targets, loss_fn)
+            if self._chain is not None
+            else self._any_penalty(outputs, targets, loss_fn)
+        )
         self._captured.clear()
         self.last_value = value.detach()
         return value
@@ -128,8 +143,9 @@ class ExplicitActivationRegularizer(ActivationSites):
         weights = [layer.weight for layer in self._chain.layers]
         preactivations = [self._captured[k] for k in range(1, len(weights))]
         activations = list(self._chain.activations)
-        return chain_regularizer(outputs, weights, preactivations, activations, hidden, input_variance, loss_fn,
-                                 targets)  # fmt: skip
+        return chain_regularizer(
+            outputs, weights, preactivations, activations, hidden, input_variance, loss_fn, targets
+        )
 
     def _any_penalty(self, outputs, targets, loss_fn) -> torch.Tensor:
         activations, variances, input_layer = [], [], None

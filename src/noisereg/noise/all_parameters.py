@@ -3,6 +3,7 @@
 Each of the M groups gets N(0, (σ/√M)²), so the total injected variance per step matches layer-wise noise,
 which perturbs one group with N(0, σ²) (Sec. 3.2: both minimise the same regularised loss, Eq. 11).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

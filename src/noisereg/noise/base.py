@@ -23,6 +23,7 @@ mode's paper derives, measured during training with curvature/'s formulas; the c
 GD is this class itself: every hook does nothing. Evaluation is always noise-free: hooks that act in the forward
 pass (NIN, GNI) check `model.training`, and the trainer evaluates in eval mode.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -139,7 +140,10 @@ class NoiseMode:
 
 @NOISE_MODES.register("gd", PlainGdSettings)
 def plain_gradient_descent(
-    sigma: float = 0.0, seed: int | None = None, variance: float | None = None, noise_input: bool = False,
+    sigma: float = 0.0,
+    seed: int | None = None,
+    variance: float | None = None,
+    noise_input: bool = False,
     **schedule: Any,
 ) -> NoiseMode:
     """`noise=gd`: σ, σ², noise_input and the seed are accepted so every mode is built the same way; GD uses none."""

@@ -18,6 +18,7 @@ Table 1 states σ² in units of the network, c · d_input / (N_w · η) (MSE) or
 keeps the paper's c in `strength` and computes σ from it with the `nin_sigma` resolver:
 `sigma: ${nin_sigma:${.strength},784,0.01,1024}` is σ = √(c · 784 / (0.01 · 1024)).
 """
+
 from __future__ import annotations
 
 import math
@@ -45,8 +46,10 @@ def sigma_from_strength(strength: float, d_input: float, lr: float, width: float
     """σ = √(c · d_input / (width · η)): Levi Table 1's σ² with c = `strength` (width N_w for MSE, 1 for CE)."""
     strength, d_input, lr, width = float(strength), float(d_input), float(lr), float(width)
     if not (strength >= 0 and d_input > 0 and lr > 0 and width > 0):
-        raise ValueError(f"nin_sigma needs c >= 0 and d_input, lr, width > 0 (got c={strength:g}, d_input={d_input:g}, "
-                         f"lr={lr:g}, width={width:g}); e.g. noise.strength=0.1")
+        raise ValueError(
+            f"nin_sigma needs c >= 0 and d_input, lr, width > 0 (got c={strength:g}, d_input={d_input:g}, "
+            f"lr={lr:g}, width={width:g}); e.g. noise.strength=0.1"
+        )
     return math.sqrt(strength * d_input / (width * lr))
 
 
@@ -117,8 +120,9 @@ class NoiseInjectionNode(NoiseMode):
         **schedule,
     ):
         super().__init__(**schedule)
-        NoiseInjectionNodeSettings(sigma=sigma, layer=layer, resample=resample, init=init,
-                                   init_scale=init_scale).check()  # fmt: skip
+        NoiseInjectionNodeSettings(
+            sigma=sigma, layer=layer, resample=resample, init=init, init_scale=init_scale
+        ).check()
         self.sigma = check_sigma(sigma)
         self.layer = layer
         self.resample = resample
@@ -139,8 +143,9 @@ class NoiseInjectionNode(NoiseMode):
         if data is not None:
             self.n_train = data.n_train
         if self.resample in ("epoch", "fixed") and self.n_train is None:
-            raise SettingError(f"noise.resample={self.resample} needs the training-set size (n_train) to draw one ε "
-                               "per sample")  # fmt: skip
+            raise SettingError(
+                f"noise.resample={self.resample} needs the training-set size (n_train) to draw one ε per sample"
+            )
         sites = preactivation_modules(model)
         if not -len(sites) <= self.layer < len(sites):
             raise SettingError(
@@ -195,8 +200,10 @@ class NoiseInjectionNode(NoiseMode):
         (Levi Figs 2-3: blue, black and red)."""
         if self.node is None:
             return {}
-        metrics = {"noise/nin_weight_norm": float(self.node.weight.norm()),
-                   "noise/nin_layer_weight_norm": float(self.site.weight.norm())}  # fmt: skip
+        metrics = {
+            "noise/nin_weight_norm": float(self.node.weight.norm()),
+            "noise/nin_layer_weight_norm": float(self.site.weight.norm()),
+        }
         if self.next_site is not None:
             metrics["noise/next_layer_weight_norm"] = float(self.next_site.weight.norm())
         return metrics
@@ -204,8 +211,12 @@ class NoiseInjectionNode(NoiseMode):
     def state_dict(self) -> dict[str, Any]:
         # W_NI itself is a parameter of the model and travels with its state_dict.
         table = None if self.epsilon_table is None else self.epsilon_table.cpu()
-        return {**super().state_dict(), "random": self.random.state_dict(), "epsilon_table": table,
-                "table_epoch": self.table_epoch}  # fmt: skip
+        return {
+            **super().state_dict(),
+            "random": self.random.state_dict(),
+            "epsilon_table": table,
+            "table_epoch": self.table_epoch,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)

@@ -10,6 +10,7 @@ Its implicit regularizer is (1/n) Σᵢ ‖∇θ h(xᵢ)‖² (Blanc et al. Eq. 
 as `noise/delta`. A block of steps (train/fused.py) draws its targets in one call, one leading row per step, and
 says how many steps it spans (`begin_step(..., steps=L)`): each row gets its own step's δ_t.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -55,9 +56,11 @@ class LabelNoise(NoiseMode):
     ):
         super().__init__(**schedule)
         if anneal_steps and (self.stop_step is None or not 0 < anneal_steps <= self.stop_step):
-            raise SettingError(f"noise.anneal_steps={anneal_steps} must lie in [0, noise.stop_step] and needs "
-                               f"noise.stop_step, the step δ reaches 0 at (it is {self.stop_step}); e.g. "
-                               "noise.stop_step=1000000 noise.anneal_steps=100000")  # fmt: skip
+            raise SettingError(
+                f"noise.anneal_steps={anneal_steps} must lie in [0, noise.stop_step] and needs "
+                f"noise.stop_step, the step δ reaches 0 at (it is {self.stop_step}); e.g. "
+                "noise.stop_step=1000000 noise.anneal_steps=100000"
+            )
         self.anneal_steps = int(anneal_steps)
         self.step, self.steps = 0, 1
         if distribution not in DISTRIBUTIONS:
@@ -101,8 +104,9 @@ class LabelNoise(NoiseMode):
         if not self.anneal_steps or self.step + self.steps <= self.stop_step - self.anneal_steps:
             return targets + self.delta * noise  # (annealing not begun: the draws of a run without it)
         if self.steps > 1 and targets.shape[0] != self.steps:
-            raise ValueError(f"a block of {self.steps} steps needs one leading row of targets per step, got "
-                             f"{tuple(targets.shape)}")  # fmt: skip
+            raise ValueError(
+                f"a block of {self.steps} steps needs one leading row of targets per step, got {tuple(targets.shape)}"
+            )
         delta = self.delta_at(self.step + torch.arange(self.steps)).to(device=targets.device, dtype=targets.dtype)
         delta = delta.view(-1, *[1] * (targets.dim() - 1)) if self.steps > 1 else delta[0]  # one δ_t per step
         return targets + delta * noise

@@ -3,6 +3,7 @@
 `order="random"`: the group is drawn uniformly at each step, as the paper's text says.
 `order="cyclic"`: group `step mod M`, as the authors' code does.
 """
+
 from __future__ import annotations
 
 import random

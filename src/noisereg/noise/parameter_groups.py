@@ -1,7 +1,9 @@
 """How parameters are split into the groups that parameter noise perturbs."""
+
 from __future__ import annotations
 
 from torch import nn
+
 from noisereg.errors import SettingError
 
 GROUPINGS = ("tensor", "layer")

@@ -4,6 +4,7 @@ forward+backward, restore them bitwise, and the regularizer it induces (Orvieto 
 Restoring from a saved copy (not by subtracting the noise) is what makes the restoration exact: x + e − e
 is not always x in floating point.
 """
+
 from __future__ import annotations
 
 import contextlib

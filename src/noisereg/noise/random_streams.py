@@ -5,6 +5,7 @@ torch's CPU `normal_` runs on one core (about 4 ns per value here): drawing σ-n
 chunks, each filled from its own generator by a thread pool (`normal_` releases the GIL). The values depend on
 the seed only, never on the number of threads. On CUDA one device generator is fast enough.
 """
+
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -45,7 +46,8 @@ class RandomStreams:
         if not tensor.is_contiguous():  # e.g. channels-last: draw in standard order, then copy
             return tensor.copy_(self.normal_(torch.empty(tensor.shape, dtype=tensor.dtype), std))
         fills = [
-            (chunk.normal_, self.generator("cpu", 1 + index)) for index, chunk in enumerate(tensor.view(-1).chunk(CHUNKS))
+            (chunk.normal_, self.generator("cpu", 1 + index))
+            for index, chunk in enumerate(tensor.view(-1).chunk(CHUNKS))
         ]
         threads = min(CHUNKS, torch.get_num_threads())
         if threads < 2:

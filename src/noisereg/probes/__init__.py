@@ -1,5 +1,6 @@
 """Measurements during training (see base.py), registered in `PROBES` and configured under `probes.<name>`; the
 curvature probe (curvature.py), configured under `curvature`, measures what curvature/ computes."""
+
 from noisereg.probes.base import CurvatureContext, Measurement, Probe, ProbeContext, ProbeSettings
 from noisereg.probes.calibration import CalibrationProbe
 from noisereg.probes.curvature import CurvatureProbe, CurvatureSettings

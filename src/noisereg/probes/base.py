@@ -5,6 +5,7 @@ in predictions.py, ...). Each returns a `Measurement`: scalars go into the metri
 W&B), arrays into the run's artifacts (`artifacts/<name>/<step>.npz`). Probes never touch the training trajectory:
 they use their own random streams and leave the model as they found it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

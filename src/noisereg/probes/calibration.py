@@ -11,6 +11,7 @@ networks is overconfidence (> 0), the premise of Camuto et al.'s calibration cla
 edges and centres, counts, accuracy and mean confidence per bin (NaN where a bin is empty) — is the artifact
 `calibration/<step>.npz`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -53,8 +54,13 @@ def reliability(probabilities: torch.Tensor, labels: torch.Tensor, bins: int) ->
     with np.errstate(invalid="ignore", divide="ignore"):
         accuracy = (hits / counts).numpy()
         mean_confidence = (sums / counts).numpy()
-    return {"edges": edges.numpy(), "counts": counts.numpy(), "accuracy": accuracy, "confidence": mean_confidence,
-            "bin_centers": ((edges[1:] + edges[:-1]) / 2).numpy()}  # fmt: skip
+    return {
+        "edges": edges.numpy(),
+        "counts": counts.numpy(),
+        "accuracy": accuracy,
+        "confidence": mean_confidence,
+        "bin_centers": ((edges[1:] + edges[:-1]) / 2).numpy(),
+    }
 
 
 def overconfidence(table: dict[str, np.ndarray]) -> float:
@@ -82,8 +88,9 @@ class CalibrationProbe(Probe):
         data = context.data
         if data.task != "classification":
             raise SettingError("probes.calibration needs a classification dataset (class labels)")
-        self.inputs, self.labels = (data.train_inputs, data.train_targets) if split == "train" else (
-            data.test_inputs, data.test_targets)  # fmt: skip
+        self.inputs, self.labels = (
+            (data.train_inputs, data.train_targets) if split == "train" else (data.test_inputs, data.test_targets)
+        )
         self.model, self.bins, self.batch_size = context.model, bins, batch_size
 
     @torch.no_grad()
@@ -91,8 +98,12 @@ class CalibrationProbe(Probe):
         was_training = self.model.training
         self.model.eval()
         try:
-            probabilities = torch.cat([self.model(self.inputs[start : start + self.batch_size]).softmax(dim=1)
-                                       for start in range(0, self.inputs.shape[0], self.batch_size)])  # fmt: skip
+            probabilities = torch.cat(
+                [
+                    self.model(self.inputs[start : start + self.batch_size]).softmax(dim=1)
+                    for start in range(0, self.inputs.shape[0], self.batch_size)
+                ]
+            )
         finally:
             self.model.train(was_training)
         table = reliability(probabilities, self.labels, self.bins)

@@ -13,6 +13,7 @@ Which regularizer is logged is decided by what the noise mode is (its `regulariz
 is (its `closed_forms`), never by names here: the probe asks the mode through its protocol (noise/base.py), and
 the formulas are curvature/'s.
 """
+
 from __future__ import annotations
 
 import math
@@ -51,7 +52,9 @@ class CurvatureSettings:
         if self.every is not None and self.every < 1:
             raise SettingError(f"curvature.every={self.every} must be >= 1, or null to switch curvature off")
         if self.n_samples < 1 or self.probes < 1 or self.monte_carlo_repeats < 0:
-            raise SettingError("curvature.n_samples and curvature.probes must be >= 1, curvature.monte_carlo_repeats >= 0")
+            raise SettingError(
+                "curvature.n_samples and curvature.probes must be >= 1, curvature.monte_carlo_repeats >= 0"
+            )
         if self.method == "hutchpp" and self.probes < 3:
             raise SettingError(f"curvature.method=hutchpp needs curvature.probes >= 3 (got {self.probes})")
         if self.chunk_size is not None and self.chunk_size < 1:
@@ -100,8 +103,10 @@ class CurvatureProbe(Probe):
             finally:
                 self.model.train(was_training)
         if any(gradient is None for gradient in used):
-            raise SettingError("curvature.method=pyhessian fails on parameters unused in eval mode (e.g. NIN's "
-                               "weights); use curvature.method=auto or hutchinson")  # fmt: skip
+            raise SettingError(
+                "curvature.method=pyhessian fails on parameters unused in eval mode (e.g. NIN's "
+                "weights); use curvature.method=auto or hutchinson"
+            )
 
     def measure(self, step: int) -> Measurement:
         metrics: dict[str, float] = {}

@@ -8,6 +8,7 @@ noise-free network output f on that grid, at each frequency k, relative to the t
 1 means the network has learnt that component's amplitude, 0 that it has not. The learnt function itself (grid,
 outputs, targets) is saved as the artifact `fourier/<step>.npz`, for the figure's second row.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -26,8 +27,10 @@ class FourierSettings(ProbeSettings):
     def check(self, group: str = "probes.fourier") -> None:  # also while `every` is unset (config.validate)
         super().check(group)
         if not self.frequencies or min(self.frequencies) < 1:  # the upper bound, N/2, depends on the data
-            raise SettingError(f"{group}.frequencies={list(self.frequencies)} must be a non-empty list of whole "
-                               "cycles on [0, 1), each >= 1, e.g. [5, 10, 15]")  # fmt: skip
+            raise SettingError(
+                f"{group}.frequencies={list(self.frequencies)} must be a non-empty list of whole "
+                "cycles on [0, 1), each >= 1, e.g. [5, 10, 15]"
+            )
 
 
 @PROBES.register("fourier", FourierSettings)

@@ -11,6 +11,7 @@ The artifact `function_1d/<step>.npz` holds `grid` and `outputs` (f there, at `s
 evenly spread), `interval_deviation` (max |f − PL| on each interval [xⱼ, xⱼ₊₁]), the training points (`inputs`,
 `targets`) and, for a model with `kinks()`, where its units bend.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -31,8 +32,9 @@ class Function1dSettings(ProbeSettings):
     def check(self, group: str = "probes.function_1d") -> None:  # also while `every` is unset (config.validate)
         super().check(group)
         if not 2 <= self.saved_points <= self.grid_points:
-            raise SettingError(f"{group}.saved_points={self.saved_points} must lie in [2, {group}.grid_points="
-                               f"{self.grid_points}]")  # fmt: skip
+            raise SettingError(
+                f"{group}.saved_points={self.saved_points} must lie in [2, {group}.grid_points={self.grid_points}]"
+            )
 
 
 def curve_length(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -46,15 +48,18 @@ class Function1dProbe(Probe):
     def __init__(self, context: ProbeContext, every: int | None, unit: str, grid_points: int, saved_points: int):
         data = context.data
         if data.input_shape != (1,) or data.num_outputs != 1:
-            raise SettingError(f"probes.function_1d needs a regression with 1-D inputs and one output (the dataset has "
-                               f"inputs of shape {data.input_shape}); use dataset=points_1d")  # fmt: skip
+            raise SettingError(
+                f"probes.function_1d needs a regression with 1-D inputs and one output (the dataset has "
+                f"inputs of shape {data.input_shape}); use dataset=points_1d"
+            )
         Function1dSettings(every=every, unit=unit, grid_points=grid_points, saved_points=saved_points).check()
         super().__init__(steps_between(every, unit, context))
         self.model = context.model
         order = torch.argsort(data.train_inputs[:, 0])
         self.knots_x, self.knots_y = data.train_inputs[order, 0], data.train_targets[order, 0]
-        self.grid = torch.linspace(float(self.knots_x[0]), float(self.knots_x[-1]), grid_points,
-                                   device=self.knots_x.device)  # fmt: skip
+        self.grid = torch.linspace(
+            float(self.knots_x[0]), float(self.knots_x[-1]), grid_points, device=self.knots_x.device
+        )
         self.interpolant = piecewise_linear(self.grid, self.knots_x, self.knots_y)
         self.interpolant_length = curve_length(self.grid, self.interpolant)
         # The interval [xⱼ, xⱼ₊₁] of each grid point (a knot belongs to the intervals on both sides).

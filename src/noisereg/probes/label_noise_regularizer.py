@@ -5,6 +5,7 @@ Label noise drives SGD towards the minima of reg on the zero-training-error mani
 stays where fitting left it. Measured on the first `n_samples` training points (all by default), in eval mode;
 with ReLU, the derivative at a kink is 0, as Theorem 2 takes it (for Blanc's 1-D network this is Eq. 16 over n).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

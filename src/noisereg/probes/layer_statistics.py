@@ -10,6 +10,7 @@ For each layer k whose weight matrix Wₖ is square (hidden-to-hidden), on the t
 
 k counts the weight layers from 1 (the input layer), so a 6-layer, 256-wide MLP has square layers 2 … 5.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,18 +44,25 @@ class LayerStatisticsProbe(Probe):
         model = context.model
         layers, activations = preactivation_modules(model), hidden_activation_modules(model)
         # Layer k (1-based) feeds activation module k; the last layer is the output.
-        self.layers = {k: (layer, activation) for k, (layer, activation) in enumerate(zip(layers, activations), 1)
-                       if isinstance(layer, nn.Linear) and layer.weight.shape[0] == layer.weight.shape[1]}  # fmt: skip
+        self.layers = {
+            k: (layer, activation)
+            for k, (layer, activation) in enumerate(zip(layers, activations), 1)
+            if isinstance(layer, nn.Linear) and layer.weight.shape[0] == layer.weight.shape[1]
+        }
         if not self.layers:
-            raise SettingError("probes.layer_statistics needs an MLP with square hidden-to-hidden layers "
-                               "(at least two equal hidden widths)")  # fmt: skip
+            raise SettingError(
+                "probes.layer_statistics needs an MLP with square hidden-to-hidden layers "
+                "(at least two equal hidden widths)"
+            )
         self.model = model
         self.inputs = context.data.train_inputs[:n_samples]
 
     def measure(self, step: int) -> Measurement:
         captured: dict[int, torch.Tensor] = {}
-        handles = [layer.register_forward_hook(lambda module, args, output, k=k: captured.__setitem__(k, output))
-                   for k, (layer, _) in self.layers.items()]  # fmt: skip
+        handles = [
+            layer.register_forward_hook(lambda module, args, output, k=k: captured.__setitem__(k, output))
+            for k, (layer, _) in self.layers.items()
+        ]
         was_training = self.model.training
         self.model.eval()
         try:

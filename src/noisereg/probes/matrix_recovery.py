@@ -11,6 +11,7 @@ Fig. 1), in closed form.
 Needs a model with `matrix()` (models/factorized.py) and a dataset with `truth["planted_matrix"]`
 (data/matrix_sensing.py).
 """
+
 from __future__ import annotations
 
 import torch
@@ -26,8 +27,10 @@ class MatrixRecoveryProbe(Probe):
 
     def __init__(self, context: ProbeContext, every: int | None, unit: str):
         if "planted_matrix" not in context.data.truth or not hasattr(context.model, "matrix"):
-            raise SettingError("probes.matrix_recovery needs a planted matrix and a matrix model; use "
-                               "dataset=matrix_sensing model=factorized_matrix")  # fmt: skip
+            raise SettingError(
+                "probes.matrix_recovery needs a planted matrix and a matrix model; use "
+                "dataset=matrix_sensing model=factorized_matrix"
+            )
         super().__init__(steps_between(every, unit, context))
         self.model = context.model
         self.planted = context.data.truth["planted_matrix"].double()
@@ -38,9 +41,11 @@ class MatrixRecoveryProbe(Probe):
     def measure(self, step: int) -> Measurement:
         matrix = self.model.matrix().double()
         error = float((matrix - self.planted).pow(2).sum())
-        return Measurement(metrics={
-            "matrix/test_error": error,
-            "matrix/relative_test_error": error / self.planted_norm,
-            "matrix/nuclear_norm": float(torch.linalg.matrix_norm(matrix, "nuc")),
-            "matrix/planted_nuclear_norm": self.planted_nuclear_norm,
-        })  # fmt: skip
+        return Measurement(
+            metrics={
+                "matrix/test_error": error,
+                "matrix/relative_test_error": error / self.planted_norm,
+                "matrix/nuclear_norm": float(torch.linalg.matrix_norm(matrix, "nuc")),
+                "matrix/planted_nuclear_norm": self.planted_nuclear_norm,
+            }
+        )

@@ -9,6 +9,7 @@ For the linear toy model these are App. D's closed forms, 1/(σ²(w⁽¹⁾)²) 
 the mean of x² over the samples measured on. ŵᵀ⟨H_z⟩ŵ is the exact second derivative of the loss along ŵ (for ReLU
 networks, almost everywhere), by double backpropagation through one scalar offset t·ŵ added to z.
 """
+
 from __future__ import annotations
 
 import math
@@ -53,10 +54,12 @@ class NinTimeScalesProbe(Probe):
             self.model.train(was_training)
         sigma2 = self.noise.sigma**2
         noise_rate = sigma2 * curvature
-        return Measurement(metrics={
-            "tau/noise_theory": 1.0 / noise_rate if noise_rate > 0 else math.inf,
-            "tau/loss_theory": loss / gradient_norm2 if gradient_norm2 > 0 else math.inf,
-        })  # fmt: skip
+        return Measurement(
+            metrics={
+                "tau/noise_theory": 1.0 / noise_rate if noise_rate > 0 else math.inf,
+                "tau/loss_theory": loss / gradient_norm2 if gradient_norm2 > 0 else math.inf,
+            }
+        )
 
     def _derivatives(self) -> tuple[float, float, float]:
         """ŵᵀ⟨H_z⟩ŵ, the clean loss L and ‖∇θ L‖² over the data weights."""
@@ -73,8 +76,9 @@ class NinTimeScalesProbe(Probe):
         try:
             with torch.enable_grad():
                 loss = self.loss_fn(self.model(self.inputs), self.targets)
-                first, *gradients = torch.autograd.grad(loss, [offset, *parameters], create_graph=True,
-                                                        allow_unused=True)
+                first, *gradients = torch.autograd.grad(
+                    loss, [offset, *parameters], create_graph=True, allow_unused=True
+                )
                 second = torch.autograd.grad(first, offset, allow_unused=True)[0] if first.requires_grad else None
         finally:
             handle.remove()

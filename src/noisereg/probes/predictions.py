@@ -4,6 +4,7 @@ What the learnt function looks like over training (a 1-D regression's values on 
 a classifier's logits for calibration (Camuto): `artifacts/predictions/<step>.npz` holds `outputs`, `targets`
 and the `indices` of the samples in their split.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,7 +39,9 @@ class PredictionsProbe(Probe):
         PredictionsSettings(every=every, unit=unit, split=split, n_samples=n_samples).check()
         super().__init__(every if every is None or unit == "steps" else every * context.steps_per_epoch)
         data = context.data
-        inputs, targets = (data.train_inputs, data.train_targets) if split == "train" else (data.test_inputs, data.test_targets)
+        inputs, targets = (
+            (data.train_inputs, data.train_targets) if split == "train" else (data.test_inputs, data.test_targets)
+        )
         self.model = context.model
         self.inputs, self.targets = data.model_inputs(inputs[:n_samples]), targets[:n_samples]
 

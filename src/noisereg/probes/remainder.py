@@ -12,6 +12,7 @@ hooks, in eval mode, from its own generator, so the run's noise and trajectory a
 Metrics: `remainder/loss` (L), `remainder/noisy_loss` (the mean of L̃), `remainder/R`, `remainder/expected_C`,
 `remainder/expected_C_sem`, `remainder/ratio` (E[C]/R).
 """
+
 from __future__ import annotations
 
 import math
@@ -49,15 +50,26 @@ class RemainderSettings(ProbeSettings):
 class RemainderProbe(Probe):
     name = "remainder"
 
-    def __init__(self, context: ProbeContext, every: int | None, unit: str, n_samples: int, draws: int,
-                 draws_per_pass: int, seed: int):  # fmt: skip
-        RemainderSettings(every=every, unit=unit, n_samples=n_samples, draws=draws, draws_per_pass=draws_per_pass,
-                          seed=seed).check()  # fmt: skip
+    def __init__(
+        self,
+        context: ProbeContext,
+        every: int | None,
+        unit: str,
+        n_samples: int,
+        draws: int,
+        draws_per_pass: int,
+        seed: int,
+    ):
+        RemainderSettings(
+            every=every, unit=unit, n_samples=n_samples, draws=draws, draws_per_pass=draws_per_pass, seed=seed
+        ).check()
         super().__init__(every if every is None or unit == "steps" else every * context.steps_per_epoch)
         sites, variances = getattr(context.noise, "sites", None), getattr(context.noise, "variances", None)
         if not sites or getattr(context.noise, "kind", "additive") != "additive":
-            raise SettingError("probes.remainder needs noise=gni (additive) or gni_explicit: it measures the remainder "
-                               "of their noise's expected loss beyond R")  # fmt: skip
+            raise SettingError(
+                "probes.remainder needs noise=gni (additive) or gni_explicit: it measures the remainder "
+                "of their noise's expected loss beyond R"
+            )
         data = context.data
         rows = torch.randperm(data.n_train, generator=torch.Generator().manual_seed(seed))[:n_samples]
         rows = rows.to(data.train_inputs.device)
@@ -73,8 +85,9 @@ class RemainderProbe(Probe):
             with torch.no_grad():
                 clean = float(self.loss_fn(self.model(self.inputs), self.targets))
             pair_means = self._noisy_losses()
-            regularizer = camuto_regularizer(self.model, self.loss_fn, self.inputs, self.targets, self.sites,
-                                             [math.sqrt(v) for v in self.variances])  # fmt: skip
+            regularizer = camuto_regularizer(
+                self.model, self.loss_fn, self.inputs, self.targets, self.sites, [math.sqrt(v) for v in self.variances]
+            )
         noisy = float(pair_means.mean())
         sem = float(pair_means.std() / math.sqrt(len(pair_means)))
         remainder = noisy - clean - regularizer

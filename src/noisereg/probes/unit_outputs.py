@@ -16,6 +16,7 @@ The artifact `unit_outputs/<step>.npz` holds `outputs` (oᵢ), `output_weights` 
 Needs a model with `unit_outputs(x)` and `activation_name` (models/smooth_two_layer.py) and uses the first
 training point.
 """
+
 from __future__ import annotations
 
 import torch
@@ -42,8 +43,9 @@ class UnitOutputsProbe(Probe):
 
     def __init__(self, context: ProbeContext, every: int | None, unit: str):
         if not hasattr(context.model, "unit_outputs"):
-            raise SettingError("probes.unit_outputs needs a two-layer network with unit outputs; use "
-                               "model=smooth_two_layer")  # fmt: skip
+            raise SettingError(
+                "probes.unit_outputs needs a two-layer network with unit outputs; use model=smooth_two_layer"
+            )
         super().__init__(steps_between(every, unit, context))
         self.model = context.model
         self.point = context.data.train_inputs[:1]
@@ -64,6 +66,9 @@ class UnitOutputsProbe(Probe):
             observed = activations[active] if self.model.activation_name == "sigmoid" else activations[active] ** 2
             expected = stationary_activation(chosen, self.x_norm_squared, self.model.activation_name)
             metrics["units/stationarity_residual"] = float((observed - expected).abs().max())
-        arrays = {"outputs": outputs.float().cpu().numpy(), "output_weights": output_weights.float().cpu().numpy(),
-                  "activations": activations.float().cpu().numpy()}  # fmt: skip
+        arrays = {
+            "outputs": outputs.float().cpu().numpy(),
+            "output_weights": output_weights.float().cpu().numpy(),
+            "activations": activations.float().cpu().numpy(),
+        }
         return Measurement(metrics=metrics, artifacts={self.name: arrays})

@@ -21,6 +21,7 @@ written, and the caller exits with 130/143 (`summary["signal"]`). SIGUSR2, where
 SLURM's warning before a time limit), stops the job the same way and is then handed to that handler, which
 requeues the job.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -35,17 +36,19 @@ from omegaconf import DictConfig, OmegaConf
 
 from noisereg.errors import SettingError
 from noisereg.tracking.lock import RunLock, describe, lock_owner
+from noisereg.tracking.provenance import PROVENANCE, provenance
 from noisereg.tracking.records import (
     ADDED_LATER,
     CHECKPOINT,
     FINISHED,
     IDENTITY,
-    METRICS,
     RESTART,
     SUMMARY,
     RunRecord,
     discard_records,
+    has_metrics,
     holds_records,
+    metrics_file,
     read_identity,
     read_metrics,
     read_summary,
@@ -55,9 +58,17 @@ from noisereg.tracking.wandb_logger import WandbLogger, check_wandb
 from noisereg.train.state import load_checkpoint
 
 # Settings that may change between the segments of one run: they change how it is watched, not what it computes.
-NOT_PART_OF_THE_RUN = ("trainer.resume", "trainer.progress_bar", "trainer.checkpoint_every", "trainer.checkpoint_unit",
-                       "trainer.keep_checkpoint", "logger", "dataset.root", "dataset.download",
-                       "optimized_metric")  # fmt: skip
+NOT_PART_OF_THE_RUN = (
+    "trainer.resume",
+    "trainer.progress_bar",
+    "trainer.checkpoint_every",
+    "trainer.checkpoint_unit",
+    "trainer.keep_checkpoint",
+    "logger",
+    "dataset.root",
+    "dataset.download",
+    "optimized_metric",
+)
 
 
 def flatten_config(config: Any, prefix: str = "") -> dict[str, Any]:
@@ -81,8 +92,11 @@ def config_difference(recorded: dict[str, Any], config: dict[str, Any]) -> str |
     have before one that only one of them has."""
     ours, theirs = flatten_config(config), flatten_config(recorded)
     theirs = {**{key: value for key, value in ADDED_LATER.items() if key in ours}, **theirs}  # recorded before them
-    differing = [key for key in set(ours) | set(theirs)
-                 if is_part_of_the_run(key) and ours.get(key, "<unset>") != theirs.get(key, "<unset>")]  # fmt: skip
+    differing = [
+        key
+        for key in set(ours) | set(theirs)
+        if is_part_of_the_run(key) and ours.get(key, "<unset>") != theirs.get(key, "<unset>")
+    ]
     if not differing:
         return None
     key = min(differing, key=lambda k: (not k.endswith(".name"), not (k in ours and k in theirs), k))
@@ -121,8 +135,13 @@ def resume_hint(directory: Path) -> str:
 class Plan:
     """What a job does with its run directory."""
 
-    def __init__(self, action: str, summary: dict[str, Any] | None = None, wandb_id: str | None = None,
-                 checkpoint: dict[str, Any] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        action: str,
+        summary: dict[str, Any] | None = None,
+        wandb_id: str | None = None,
+        checkpoint: dict[str, Any] | None = None,
+    ):
         self.action = action  # start | resume | finished
         self.summary = summary  # of a finished run
         self.wandb_id = wandb_id
@@ -134,13 +153,17 @@ def plan_run_directory(directory: Path, config: dict[str, Any]) -> Plan:
     policy = config["trainer"]["resume"]
     owner = lock_owner(directory)
     if owner is not None:
-        raise SettingError(f"run directory {directory} is in use by {describe(owner)}; wait for that run, or write "
-                           "this one elsewhere (hydra.run.dir=... or hydra.sweep.dir=...)")  # fmt: skip
+        raise SettingError(
+            f"run directory {directory} is in use by {describe(owner)}; wait for that run, or write "
+            "this one elsewhere (hydra.run.dir=... or hydra.sweep.dir=...)"
+        )
     if not holds_records(directory) or policy == "restart":
         return Plan("start")
     if policy == "never":
-        raise SettingError(f"run directory {directory} already holds a run's records and trainer.resume=never; "
-                           "use a new directory (hydra.run.dir=...) or trainer.resume=auto to continue it")  # fmt: skip
+        raise SettingError(
+            f"run directory {directory} already holds a run's records and trainer.resume=never; "
+            "use a new directory (hydra.run.dir=...) or trainer.resume=auto to continue it"
+        )
     summary = read_summary(directory) if (directory / SUMMARY).exists() else None
     identity = read_identity(directory) if (directory / IDENTITY).exists() else {}
     if not identity and summary is not None and summary.get("status") == "failed" and "steps" not in summary:
@@ -148,18 +171,22 @@ def plan_run_directory(directory: Path, config: dict[str, Any]) -> Plan:
     recorded = identity.get("config") or (summary or {}).get("config")
     difference = "its settings are unknown (no run.json)" if recorded is None else config_difference(recorded, config)
     if difference is not None:
-        raise SettingError(f"run directory {directory} holds a run with other settings ({difference}); use a new "
-                           "directory (hydra.run.dir=... or hydra.sweep.dir=...) or trainer.resume=restart to "
-                           "discard it")  # fmt: skip
+        raise SettingError(
+            f"run directory {directory} holds a run with other settings ({difference}); use a new "
+            "directory (hydra.run.dir=... or hydra.sweep.dir=...) or trainer.resume=restart to "
+            "discard it"
+        )
     if summary is not None and summary.get("status") in FINISHED:
         return Plan("finished", summary=summary)
     checkpoint = load_checkpoint(directory / CHECKPOINT) if (directory / CHECKPOINT).exists() else None
-    rows = read_metrics(directory) if (directory / METRICS).exists() else []
+    rows = read_metrics(directory) if has_metrics(directory) else []
     logged = (checkpoint or {}).get("last_row", {}).get("step")
     if logged is not None and not any(row["step"] == logged for row in rows):  # the records were cut short
         last = f"ends at step {rows[-1]['step']}" if rows else "holds no rows"
-        raise SettingError(f"{directory / METRICS} {last}, but the checkpoint at step {checkpoint['step']} "
-                           f"follows a row logged at step {logged}: rows were lost; {RESTART}")  # fmt: skip
+        raise SettingError(
+            f"{metrics_file(directory)} {last}, but the checkpoint at step {checkpoint['step']} "
+            f"follows a row logged at step {logged}: rows were lost; {RESTART}"
+        )
     return Plan("resume", wandb_id=identity.get("wandb_id"), checkpoint=checkpoint)
 
 
@@ -186,8 +213,11 @@ class StopOnSignals:
         if signum not in self.HANDED_ON:
             signal.signal(signum, self._previous[signum])
         again = "" if signum in self.HANDED_ON else " (send it again to stop at once)"
-        print(f"noisereg: {signal.Signals(signum).name} received: stopping after this step and writing a checkpoint"
-              f"{again}", flush=True)  # fmt: skip
+        print(
+            f"noisereg: {signal.Signals(signum).name} received: stopping after this step and writing a checkpoint"
+            f"{again}",
+            flush=True,
+        )
 
     def __enter__(self) -> StopOnSignals:
         if threading.current_thread() is threading.main_thread():
@@ -210,8 +240,11 @@ class StopOnSignals:
         handler = self._previous.get(self.received) if self.received in self.HANDED_ON else None
         if handler is None:
             return
-        print(f"noisereg: {signal.Signals(self.received).name} at step {step}, checkpoint written: handing the signal "
-              "to the launcher", flush=True)  # fmt: skip
+        print(
+            f"noisereg: {signal.Signals(self.received).name} at step {step}, checkpoint written: handing the signal "
+            "to the launcher",
+            flush=True,
+        )
         previous_sigterm = signal.signal(signal.SIGTERM, signal.SIG_IGN)
         try:
             handler(self.received, None)
@@ -219,8 +252,9 @@ class StopOnSignals:
             signal.signal(signal.SIGTERM, previous_sigterm)
 
 
-def prepare_job(cfg: DictConfig, prepare: Callable[[DictConfig], DictConfig], build: Callable[[DictConfig], Any],
-                output_dir: Path) -> tuple[DictConfig, Plan, Any]:  # fmt: skip
+def prepare_job(
+    cfg: DictConfig, prepare: Callable[[DictConfig], DictConfig], build: Callable[[DictConfig], Any], output_dir: Path
+) -> tuple[DictConfig, Plan, Any]:
     """The checks every job makes before writing anything: settings, W&B, the run directory, the experiment's
     construction and, for a resumed run, its checkpoint restored. Returns the prepared config, the plan and the
     experiment (None for a run that had finished)."""
@@ -282,8 +316,12 @@ def run_jobs(
                 (job,) = training
                 results = [job.experiment.train(job.log, job.checkpoint, should_stop)]
             else:
-                results = train_together([job.experiment for job in training], [job.log for job in training],
-                                         [job.checkpoint for job in training], should_stop)  # fmt: skip
+                results = train_together(
+                    [job.experiment for job in training],
+                    [job.log for job in training],
+                    [job.checkpoint for job in training],
+                    should_stop,
+                )
             for job, result in zip(training, results):
                 job.trained(result, stop.received)
         except KeyboardInterrupt:  # a second Ctrl-C: stopped mid-step; resumes from the last checkpoint
@@ -312,8 +350,12 @@ class _Job:
 
     def __init__(self, cfg: DictConfig, directory: Path, run_name: str | None):
         self.cfg, self.directory, self.run_name = cfg, directory, run_name
-        self.summary: dict[str, Any] = {"status": "failed", "seed": cfg.get("seed"), "name": cfg.get("name"),
-                                        "config": OmegaConf.to_container(cfg)}  # fmt: skip
+        self.summary: dict[str, Any] = {
+            "status": "failed",
+            "seed": cfg.get("seed"),
+            "name": cfg.get("name"),
+            "config": OmegaConf.to_container(cfg),
+        }
         self.experiment = self.plan = self.record = self.logger = None
         self.config: dict[str, Any] = {}
 
@@ -361,8 +403,14 @@ class _Job:
         )
         self.record = RunRecord(directory, resume_step=resume_step)
         if self.plan.action == "start":
-            self.record.write_identity({"config": config, "wandb_id": wandb_id,
-                                        "started": time.strftime("%Y-%m-%d %H:%M:%S")})  # fmt: skip
+            self.record.write_identity(
+                {
+                    "config": config,
+                    "wandb_id": wandb_id,
+                    "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                    PROVENANCE: provenance(),
+                }
+            )
         if resume_step is not None:
             self.logger.log_again(self.record.kept_rows)  # rows W&B had not written when the run was killed
             print(f"noisereg: resuming {directory} from its checkpoint at step {resume_step}", flush=True)
@@ -376,8 +424,9 @@ class _Job:
         state.save(self.directory / CHECKPOINT)
 
     def trained(self, result: Any, received: int | None) -> None:
-        self.summary.update(status=result.status, steps=result.steps, final_metrics=result.final_metrics,
-                            **self.experiment.summary())  # fmt: skip
+        self.summary.update(
+            status=result.status, steps=result.steps, final_metrics=result.final_metrics, **self.experiment.summary()
+        )
         if result.reason:
             self.summary["reason"] = result.reason
         if result.status == "interrupted" and received is not None:
@@ -386,8 +435,12 @@ class _Job:
 
     def stopped_mid_step(self, why: str, signal_name: str | None = None) -> None:
         state = self.experiment.state
-        self.summary.update(status="interrupted", steps=state.step, final_metrics=state.last_row,
-                            reason=f"{why}; {resume_hint(self.directory)} (from the last checkpoint)")  # fmt: skip
+        self.summary.update(
+            status="interrupted",
+            steps=state.step,
+            final_metrics=state.last_row,
+            reason=f"{why}; {resume_hint(self.directory)} (from the last checkpoint)",
+        )
         if signal_name is not None:
             self.summary["signal"] = signal_name
 

@@ -7,6 +7,7 @@ Each job is a submitit controller process (`python -m submitit.local._local`) th
 SIGTERM to it; a launch stopped by SIGTERM or Ctrl-C sends SIGTERM to its controllers, so each job stops after its
 step and writes its checkpoint (the same command resumes it), waits for them, and kills what is left.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,9 +26,9 @@ def cores() -> int:
 
 
 def free_bytes() -> int:
-    from noisereg.memory import available_bytes
-
     import torch
+
+    from noisereg.memory import available_bytes
 
     return available_bytes(torch.device("cpu"))
 
@@ -40,9 +41,11 @@ def job_limit(cores: int, available: int) -> int:
 
 def limit_line(limit: int, cores: int, available: int) -> str:
     jobs = f"{limit} job{'s' if limit != 1 else ''}"
-    return (f"noisereg: submitit_local runs at most {jobs} at once on this machine ({cores} cores, "
-            f"{available / 2**30:.1f} GB free, {JOB_BYTES / 2**30:g} GB counted a job), the rest queued; "
-            "hydra.sweeper.max_batch_size=N sets another number")  # fmt: skip
+    return (
+        f"noisereg: submitit_local runs at most {jobs} at once on this machine ({cores} cores, "
+        f"{available / 2**30:.1f} GB free, {JOB_BYTES / 2**30:g} GB counted a job), the rest queued; "
+        "hydra.sweeper.max_batch_size=N sets another number"
+    )
 
 
 def _controllers() -> list:
@@ -95,8 +98,12 @@ def ended_on_interrupt(sweep_dir: str) -> Iterator[None]:
     except KeyboardInterrupt:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the wait for the checkpoints
         count = end_jobs()
-        print(f"noisereg: sweep {sweep_dir} stopped by {received['signal'].name}: {count} running jobs told to stop "
-              "and write their checkpoints; run the same command to resume them", file=sys.stderr, flush=True)  # fmt: skip
+        print(
+            f"noisereg: sweep {sweep_dir} stopped by {received['signal'].name}: {count} running jobs told to stop "
+            "and write their checkpoints; run the same command to resume them",
+            file=sys.stderr,
+            flush=True,
+        )
         raise SystemExit(128 + int(received["signal"])) from None
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -7,6 +7,7 @@ job. A second process finds it and stops with a one-line error, unless the lock 
 - another host, and the owner has not refreshed the file for `STALE_AFTER_S` (the owner touches it every
   `HEARTBEAT_S` from a background thread while it runs).
 """
+
 from __future__ import annotations
 
 import json
@@ -64,9 +65,11 @@ def lock_owner(directory: str | os.PathLike) -> dict[str, Any] | None:
         owner = json.loads(text)
         int(owner.get("pid", -1))
     except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
-        raise SettingError(f"run directory {directory}: its lock {path} is unreadable (not a noisereg lock, or cut "
-                           f"off by a crash); if no run is writing this directory, remove it (rm {path}) and run "
-                           "again") from None  # fmt: skip
+        raise SettingError(
+            f"run directory {directory}: its lock {path} is unreadable (not a noisereg lock, or cut "
+            f"off by a crash); if no run is writing this directory, remove it (rm {path}) and run "
+            "again"
+        ) from None
     if owner.get("slurm_job") is not None and owner.get("slurm_job") == _slurm_job():
         return None
     if owner.get("host") == socket.gethostname():
@@ -118,7 +121,9 @@ class RunLock:
             self._thread = threading.Thread(target=self._heartbeat, name="noisereg-lock", daemon=True)
             self._thread.start()
             return
-        raise SettingError(f"run directory {self.directory}: could not take its lock {self.path}; remove it if no run uses it")
+        raise SettingError(
+            f"run directory {self.directory}: could not take its lock {self.path}; remove it if no run uses it"
+        )
 
     def _heartbeat(self) -> None:
         while not self._stop.wait(HEARTBEAT_S):

@@ -6,6 +6,7 @@ A run directory belongs to one run and holds:
 |---|---|
 | `run.json` | the run's identity: resolved config, W&B run id, when it started (written once, at the start) |
 | `metrics.jsonl` | one JSON object per logged step (`step`, `epoch`, slash-named metrics), strictly increasing `step` |
+| `metrics.jsonl.gz` | the same rows, gzipped, in place of `metrics.jsonl` once a finished run is thinned (evidence.py) |
 | `summary.json` | `status` (completed, diverged, failed, interrupted), final metrics, steps, seed, wall time, config |
 | `artifacts/<name>/<step>.npz` | arrays a figure needs that are not scalars (model outputs on a grid, spectra) |
 | `checkpoint.pt` | the training state to resume from (train/state.py), replaced atomically |
@@ -13,39 +14,40 @@ A run directory belongs to one run and holds:
 | `wandb/` | the W&B run, one `offline-run-*` folder per segment of a resumed run, one run id |
 
 Every file is replaced atomically or appended line by line and flushed, so a reader never sees half a summary; a
-reader of `metrics.jsonl` skips a last line cut off by a crash.
+reader of `metrics.jsonl` skips a last line cut off by a crash. Every reader goes through `read_metrics` and
+`has_metrics`, which read either form: training appends to the plain file, the committed evidence holds the gzip.
 """
+
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import math
 import os
 import shutil
+import zlib
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
-from noisereg.errors import SettingError
+from noisereg.errors import RESTART, DamagedRecord, SettingError  # noqa: F401  (re-exported: readers catch them here)
 
 STATUSES = ("completed", "diverged", "failed", "interrupted")
 FINISHED = ("completed", "diverged")  # a result: a run directory holding one is left alone
 # Settings added to the schema after runs were recorded, with the default those runs ran at: a record without one of
 # them is the same run as a config holding the default (resuming it, grouping it with newer runs of its condition).
 ADDED_LATER = {"trainer.members": 1, "trainer.early_eval_every": 0, "trainer.early_eval_until": 0}
-METRICS, SUMMARY, IDENTITY, CHECKPOINT, ARTIFACTS = "metrics.jsonl", "summary.json", "run.json", "checkpoint.pt", "artifacts"
-RECORD_FILES = (IDENTITY, METRICS, SUMMARY, CHECKPOINT)
-RESTART = "trainer.resume=restart discards this run's records and runs it again"
-
-
-class DamagedRecord(SettingError):
-    """A record file that cannot be read as ours: one line naming the file (a `SettingError`, so a job stops with
-    exit 2 before touching the directory, and a reader of many runs can skip this one)."""
-
-    def __init__(self, path: Path, why: str):
-        super().__init__(f"{path} is damaged or not a noisereg record ({why}); {RESTART}")
-        self.path = path
+METRICS, SUMMARY, IDENTITY, CHECKPOINT, ARTIFACTS = (
+    "metrics.jsonl",
+    "summary.json",
+    "run.json",
+    "checkpoint.pt",
+    "artifacts",
+)
+METRICS_GZ = METRICS + ".gz"  # the rows of a finished run in the committed form (tracking/evidence.py)
+RECORD_FILES = (IDENTITY, METRICS, METRICS_GZ, SUMMARY, CHECKPOINT)
 
 
 def _json_number(value: Any) -> Any:
@@ -91,12 +93,14 @@ class RunRecord:
         self.metrics_path = self.directory / METRICS
         self.summary_path = self.directory / SUMMARY
         self.kept_rows = self._keep_rows_through(-1 if resume_step is None else resume_step)
+        (self.directory / METRICS_GZ).unlink(missing_ok=True)  # the rows now live in the plain file, appended to
         self.last_step = self.kept_rows[-1]["step"] if self.kept_rows else -1
         self._metrics_file = open(self.metrics_path, "a", encoding="utf-8")
 
     def _keep_rows_through(self, step: int) -> list[dict[str, Any]]:
         """Drop rows and artifacts after `step` (a resumed run logs them again); return the kept rows."""
-        kept = [row for row in read_metrics(self.directory) if row["step"] <= step] if self.metrics_path.exists() else []
+        rows = read_metrics(self.directory) if has_metrics(self.directory) else []
+        kept = [row for row in rows if row["step"] <= step]
         write_lines(self.metrics_path, [json.dumps(row) + "\n" for row in kept])
         for name, steps in list_artifacts(self.directory).items():
             for later in (s for s in steps if s > step):
@@ -186,9 +190,44 @@ def _read_text(path: Path) -> str:
         raise DamagedRecord(path, type(error).__name__) from None
 
 
+def metrics_file(directory: str | os.PathLike) -> Path:
+    """The file holding a run's rows: `metrics.jsonl` (written while it trains, and read first where both are
+    there), else `metrics.jsonl.gz` (a thinned run), else the path `metrics.jsonl` would have."""
+    plain = Path(directory) / METRICS
+    if plain.exists():
+        return plain
+    compressed = Path(directory) / METRICS_GZ
+    return compressed if compressed.exists() else plain
+
+
+def has_metrics(directory: str | os.PathLike) -> bool:
+    """Whether a run directory holds its rows, in either form."""
+    return metrics_file(directory).exists()
+
+
+def gzip_bytes(content: bytes) -> bytes:
+    """`content` gzipped the same way every time (no file name, time stamp 0, level 9): re-thinning a run, or thinning
+    the same run on another machine, gives the same bytes."""
+    buffer = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", compresslevel=9, fileobj=buffer, mtime=0) as f:
+        f.write(content)
+    return buffer.getvalue()
+
+
+def _read_gzipped_text(path: Path) -> str:
+    try:
+        return gzip.decompress(path.read_bytes()).decode("utf-8")
+    except FileNotFoundError:
+        raise
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as error:  # not gzip, cut short, not text
+        raise DamagedRecord(path, type(error).__name__) from None
+
+
 def read_metrics(directory: str | os.PathLike) -> list[dict[str, Any]]:
-    path = Path(directory) / METRICS
-    return _parse_lines(_read_text(path).splitlines(keepends=True), path)
+    """A run's rows, from `metrics.jsonl` or, in a thinned run, `metrics.jsonl.gz`."""
+    path = metrics_file(directory)
+    text = _read_gzipped_text(path) if path.name == METRICS_GZ else _read_text(path)
+    return _parse_lines(text.splitlines(keepends=True), path)
 
 
 def _read_object(path: Path) -> dict[str, Any]:

@@ -7,6 +7,7 @@ cannot tell that a job ended without a result (cancelled, killed), so it would w
 `use_squeue_where_no_accounting()` has submitit read the same states from `squeue`, which lists a job until
 `MinJobAge` after it ended. Imported by the sweeper only when the SLURM launcher is used.
 """
+
 from __future__ import annotations
 
 import re
@@ -24,8 +25,19 @@ class SqueueWatcher(SlurmInfoWatcher):
     never started leaves no record at all."""
 
     COLUMNS = "JobID|State|NodeList"  # what submitit asks sacct for, and reads by these names
-    FINAL = {"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED",
-             "REVOKED", "SPECIAL_EXIT", "TIMEOUT"}  # fmt: skip
+    FINAL = {
+        "BOOT_FAIL",
+        "CANCELLED",
+        "COMPLETED",
+        "DEADLINE",
+        "FAILED",
+        "NODE_FAIL",
+        "OUT_OF_MEMORY",
+        "PREEMPTED",
+        "REVOKED",
+        "SPECIAL_EXIT",
+        "TIMEOUT",
+    }
     UNFINISHED = {"PENDING", "RUNNING", "REQUEUED", "COMPLETING"}  # as submitit knows them
     GONE = "ENDED"  # no record left: not unfinished for submitit either
 

@@ -4,6 +4,7 @@ of the failed ones are, and the exit status of `python run.py -m ...` (0 only if
 Each job returns `{"status", "directory", "reason"}` (run.py); statuses are the summary's (completed, diverged,
 failed) plus `refused` (the job did not touch a directory that holds another run's records, or one in use) and
 `skipped` (a finished run found in its directory and left alone, as when a sweep is launched again)."""
+
 from __future__ import annotations
 
 import re
@@ -80,7 +81,9 @@ def report(job_returns: Iterable[Any], sweep_dir: str) -> SweepOutcome:
         outcome.counts[status] += 1
         if status not in OK:
             where = value.get("directory") or str(getattr(job, "working_dir", "?"))
-            outcome.problems.append(f"{where}/summary.json" if status == "failed" else f"{where} ({value.get('reason', status)})")
+            outcome.problems.append(
+                f"{where}/summary.json" if status == "failed" else f"{where} ({value.get('reason', status)})"
+            )
     total = sum(outcome.counts.values())
     finished = sum(outcome.counts[s] for s in OK)
     line = f"noisereg: sweep {sweep_dir}: {finished} of {total} jobs completed or diverged"
@@ -127,8 +130,11 @@ def restore_hydra_files(saved: dict[Path, bytes], job_returns: Iterable[Any]) ->
     refuse its folder: the files of each job that was refused or skipped (its records say what ran there) are put
     back as they were, and multirun.yaml too when no job of this launch trained."""
     values = [job_outcome(getattr(job, "return_value", None)) for job in job_returns]
-    kept = {Path(v["directory"]).resolve() for v in values if v.get("status") in ("refused", "skipped")
-            and v.get("directory")}  # fmt: skip
+    kept = {
+        Path(v["directory"]).resolve()
+        for v in values
+        if v.get("status") in ("refused", "skipped") and v.get("directory")
+    }
     trained = any(v.get("status") not in ("refused", "skipped") for v in values)
     for path, content in saved.items():
         if (path.name == "multirun.yaml" and not trained) or path.parent.parent.resolve() in kept:
@@ -143,8 +149,10 @@ def slurm_missing() -> str | None:
     missing = [command for command in ("sbatch", "srun") if shutil.which(command) is None]
     if not missing:
         return None
-    return (f"hydra/launcher=slurm: no SLURM here ({' and '.join(missing)} not found on PATH); launch from a machine "
-            "of the cluster, or run the sweep here with hydra/launcher=submitit_local (or without hydra/launcher)")
+    return (
+        f"hydra/launcher=slurm: no SLURM here ({' and '.join(missing)} not found on PATH); launch from a machine "
+        "of the cluster, or run the sweep here with hydra/launcher=submitit_local (or without hydra/launcher)"
+    )
 
 
 def refuse(line: str) -> SweepOutcome:
@@ -163,19 +171,27 @@ def report_launcher_error(error: Exception, sweep_dir: str) -> SweepOutcome:
     lost = re.match(r"Job (\S+) \(task: \d+\) with path", first)  # submitit: no result file where the job ended
     if lost:
         state = re.search(r"\(state: ([^)]*)\)", str(error))
-        first = (f"job {lost.group(1)} ended on the cluster without a result ({state.group(1) if state else 'ended'}: "
-                 "cancelled or killed there)")  # fmt: skip
+        first = (
+            f"job {lost.group(1)} ended on the cluster without a result ({state.group(1) if state else 'ended'}: "
+            "cancelled or killed there)"
+        )
     refused = first.startswith("sbatch:")
     if refused and re.search(r"contact slurm controller|Connection refused|connect failure", str(error), re.I):
-        line = (f"noisereg: error: no SLURM controller answers (sweep {sweep_dir}: {first}): slurmctld is not "
-                "running or not reachable from here (`scontrol ping` says which); start it, or launch from a "
-                "machine of the cluster")  # fmt: skip
+        line = (
+            f"noisereg: error: no SLURM controller answers (sweep {sweep_dir}: {first}): slurmctld is not "
+            "running or not reachable from here (`scontrol ping` says which); start it, or launch from a "
+            "machine of the cluster"
+        )
     elif refused:
-        line = (f"noisereg: error: the cluster refused the jobs of sweep {sweep_dir}: {first}; check hydra.launcher."
-                "partition, gpus_per_node, cpus_per_task, mem_gb and timeout_min against `sinfo`")  # fmt: skip
+        line = (
+            f"noisereg: error: the cluster refused the jobs of sweep {sweep_dir}: {first}; check hydra.launcher."
+            "partition, gpus_per_node, cpus_per_task, mem_gb and timeout_min against `sinfo`"
+        )
     else:
-        line = (f"noisereg: sweep {sweep_dir}: {first}; its other jobs may still run (squeue); once they are done, "
-                "launch the same command again to finish the sweep")  # fmt: skip
+        line = (
+            f"noisereg: sweep {sweep_dir}: {first}; its other jobs may still run (squeue); once they are done, "
+            "launch the same command again to finish the sweep"
+        )
     print(line, file=sys.stderr, flush=True)
     LAST = SweepOutcome(Counter({"lost": 1}), [first], bad_settings=refused)
     return LAST

@@ -9,6 +9,7 @@ Per experiment and scale:
   the experiment and the scale. Offline its spec is written as JSON beside the figure; online it is saved and its
   URL printed.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,13 @@ FIGURE_JOB_TYPE = "figure"
 # A figure's condition keys as the runs' top-level chart keys (tracking/wandb_logger.chart_keys). The other keys of a
 # noise mode or model that differ between conditions come with its name (noise.groups with noise.name) and are left
 # out of the grouping.
-CHART_KEYS = {"noise.name": "noise_mode", "noise.sigma": "sigma", "noise.variance": "variance", "model.widths": "width",
-              "model.name": "model_name"}  # fmt: skip
+CHART_KEYS = {
+    "noise.name": "noise_mode",
+    "noise.sigma": "sigma",
+    "noise.variance": "variance",
+    "model.widths": "width",
+    "model.name": "model_name",
+}
 TIME_AXES = {"step": "Step", "epoch": "epoch"}  # a figure's x column -> W&B's x axis (our step is W&B's Step)
 
 
@@ -66,8 +72,9 @@ def time_panels(figure: dict[str, Any]) -> list[tuple[str, str, list[str], bool]
             continue
         metrics = sorted({s.get("metric") or panel.get("y") for s in panel["series"]} - {None, ""})
         if metrics:
-            found.append((panel.get("title") or ", ".join(metrics), TIME_AXES[panel["x"]], metrics,
-                          bool(panel.get("log_y"))))  # fmt: skip
+            found.append(
+                (panel.get("title") or ", ".join(metrics), TIME_AXES[panel["x"]], metrics, bool(panel.get("log_y")))
+            )
     return found
 
 
@@ -77,22 +84,34 @@ def grouping(conditions: Sequence[str]) -> list[str]:
     return charted + [key for key in conditions if key not in CHART_KEYS and not key.startswith(("noise.", "model."))]
 
 
-def workspace(experiment: str, scale: str, figure: dict[str, Any], conditions: Sequence[str], entity: str,
-              project: str, title: str):  # fmt: skip
+def workspace(
+    experiment: str,
+    scale: str,
+    figure: dict[str, Any],
+    conditions: Sequence[str],
+    entity: str,
+    project: str,
+    title: str,
+):
     """The figure's saved view (wandb_workspaces.workspaces.Workspace): its time panels as line plots, mean ±
     standard error over the runs of each condition, runs filtered to the experiment and the scale."""
     import wandb_workspaces.reports.v2 as reports
     import wandb_workspaces.workspaces as workspaces
 
-    panels = [reports.LinePlot(title=name, x=x, y=list(metrics), log_y=log_y or None, groupby_aggfunc="mean",
-                               groupby_rangefunc="stderr") for name, x, metrics, log_y in time_panels(figure)]  # fmt: skip
+    panels = [
+        reports.LinePlot(
+            title=name, x=x, y=list(metrics), log_y=log_y or None, groupby_aggfunc="mean", groupby_rangefunc="stderr"
+        )
+        for name, x, metrics, log_y in time_panels(figure)
+    ]
     settings = workspaces.RunsetSettings(
         filters=[workspaces.Config("experiment") == experiment, workspaces.Tags("tags").isin([f"scale:{scale}"])],
         groupby=[workspaces.Config(key) for key in grouping(conditions)],
     )
     section = workspaces.Section(name=title, panels=panels, is_open=True)
-    return workspaces.Workspace(entity=entity, project=project, name=f"{experiment} ({scale})", sections=[section],
-                                runset_settings=settings)  # fmt: skip
+    return workspaces.Workspace(
+        entity=entity, project=project, name=f"{experiment} ({scale})", sections=[section], runset_settings=settings
+    )
 
 
 def workspace_spec(view) -> dict[str, Any]:
@@ -100,20 +119,42 @@ def workspace_spec(view) -> dict[str, Any]:
     return json.loads(view._to_model().model_dump_json())
 
 
-def log_figure_run(experiment: str, scale: str, png: Path, figure: dict[str, Any], claims: Sequence[Any],
-                   directory: Path, mode: str = "offline", project: str = "noisereg", entity: str | None = None) -> str:  # fmt: skip
+def log_figure_run(
+    experiment: str,
+    scale: str,
+    png: Path,
+    figure: dict[str, Any],
+    claims: Sequence[Any],
+    directory: Path,
+    mode: str = "offline",
+    project: str = "noisereg",
+    entity: str | None = None,
+) -> str:
     """The figure run of one experiment and scale (see the module's docstring); returns its run id."""
     import wandb
 
-    run = wandb.init(mode=mode, project=project, entity=entity, group=experiment, job_type=FIGURE_JOB_TYPE,
-                     name=f"{experiment} figure ({scale})", tags=[f"scale:{scale}", FIGURE_JOB_TYPE],
-                     config={"experiment": experiment, "scale_name": scale}, dir=str(directory), reinit="create_new",
-                     settings=wandb.Settings(console="off", silent=True))  # fmt: skip
+    run = wandb.init(
+        mode=mode,
+        project=project,
+        entity=entity,
+        group=experiment,
+        job_type=FIGURE_JOB_TYPE,
+        name=f"{experiment} figure ({scale})",
+        tags=[f"scale:{scale}", FIGURE_JOB_TYPE],
+        config={"experiment": experiment, "scale_name": scale},
+        dir=str(directory),
+        reinit="create_new",
+        settings=wandb.Settings(console="off", silent=True),
+    )
     figure_columns, figure_data = figure_rows(figure)
     claim_columns, claim_data = claim_rows(claims)
-    run.log({"figure": wandb.Image(str(png), caption=figure.get("caption")),
-             "figure_data": wandb.Table(columns=figure_columns, data=figure_data),
-             "claims": wandb.Table(columns=claim_columns, data=claim_data)})  # fmt: skip
+    run.log(
+        {
+            "figure": wandb.Image(str(png), caption=figure.get("caption")),
+            "figure_data": wandb.Table(columns=figure_columns, data=figure_data),
+            "claims": wandb.Table(columns=claim_columns, data=claim_data),
+        }
+    )
     run_id = run.id
     run.finish()
     return run_id

@@ -8,6 +8,7 @@ is its own `offline-run-*` folder with that id, and `wandb sync` joins them.
 `check_wandb` runs before anything is written: online mode needs credentials and a server that answers, and
 either failing is a one-line error, not a 90-second hang.
 """
+
 from __future__ import annotations
 
 import netrc
@@ -60,11 +61,15 @@ def check_wandb(mode: str) -> None:
         return
     base_url = _base_url()
     if not _has_credentials(base_url):
-        raise SettingError(f"logger.mode=online needs W&B credentials for {base_url} (`wandb login` or WANDB_API_KEY); "
-                           f"or {OFFLINE_INSTEAD}")  # fmt: skip
+        raise SettingError(
+            f"logger.mode=online needs W&B credentials for {base_url} (`wandb login` or WANDB_API_KEY); "
+            f"or {OFFLINE_INSTEAD}"
+        )
     problem = _reachable(base_url, REACH_TIMEOUT_S)
     if problem is not None:
-        raise SettingError(f"logger.mode=online: the W&B server {base_url} cannot be reached ({problem}); {OFFLINE_INSTEAD}")
+        raise SettingError(
+            f"logger.mode=online: the W&B server {base_url} cannot be reached ({problem}); {OFFLINE_INSTEAD}"
+        )
 
 
 def chart_keys(config: dict[str, Any]) -> dict[str, Any]:
@@ -131,7 +136,9 @@ class WandbLogger:
             )
         except wandb.errors.Error as error:  # e.g. the server stopped answering between the check and now
             first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise SettingError(f"logger.mode={mode}: W&B could not start a run ({first_line}); {OFFLINE_INSTEAD}") from None
+            raise SettingError(
+                f"logger.mode={mode}: W&B could not start a run ({first_line}); {OFFLINE_INSTEAD}"
+            ) from None
         self.id = self.run.id
         if x_axis is not None:
             self.run.define_metric(x_axis)

@@ -4,6 +4,7 @@ The file is W&B's 7-byte header followed by a LevelDB-style log of protobuf `Rec
 chunk a 7-byte header (CRC32C, little-endian length, type: 1 full, 2 first, 3 middle, 4 last). We use it to
 check what a job logged (tests) and to let figures read runs that were never synced.
 """
+
 from __future__ import annotations
 
 import json
@@ -60,8 +61,10 @@ def _segments(path: Path) -> list[Path]:
         folder = path / "wandb" if (path / "wandb").is_dir() else path
         files = [f for run in sorted(folder.glob("offline-run-*")) for f in sorted(run.glob("run-*.wandb"))]
     if not files:
-        raise FileNotFoundError(f"read_offline_run: no offline W&B run (offline-run-*/run-*.wandb) under {path}; "
-                                "was the job run with logger.mode=offline?")  # fmt: skip
+        raise FileNotFoundError(
+            f"read_offline_run: no offline W&B run (offline-run-*/run-*.wandb) under {path}; "
+            "was the job run with logger.mode=offline?"
+        )
     return files
 
 
@@ -71,9 +74,19 @@ def read_offline_run(path: str | Path) -> dict[str, Any]:
     them: each segment's rows after the last step already seen."""
     from wandb.proto import wandb_internal_pb2
 
-    run: dict[str, Any] = {"group": None, "name": None, "config": {}, "history": [], "summary": {},
-                           "exit_code": None, "id": None, "tags": [], "notes": None, "job_type": None,
-                           "metrics": {}}  # fmt: skip
+    run: dict[str, Any] = {
+        "group": None,
+        "name": None,
+        "config": {},
+        "history": [],
+        "summary": {},
+        "exit_code": None,
+        "id": None,
+        "tags": [],
+        "notes": None,
+        "job_type": None,
+        "metrics": {},
+    }
     for segment in _segments(Path(path)):
         last_step = run["history"][-1].get("_step", -1) if run["history"] else -1
         for raw in _records(segment.read_bytes()):

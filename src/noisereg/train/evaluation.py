@@ -1,4 +1,5 @@
 """Noise-free evaluation: loss and accuracy (or MSE) on a split, parameter norms."""
+
 from __future__ import annotations
 
 from typing import Callable
@@ -17,8 +18,14 @@ def loss_targets(targets: torch.Tensor, loss_name: str, num_outputs: int) -> tor
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, loss_fn: nn.Module, loss_name: str, inputs: torch.Tensor, targets: torch.Tensor,
-    num_outputs: int, batch_size: int, prepare: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    model: nn.Module,
+    loss_fn: nn.Module,
+    loss_name: str,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    num_outputs: int,
+    batch_size: int,
+    prepare: Callable[[torch.Tensor], torch.Tensor] | None = None,
     autocast_dtype: torch.dtype | None = None,
 ) -> dict[str, float]:
     """Noise-free loss and accuracy (classification) or MSE (regression), in eval mode, averaged per sample.

@@ -20,6 +20,7 @@ What can run in blocks: a model whose forward is a deterministic function of its
 or forward hooks), batches of one size, and a noise mode that acts through the targets alone (GD, label noise).
 The update is torch.optim.SGD's (momentum, Nesterov, weight decay), written out functionally.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -52,40 +53,64 @@ def uses_blocks(settings: TrainerSettings) -> bool:
     return settings.steps_per_call > 1
 
 
-def check_blocks_apply(model: nn.Module, noise: NoiseMode, batches: BatchIterator, settings: TrainerSettings,
-                       what: str | None = None, fix: str = ONE_STEP, parameter_noise: bool = False) -> None:  # fmt: skip
+def check_blocks_apply(
+    model: nn.Module,
+    noise: NoiseMode,
+    batches: BatchIterator,
+    settings: TrainerSettings,
+    what: str | None = None,
+    fix: str = ONE_STEP,
+    parameter_noise: bool = False,
+) -> None:
     """A `SettingError` naming the setting when this run cannot train in blocks; nothing when it can (or does not).
     `what` and `fix`: the setting that asks for functional steps and what to do instead; `parameter_noise`: noise
     added to the parameters around each step (GD+noise, layer-wise) is taken too (train/members.py's)."""
     if what is None and not uses_blocks(settings):
         return
-    what = what or f"trainer.steps_per_call={settings.steps_per_call}" + (" and trainer.compile=true" * settings.compile)
+    what = what or f"trainer.steps_per_call={settings.steps_per_call}" + (
+        " and trainer.compile=true" * settings.compile
+    )
     hooked = any(module._forward_hooks or module._forward_pre_hooks for module in model.modules())
     taken_parameter_noise = parameter_noise and isinstance(noise, ParameterNoise)
     if taken_parameter_noise and settings.steps_per_call > 1:
-        raise SettingError(f"{what} with noise={noise.name} needs trainer.steps_per_call=1: its noise is drawn into "
-                           "the parameters at every step, which a block of steps cannot take")  # fmt: skip
+        raise SettingError(
+            f"{what} with noise={noise.name} needs trainer.steps_per_call=1: its noise is drawn into "
+            "the parameters at every step, which a block of steps cannot take"
+        )
     perturbs = type(noise).perturbed is not NoiseMode.perturbed and not taken_parameter_noise
     if perturbs or type(noise).penalty is not NoiseMode.penalty or hooked:
-        raise SettingError(f"{what} writes the training step out as a function, which noise={noise.name} cannot take "
-                           f"part in (it acts inside each step's forward or backward pass, not on the targets "
-                           f"alone); {fix}")  # fmt: skip
+        raise SettingError(
+            f"{what} writes the training step out as a function, which noise={noise.name} cannot take "
+            f"part in (it acts inside each step's forward or backward pass, not on the targets "
+            f"alone); {fix}"
+        )
     if any(True for _ in model.buffers()) or any(isinstance(module, DROPOUT) for module in model.modules()):
-        raise SettingError(f"{what} needs a model whose forward depends on its parameters alone (no buffers such as "
-                           f"BatchNorm statistics, no dropout); {fix}")  # fmt: skip
+        raise SettingError(
+            f"{what} needs a model whose forward depends on its parameters alone (no buffers such as "
+            f"BatchNorm statistics, no dropout); {fix}"
+        )
     if not batches.full_batch and batches.n % batches.batch_size:
-        raise SettingError(f"{what} needs batches of one size: trainer.batch_size={batches.batch_size} must divide "
-                           f"the {batches.n} training points (or be null for full batch)")  # fmt: skip
+        raise SettingError(
+            f"{what} needs batches of one size: trainer.batch_size={batches.batch_size} must divide "
+            f"the {batches.n} training points (or be null for full batch)"
+        )
     if batches.pipeline is not None:
-        raise SettingError(f"{what} cannot take stored images through a pipeline (normalisation, crop and flip per "
-                           f"batch); {fix}")  # fmt: skip
+        raise SettingError(
+            f"{what} cannot take stored images through a pipeline (normalisation, crop and flip per batch); {fix}"
+        )
     if settings.compile and scan is None:
-        raise SettingError(f"trainer.compile=true needs torch's scan (torch >= 2.6; this is {torch.__version__}); use "
-                           "trainer.compile=false")  # fmt: skip
+        raise SettingError(
+            f"trainer.compile=true needs torch's scan (torch >= 2.6; this is {torch.__version__}); use "
+            "trainer.compile=false"
+        )
 
 
 def block_end(
-    step: int, n_steps: int, settings: TrainerSettings, intervals: Sequence[int | None], noise: NoiseMode,
+    step: int,
+    n_steps: int,
+    settings: TrainerSettings,
+    intervals: Sequence[int | None],
+    noise: NoiseMode,
     steps_per_epoch: int,
 ) -> int:
     """Where the block starting at `step` ends: the first step after it at which the one-step loop evaluates or
@@ -144,8 +169,14 @@ class BlockRunner:
 class StepBlocks(BlockRunner):
     """Runs a training state's steps from `state.step` to a block end in one call (see the module docstring)."""
 
-    def __init__(self, state, data: TensorDataset, loss_fn: nn.Module, settings: TrainerSettings,
-                 compile_blocks: bool | None = None):  # fmt: skip
+    def __init__(
+        self,
+        state,
+        data: TensorDataset,
+        loss_fn: nn.Module,
+        settings: TrainerSettings,
+        compile_blocks: bool | None = None,
+    ):
         """`compile_blocks`: compile the block of steps (default: `settings.compile`); train/members.py compiles its
         own, over all members at once."""
         self.state, self.data, self.loss_fn, self.settings = state, data, loss_fn, settings
@@ -225,8 +256,9 @@ class StepBlocks(BlockRunner):
         """The state's parameters and momentum buffers, as the functional step takes them."""
         return tuple(p.detach() for p in self.parameters), self._buffers()
 
-    def write_back(self, parameters: Sequence[torch.Tensor], buffers: Sequence[torch.Tensor], end: int,
-                   losses: torch.Tensor) -> None:  # fmt: skip
+    def write_back(
+        self, parameters: Sequence[torch.Tensor], buffers: Sequence[torch.Tensor], end: int, losses: torch.Tensor
+    ) -> None:
         """Parameters and momentum buffers after the block into the model and optimizer; the state at `end`."""
         state = self.state
         with torch.no_grad():

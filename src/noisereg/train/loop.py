@@ -5,6 +5,7 @@ The loop only steps: batches come from a `BatchIterator` (data/batches.py), ever
 (probes/base.py), and every noise mode is driven through the same protocol (noise/base.py). What to do with the
 rows it logs, and when to stop early, is the caller's (tracking/job.py).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -108,7 +109,11 @@ def _run_loop(
 
 
 def eager_step(
-    state: TrainingState, data: TensorDataset, network: nn.Module, loss_fn: nn.Module, settings: TrainerSettings,
+    state: TrainingState,
+    data: TensorDataset,
+    network: nn.Module,
+    loss_fn: nn.Module,
+    settings: TrainerSettings,
     precision: torch.dtype | None,
 ) -> torch.Tensor:
     """One step of the trainer, every noise mode's hooks called as noise/base.py lays out; returns the batch loss
@@ -145,18 +150,28 @@ class Run:
     steps (or epochs) and on `interrupt()`, which ends the run with status `interrupted`. A NaN or inf loss ends
     it with status `diverged`: a result, not an error."""
 
-    def __init__(self, state: TrainingState, data: TensorDataset, loss_fn: nn.Module, settings: TrainerSettings,
-                 log: Callable[[Row, Artifacts], None], checkpoint: Callable[[TrainingState], None] | None):  # fmt: skip
+    def __init__(
+        self,
+        state: TrainingState,
+        data: TensorDataset,
+        loss_fn: nn.Module,
+        settings: TrainerSettings,
+        log: Callable[[Row, Artifacts], None],
+        checkpoint: Callable[[TrainingState], None] | None,
+    ):
         self.state, self.data, self.loss_fn, self.settings = state, data, loss_fn, settings
         self.log, self.checkpoint = log, checkpoint
         self.n_steps = total_steps(settings, data.n_train)
         self.per_epoch = state.batches.steps_per_epoch
-        self.eval_interval = interval_in_steps(settings.eval_every, settings.eval_unit, data.n_train,
-                                               settings.batch_size)  # fmt: skip
-        self.early_until = interval_in_steps(settings.early_eval_until, settings.eval_unit, data.n_train,
-                                             settings.batch_size)  # fmt: skip
-        self.checkpoint_interval = interval_in_steps(settings.checkpoint_every, settings.checkpoint_unit,
-                                                     data.n_train, settings.batch_size)  # fmt: skip
+        self.eval_interval = interval_in_steps(
+            settings.eval_every, settings.eval_unit, data.n_train, settings.batch_size
+        )
+        self.early_until = interval_in_steps(
+            settings.early_eval_until, settings.eval_unit, data.n_train, settings.batch_size
+        )
+        self.checkpoint_interval = interval_in_steps(
+            settings.checkpoint_every, settings.checkpoint_unit, data.n_train, settings.batch_size
+        )
         self.intervals = block_intervals(settings, state.probes)
         model = state.model
         device = next(model.parameters()).device
@@ -173,22 +188,37 @@ class Run:
     def block_end(self) -> int:
         """Where a block of steps from the current step ends (train/fused.py)."""
         intervals = [*self.intervals, self.settings.early_eval_every if self.state.step < self.early_until else None]
-        return block_end(self.state.step, self.n_steps, self.settings, intervals, self.state.noise,
-                         self.per_epoch)  # fmt: skip
+        return block_end(self.state.step, self.n_steps, self.settings, intervals, self.state.noise, self.per_epoch)
 
     def evaluates_at(self, step: int) -> bool:
         """A row at every `eval_every`, every `early_eval_every` steps up to `early_eval_until`, the last step, and
         whenever a probe is due."""
         early = self.settings.early_eval_every
-        return (step % self.eval_interval == 0 or step == self.n_steps or bool(early and step <= self.early_until
-                and step % early == 0) or any(p.due(step, self.n_steps) for p in self.state.probes))  # fmt: skip
+        return (
+            step % self.eval_interval == 0
+            or step == self.n_steps
+            or bool(early and step <= self.early_until and step % early == 0)
+            or any(p.due(step, self.n_steps) for p in self.state.probes)
+        )
 
     def measure(self, step: int, batch_loss: float | None) -> tuple[Row, Artifacts]:
         state, data, settings = self.state, self.data, self.settings
         row: Row = {"step": step, "epoch": step / self.per_epoch}
-        for split, x, y in (("train", data.train_inputs, data.train_targets), ("test", data.test_inputs, data.test_targets)):
-            metrics = evaluate(self.network, self.loss_fn, settings.loss, x, y, data.num_outputs,
-                               settings.eval_batch_size, prepare=data.model_inputs, autocast_dtype=self.precision)  # fmt: skip
+        for split, x, y in (
+            ("train", data.train_inputs, data.train_targets),
+            ("test", data.test_inputs, data.test_targets),
+        ):
+            metrics = evaluate(
+                self.network,
+                self.loss_fn,
+                settings.loss,
+                x,
+                y,
+                data.num_outputs,
+                settings.eval_batch_size,
+                prepare=data.model_inputs,
+                autocast_dtype=self.precision,
+            )
             for key, value in metrics.items():
                 row[f"{split}/{key}"] = value
         row.update(parameter_norms(state.model))
@@ -248,7 +278,9 @@ class Run:
     def interrupt(self) -> TrainResult:
         if self.checkpoint is not None:
             self.checkpoint(self.state)
-        return TrainResult("interrupted", self.state.step, self.state.last_row, f"interrupted at step {self.state.step}")
+        return TrainResult(
+            "interrupted", self.state.step, self.state.last_row, f"interrupted at step {self.state.step}"
+        )
 
     def completed(self) -> TrainResult:
         return TrainResult("completed", self.state.step, self.state.last_row)

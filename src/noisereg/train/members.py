@@ -18,6 +18,7 @@ What can be batched is what can run in blocks (train/fused.py: noise through the
 per call: each member's mode perturbs its own model around the step, as in its single run, and the gradient is
 taken at the members' perturbed parameters while the update applies to the restored ones.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -43,17 +44,30 @@ AS_A_SWEEP = "run the seeds as a sweep instead (seed=0,1,2 -m, trainer.members=1
 def check_members_apply(model: nn.Module, noise: NoiseMode, state: TrainingState, settings: TrainerSettings) -> None:
     """A one-line `SettingError` when this run's members cannot be trained as one batched model."""
     if settings.members > 1:
-        check_blocks_apply(model, noise, state.batches, settings, what=f"trainer.members={settings.members}",
-                           fix=AS_A_SWEEP, parameter_noise=True)  # fmt: skip
+        check_blocks_apply(
+            model,
+            noise,
+            state.batches,
+            settings,
+            what=f"trainer.members={settings.members}",
+            fix=AS_A_SWEEP,
+            parameter_noise=True,
+        )
 
 
 class MemberBlocks(BlockRunner):
     """Blocks of steps of several training states at one step, in one batched call."""
 
-    def __init__(self, states: Sequence[TrainingState], datasets: Sequence[TensorDataset], loss_fn: nn.Module,
-                 settings: TrainerSettings):  # fmt: skip
-        self.members = [StepBlocks(state, data, loss_fn, settings, compile_blocks=False)
-                        for state, data in zip(states, datasets)]  # fmt: skip
+    def __init__(
+        self,
+        states: Sequence[TrainingState],
+        datasets: Sequence[TensorDataset],
+        loss_fn: nn.Module,
+        settings: TrainerSettings,
+    ):
+        self.members = [
+            StepBlocks(state, data, loss_fn, settings, compile_blocks=False) for state, data in zip(states, datasets)
+        ]
         # Full batch on one training set (a dataset may depend on the seed: `dataset.seed: ${seed}`): every
         # member's step sees the same inputs, passed once.
         first = datasets[0].train_inputs
@@ -108,8 +122,10 @@ def run_members(
     """Train every member from its state (fresh or restored) on its dataset to the end; one result per member, in
     order. The progress bar follows the batch: the member furthest behind among those still training."""
     with intra_op_threads(settings.threads):
-        runs = [Run(state, data, loss_fn, settings, log, checkpoint)
-                for state, data, log, checkpoint in zip(states, datasets, logs, checkpoints)]  # fmt: skip
+        runs = [
+            Run(state, data, loss_fn, settings, log, checkpoint)
+            for state, data, log, checkpoint in zip(states, datasets, logs, checkpoints)
+        ]
         end = max(run.n_steps for run in runs)
         progress = Progress(end, min(state.step for state in states), settings.progress_bar)
         results: list[TrainResult | None] = [run.start() for run in runs]
@@ -126,13 +142,15 @@ def run_members(
                 before = min(runs[k].state.step for k in live)
                 group = tuple(k for k in live if runs[k].state.step == before)
                 if group not in groups:
-                    groups[group] = MemberBlocks([runs[k].state for k in group], [datasets[k] for k in group],
-                                                 loss_fn, settings)  # fmt: skip
+                    groups[group] = MemberBlocks(
+                        [runs[k].state for k in group], [datasets[k] for k in group], loss_fn, settings
+                    )
                 losses = groups[group].run(runs[group[0]].block_end())
                 for column, k in enumerate(group):
                     results[k] = runs[k].after_advance(before, losses[-1, column])
-                behind = min((run.state.step for k, run in enumerate(runs) if results[k] is None and not run.done),
-                             default=end)  # fmt: skip
+                behind = min(
+                    (run.state.step for k, run in enumerate(runs) if results[k] is None and not run.done), default=end
+                )
                 if behind > progress.done:  # a member that diverged or finished no longer holds the bar back
                     progress.update(behind - progress.done, float(losses[-1].float().mean()))
         finally:

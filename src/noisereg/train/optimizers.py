@@ -1,4 +1,5 @@
 """The optimizer (SGD, the default, or Adam) and learning-rate schedule a run trains with."""
+
 from __future__ import annotations
 
 import math
@@ -12,8 +13,13 @@ from noisereg.train.settings import OptimizerSettings
 
 def build_optimizer(model: nn.Module, settings: OptimizerSettings) -> torch.optim.Optimizer:
     if settings.name == "adam":
-        return torch.optim.Adam(model.parameters(), lr=settings.lr, betas=tuple(settings.betas), eps=settings.eps,
-                                weight_decay=settings.weight_decay)  # fmt: skip
+        return torch.optim.Adam(
+            model.parameters(),
+            lr=settings.lr,
+            betas=tuple(settings.betas),
+            eps=settings.eps,
+            weight_decay=settings.weight_decay,
+        )
     return torch.optim.SGD(
         model.parameters(),
         lr=settings.lr,

@@ -4,6 +4,7 @@ When stderr is not a terminal (a SLURM job's output file, CI, `2> log`), a bar w
 returns; instead a line `train: step 150/3000 (5%) loss 0.0123 41.2 steps/s eta 1m09s` is printed every 5 % of
 the run (at most one a second) and at least once a minute, so `tail -f` on a job's log shows a live job.
 """
+
 from __future__ import annotations
 
 import sys
@@ -31,10 +32,14 @@ class Progress:
         if self.enabled and self.stream.isatty():
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total, initial=initial, desc="train", unit="step", dynamic_ncols=True, file=self.stream)
+            self.bar = tqdm(
+                total=total, initial=initial, desc="train", unit="step", dynamic_ncols=True, file=self.stream
+            )
         self.started, self.start_step = time.monotonic(), initial
         self.last_line_time = self.started
-        self.next_percent = (100 * initial // max(total, 1)) // PLAIN_EVERY_PERCENT * PLAIN_EVERY_PERCENT + PLAIN_EVERY_PERCENT
+        self.next_percent = (
+            100 * initial // max(total, 1)
+        ) // PLAIN_EVERY_PERCENT * PLAIN_EVERY_PERCENT + PLAIN_EVERY_PERCENT
 
     def update(self, steps: int, loss: float) -> None:
         if not self.enabled:
@@ -51,8 +56,12 @@ class Progress:
         if due or self.done == self.total:
             rate = (self.done - self.start_step) / max(now - self.started, 1e-9)
             eta = (self.total - self.done) / rate if rate > 0 else 0.0
-            print(f"train: step {self.done}/{self.total} ({percent:.0f}%) loss {loss:.4g} {rate:.3g} steps/s "
-                  f"eta {_duration(eta)}", file=self.stream, flush=True)  # fmt: skip
+            print(
+                f"train: step {self.done}/{self.total} ({percent:.0f}%) loss {loss:.4g} {rate:.3g} steps/s "
+                f"eta {_duration(eta)}",
+                file=self.stream,
+                flush=True,
+            )
             self.last_line_time = now
             while self.next_percent <= percent:
                 self.next_percent += PLAIN_EVERY_PERCENT

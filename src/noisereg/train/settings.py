@@ -1,4 +1,5 @@
 """The trainer's settings (the `trainer` config group's schema) and their checks."""
+
 from __future__ import annotations
 
 import math
@@ -75,23 +76,31 @@ class TrainerSettings:
         """Every setting on its own, before anything is built (the data decide the number of steps)."""
         optimizer = self.optimizer
         if optimizer.name not in OPTIMIZERS:
-            raise SettingError(f"trainer.optimizer.name={optimizer.name!r} is unknown; choose one of "
-                               f"{list(OPTIMIZERS)}")  # fmt: skip
+            raise SettingError(
+                f"trainer.optimizer.name={optimizer.name!r} is unknown; choose one of {list(OPTIMIZERS)}"
+            )
         if optimizer.name == "adam" and (optimizer.momentum or optimizer.nesterov):
-            raise SettingError("trainer.optimizer.momentum and nesterov are SGD's; Adam's moments are "
-                               "trainer.optimizer.betas (set momentum=0 and nesterov=false)")  # fmt: skip
+            raise SettingError(
+                "trainer.optimizer.momentum and nesterov are SGD's; Adam's moments are "
+                "trainer.optimizer.betas (set momentum=0 and nesterov=false)"
+            )
         if len(optimizer.betas) != 2 or not all(0 <= b < 1 for b in optimizer.betas):
-            raise SettingError(f"trainer.optimizer.betas={list(optimizer.betas)} must be two numbers in [0, 1), "
-                               "e.g. trainer.optimizer.betas=[0.9,0.999]")  # fmt: skip
+            raise SettingError(
+                f"trainer.optimizer.betas={list(optimizer.betas)} must be two numbers in [0, 1), "
+                "e.g. trainer.optimizer.betas=[0.9,0.999]"
+            )
         if not (math.isfinite(optimizer.eps) and optimizer.eps > 0):
             raise SettingError(f"trainer.optimizer.eps={optimizer.eps} must be finite and > 0, e.g. 1e-8")
         if not (math.isfinite(optimizer.lr) and optimizer.lr > 0):
-            raise SettingError(f"trainer.optimizer.lr={optimizer.lr} must be finite and > 0, e.g. trainer.optimizer.lr=0.01")
+            raise SettingError(
+                f"trainer.optimizer.lr={optimizer.lr} must be finite and > 0, e.g. trainer.optimizer.lr=0.01"
+            )
         for key, example in (("momentum", "0.9"), ("weight_decay", "5e-4")):
             value = getattr(optimizer, key)
             if not (math.isfinite(value) and value >= 0):
-                raise SettingError(f"trainer.optimizer.{key}={value} must be finite and >= 0, e.g. "
-                                   f"trainer.optimizer.{key}={example}")  # fmt: skip
+                raise SettingError(
+                    f"trainer.optimizer.{key}={value} must be finite and >= 0, e.g. trainer.optimizer.{key}={example}"
+                )
         if optimizer.nesterov and optimizer.momentum <= 0:
             raise SettingError("trainer.optimizer.nesterov=true needs trainer.optimizer.momentum > 0")
         if (self.steps is None) == (self.epochs is None):
@@ -104,13 +113,20 @@ class TrainerSettings:
         if self.batch_size is not None and self.batch_size < 1:
             raise SettingError(f"trainer.batch_size={self.batch_size} must be >= 1, or null for full batch")
         if self.eval_every < 1 or self.divergence_check_every < 1 or self.eval_batch_size < 1:
-            raise SettingError("trainer.eval_every, trainer.eval_batch_size and trainer.divergence_check_every must be >= 1")
+            raise SettingError(
+                "trainer.eval_every, trainer.eval_batch_size and trainer.divergence_check_every must be >= 1"
+            )
         if self.eval_unit not in UNITS:
             raise SettingError(f"trainer.eval_unit={self.eval_unit!r} is unknown; choose steps or epochs")
-        if self.early_eval_every < 0 or self.early_eval_until < 0 or bool(self.early_eval_every) != bool(
-                self.early_eval_until):  # fmt: skip
-            raise SettingError(f"trainer.early_eval_every={self.early_eval_every} and trainer.early_eval_until="
-                               f"{self.early_eval_until} must both be > 0 (steps; until in eval_unit), or both 0")
+        if (
+            self.early_eval_every < 0
+            or self.early_eval_until < 0
+            or bool(self.early_eval_every) != bool(self.early_eval_until)
+        ):
+            raise SettingError(
+                f"trainer.early_eval_every={self.early_eval_every} and trainer.early_eval_until="
+                f"{self.early_eval_until} must both be > 0 (steps; until in eval_unit), or both 0"
+            )
         if self.threads is not None and self.threads < 1:
             raise SettingError(f"trainer.threads={self.threads} must be >= 1, or null for torch's default")
         if self.steps_per_call < 1:
@@ -136,7 +152,9 @@ def resolve_device(device: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise SettingError(f"trainer.device={device!r} but CUDA is not available here; use trainer.device=auto or cpu")
+            raise SettingError(
+                f"trainer.device={device!r} but CUDA is not available here; use trainer.device=auto or cpu"
+            )
         index = torch.device(device).index
         if index is not None and index >= torch.cuda.device_count():
             raise SettingError(f"trainer.device={device!r} but this machine has {torch.cuda.device_count()} GPU(s)")

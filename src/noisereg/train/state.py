@@ -6,6 +6,7 @@ epoch's permutation and the position in it), every random stream of the noise mo
 choice stream), the probes' streams, torch's global generators, the losses not yet checked for divergence and the
 last metrics row.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,9 +17,9 @@ import torch
 from torch import nn
 
 from noisereg.data.batches import BatchIterator
+from noisereg.errors import DamagedRecord
 from noisereg.noise.base import NoiseMode
 from noisereg.probes.base import Probe
-from noisereg.tracking.records import DamagedRecord
 
 FORMAT = 1
 
