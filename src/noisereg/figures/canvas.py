@@ -1,13 +1,13 @@
 """Drawing on a canvas: a figure's grid of matplotlib panels, each drawn by one method from runs that grouping.py
 groups and aggregates — `lines` (a mean line with a band: a metric over steps or epochs, or a probe's saved arrays),
-`points`, `scatter`, `heatmap`, `run_curves`, `phase_bar`, `shade`, `note` — and `save`: `<name>.png` and
-`<name>.json`, every plotted series with its config values and, per x value, n, mean, std and SEM over seeds.
+`points`, `scatter`, `heatmap`, `run_curves`, `note`, and from phase_panels.py `phase_bar` and `shade` — and
+`save`: `<name>.png` and `<name>.json`, every plotted series with its config values and, per x value, n, mean, std
+and SEM over seeds.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -19,8 +19,6 @@ from noisereg.figures.grouping import (
     groups,
     last_arrays,
     last_values,
-    phase_counts,
-    phase_series,
     plain,
     require_metric,
     rows_at,
@@ -30,6 +28,7 @@ from noisereg.figures.grouping import (
     series_of_rows,
     step_means,
 )
+from noisereg.figures.phase_panels import PhasePanels
 
 if TYPE_CHECKING:
     from noisereg.figures.registry import FigureSpec
@@ -41,7 +40,7 @@ Arrays = dict[str, np.ndarray]  # the arrays of one saved artifact
 XY = tuple[np.ndarray, np.ndarray]  # a curve's x and y values
 
 
-class Canvas:
+class Canvas(PhasePanels):
     """A grid of matplotlib panels and the series drawn on them, saved together as PNG and JSON."""
 
     def __init__(self, spec: FigureSpec, caption: str, varying: Sequence[str] = ()):
@@ -352,79 +351,6 @@ class Canvas:
         axis, panel = self._panel(where, x, y, title, False, False)
         axis.text(0.5, 0.5, text, ha="center", va="center", fontsize=8, wrap=True, transform=axis.transAxes)
         panel["note"] = text
-
-    def phase_bar(
-        self,
-        row: int,
-        cells: pd.DataFrame,
-        x: str,
-        order: Sequence[str],
-        colors: dict[str, str],
-        title: str | None = None,
-        log_x: bool = True,
-    ) -> None:
-        """One axis across the whole row: for each value of x (e.g. σ), the phase most of its runs are in, as
-        coloured regions meeting halfway between neighbouring values, a marker per value and the runs' count.
-        `cells` has one row per run with columns x and `phase`; the JSON holds one series per phase: per x value
-        the number of runs in that phase (n) and their fraction of the runs at x (mean)."""
-        grid = self.axes[row, 0].get_gridspec()
-        for axis in self.axes[row, :]:
-            axis.remove()
-        axis = self.figure.add_subplot(grid[row, :])
-        self.axes[row, 0] = axis
-        self.axes[row, 1:] = None
-        _, panel = self._panel((row, 0), x, "phase", title, log_x, False)
-        axis.set_yticks([])
-        counts, spans = phase_counts(cells, x, order, log_x)
-        for phase, low, high in spans:
-            axis.axvspan(low, high, color=colors[phase], alpha=0.35, lw=0)
-            axis.text(
-                math.sqrt(low * high) if log_x else (low + high) / 2, 0.5, phase, ha="center", va="center", fontsize=8
-            )
-        for x_value, by_phase in counts.items():
-            majority = max(order, key=lambda p: (by_phase.get(p, 0), order.index(p)))
-            axis.plot([x_value], [0.15], marker="*", ms=9, color=colors[majority])
-            axis.text(
-                x_value,
-                0.85,
-                "/".join(str(by_phase.get(p, 0)) for p in order if by_phase.get(p)),
-                ha="center",
-                fontsize=6,
-            )
-        axis.set_ylim(0, 1)
-        if spans:
-            axis.set_xlim(spans[0][1], spans[-1][2])
-        panel["series"].extend(series.as_json() for series in phase_series(counts, order))
-        panel["spans"] = [{"phase": phase, "from": low, "to": high} for phase, low, high in spans]
-
-    def shade(
-        self,
-        where: Panel,
-        cells: pd.DataFrame,
-        x: str,
-        order: Sequence[str],
-        colors: dict[str, str],
-        log_x: bool = True,
-    ) -> None:
-        """Shade a panel's x axis by phase (as `phase_bar` draws them), recorded as the panel's `spans`."""
-        axis = self.axes[where]
-        _, spans = phase_counts(cells, x, order, log_x)
-        for phase, low, high in spans:
-            axis.axvspan(low, high, color=colors[phase], alpha=0.15, lw=0)
-        self.panels.setdefault(
-            where,
-            {
-                "row": where[0],
-                "column": where[1],
-                "title": None,
-                "x": x,
-                "y": None,
-                "log_x": log_x,
-                "log_y": False,
-                "series": [],
-            },
-        )
-        self.panels[where]["spans"] = [{"phase": phase, "from": low, "to": high} for phase, low, high in spans]
 
     @staticmethod
     def _legend(series: Series, per_point: bool = False) -> str:

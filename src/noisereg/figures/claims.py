@@ -37,6 +37,9 @@ class Claim:
     quote: str
     evaluate: Callable[[pd.DataFrame], Verdict]
     gates: tuple[Gate, ...] = field(default=())  # this claim's own preconditions, beside its experiment's regime
+    # With a part-judged experiment (PARTS): whether one part's runs are what this claim is about (Fig. 4's narrow
+    # net); the other parts are neither judged nor named in its row. None: every part.
+    concerns: Callable[[pd.DataFrame], bool] | None = None
 
     @property
     def label(self) -> str:
@@ -48,12 +51,20 @@ class Claim:
 CLAIMS: list[Claim] = []
 
 
-def claim(experiment: str, figure: str, paper: str, quote: str, gates: Sequence[Gate] = ()):
+def claim(
+    experiment: str,
+    figure: str,
+    paper: str,
+    quote: str,
+    gates: Sequence[Gate] = (),
+    concerns: Callable[[pd.DataFrame], bool] | None = None,
+):
     """Register a claim; `gates`: preconditions of this claim alone (one condition's runs at a time, as `@regime`'s),
-    for what its own statistic needs, e.g. that the quantity it reads at the end of a run has stopped drifting."""
+    for what its own statistic needs, e.g. that the quantity it reads at the end of a run has stopped drifting;
+    `concerns`: for an experiment judged by parts, which parts the claim is about (`Claim.concerns`)."""
 
     def register(evaluate: Callable[[pd.DataFrame], Verdict]) -> Callable[[pd.DataFrame], Verdict]:
-        CLAIMS.append(Claim(experiment, figure, paper, quote, evaluate, tuple(gates)))
+        CLAIMS.append(Claim(experiment, figure, paper, quote, evaluate, tuple(gates), concerns))
         return evaluate
 
     return register

@@ -13,7 +13,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import pandas as pd
 
@@ -88,13 +88,20 @@ def unmet_preconditions(
 
 
 def in_regime_parts(
-    experiment: str, runs: pd.DataFrame, gates: Sequence[Gate] = ()
+    experiment: str,
+    runs: pd.DataFrame,
+    gates: Sequence[Gate] = (),
+    concerns: Callable[[pd.DataFrame], bool] | None = None,
 ) -> tuple[pd.DataFrame, list[tuple[str, Precondition]], str]:
     """The runs a claim is judged on, the preconditions missed (its experiment's and its own `gates`), and a note on
     what was left out: with PARTS, the values of the part key whose conditions all met their preconditions (the
-    others left out and named); without, every run, or nothing when any condition missed one."""
-    unmet = unmet_preconditions(experiment, runs, gates)
+    others left out and named; `concerns`: only the parts the claim is about count, where any is present);
+    without, every run, or nothing when any condition missed one."""
     key = PARTS.get(experiment)
+    if concerns is not None and key is not None and key in runs:
+        parts = [part for _, part in runs.groupby(runs[key].map(repr), sort=True) if concerns(part)]
+        runs = pd.concat(parts) if parts else runs
+    unmet = unmet_preconditions(experiment, runs, gates)
     if not unmet or key is None or key not in runs:
         return (runs.iloc[0:0] if unmet else runs), unmet, ""
     kept, missed = [], []
@@ -176,15 +183,16 @@ class ExperimentAtScale:
     figure_link: str | None  # its figure, drawn beside the report
     runs: pd.DataFrame  # its runs at this scale, finished or not
     unfinished: int  # runs left out because they never finished
-    gated: dict = field(default_factory=dict)  # claim gates -> what `regime` returns
+    gated: dict = field(default_factory=dict)  # (claim gates, concerns) -> what `regime` returns
 
     def regime(self, item: Claim) -> tuple[pd.DataFrame, list[tuple[str, Precondition]], str]:
         """The finished runs the claim sees (empty: not in regime), the preconditions missed by condition (its
         experiment's and its own), and the note on a part left out of regime (PARTS)."""
-        if item.gates not in self.gated:
-            judged, unmet, left_out_parts = in_regime_parts(self.experiment, self.runs, item.gates)
-            self.gated[item.gates] = (finished(judged), unmet, left_out_parts)
-        return self.gated[item.gates]
+        key = (item.gates, item.concerns)
+        if key not in self.gated:
+            judged, unmet, left_out_parts = in_regime_parts(self.experiment, self.runs, item.gates, item.concerns)
+            self.gated[key] = (finished(judged), unmet, left_out_parts)
+        return self.gated[key]
 
 
 def prepare_experiment(

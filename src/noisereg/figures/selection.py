@@ -149,13 +149,24 @@ class LateTrend:
     """How much a metric still moved at the end of the runs: the mean over runs of each run's least-squares slope
     over its last `fraction` of steps × that window's length, relative to the run's mean level there (−0.01: it
     fell by 1 % across the window), with the standard error of that mean (each run's from its own residuals, the
-    runs independent), and the fewest evaluations any run had in its window."""
+    runs independent), the fewest evaluations any run had in its window, and each run's change over its own
+    standard error (`per_run`), so runs drifting in opposite directions cannot cancel into a flat mean."""
 
     change: float
     error: float
     runs: int
     fraction: float
     fewest: int = 0
+    per_run: tuple[float, ...] = ()
+
+    @property
+    def rms_in_errors(self) -> float:
+        """The root mean square over runs of each run's change / its standard error: about 1 where no run drifts
+        beyond its own noise, large where any run drifts, whichever way (a mean of signed changes would let a
+        rising run and a falling one cancel)."""
+        if not self.per_run:
+            return math.nan
+        return float(np.sqrt(np.mean(np.square(self.per_run))))
 
     @property
     def in_errors(self) -> float:
@@ -181,6 +192,9 @@ def _run_trend(steps: np.ndarray, values: np.ndarray) -> tuple[float, float]:
     return slope * scale, slope_error * scale
 
 
+ROUNDING = 1e-9  # a relative change below this is floating-point rounding
+
+
 def late_trend(runs: pd.DataFrame, metric: str, fraction: float = 0.2) -> LateTrend:
     """The late trend of `metric` (`LateTrend`) over the runs with at least 4 finite values in their last `fraction`
     of steps: whether a slowly moving quantity has stopped moving, judged against its own noise rather than a fixed
@@ -199,6 +213,16 @@ def late_trend(runs: pd.DataFrame, metric: str, fraction: float = 0.2) -> LateTr
     if not trends:
         return LateTrend(math.nan, math.nan, 0, fraction, min(counts, default=0))
     changes, errors = np.array(trends).T
+    # A change under 1e-9 of the level is rounding (a constant series), not a trend, whatever its rounded error.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_run = tuple(
+            float(z) for z in np.where(np.abs(changes) < ROUNDING, 0.0, np.where(errors > 0, changes / errors, np.inf))
+        )
     return LateTrend(
-        float(changes.mean()), float(np.sqrt((errors**2).sum())) / len(trends), len(trends), fraction, min(counts)
+        float(changes.mean()),
+        float(np.sqrt((errors**2).sum())) / len(trends),
+        len(trends),
+        fraction,
+        min(counts),
+        per_run,
     )

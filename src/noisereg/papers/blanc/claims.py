@@ -1,5 +1,5 @@
-"""Blanc, Gupta, Valiant, Valiant (COLT 2020), SGD with label noise: the paper's claims about each figure, and
-the gates that say whether a run is in their regime.
+"""Blanc, Gupta, Valiant, Valiant (COLT 2020), SGD with label noise: the paper's claims about each figure (the gates
+that say whether a run is in their regime are gates.py's).
 
 The paper states its claims in words; the thresholds that decide them (e.g. within 0.02 of the interpolant, a
 time-scale slope in (−2.5, −1.5)) are ours, marked so in each claim's rule.
@@ -17,9 +17,19 @@ import math
 import numpy as np
 import pandas as pd
 
-from noisereg.figures.claims import Precondition, claim
-from noisereg.figures.selection import final, late_trend, mean_final, per_run
+from noisereg.figures.claims import claim
+from noisereg.figures.selection import final, per_run
 from noisereg.figures.statistics import Evidence, Verdict, above, all_of, below, between, less, ours, share
+from noisereg.papers.blanc.gates import (
+    LENGTH_SETTLED,
+    LOGISTIC_RESIDUAL_STEADY,
+    LOGISTIC_SETTLED,
+    NUCLEAR_NORM_SETTLED,
+    TANH_RESIDUAL_STEADY,
+    TANH_SETTLED,
+    sgd_finds_a_complex_model,
+    the_fit_is_seen_above_the_noise_floor,
+)
 from noisereg.papers.blanc.science import (
     FIT,
     NO_NOISE,
@@ -28,7 +38,6 @@ from noisereg.papers.blanc.science import (
     first_step_below,
     last_functions,
     noise_levels,
-    noisy_phase,
     reg_after_fitting,
     spread_across_initialisations,
     steps_until_reg_settles,
@@ -36,121 +45,6 @@ from noisereg.papers.blanc.science import (
     value_at,
     with_noise,
 )
-
-TREND_WINDOW = 0.2  # the last 20 % of the noisy phase: 20 evaluations in Fig. 1's and Thm 3's runs, 100 in Figs 2-3's
-NOISE_LEVEL = 2.0  # ours: a late trend within 2 standard errors of zero is no drift beyond the noise ...
-PRECISION = 0.05  # ours: ... provided 2 standard errors are under 5 % of the level (a drift that large would show)
-WINDOW_EVALUATIONS = 10  # ours: the fewest evaluations in a run's window for its trend to mean anything
-LONGER = "longer runs (trainer.steps and noise.stop_step; see trainer.members for many seeds)"
-DENSER = "more evaluations (trainer.eval_every, the probes' every) or more seeds"
-
-
-def drift_has_ended(metric: str, **where):
-    """A claim's gate: label noise's slow drift along the zero-loss manifold has ended for the statistic it reads
-    (Sec. 1: the implicit regulariser is minimised on the longer time scale, and the figures show where that ends):
-    the label-noise condition's late trend of `metric` (selection.late_trend over the last 20 % of the noisy phase)
-    within 2 of its standard errors — no drift beyond the evaluation-to-evaluation noise — measured precisely enough
-    that a drift of 5 % across the window would show (2 standard errors under 5 % of the level), from at least 10
-    evaluations per run: a noisy or sparse record cannot pass for a settled one. SGD, and conditions other than
-    `where`'s (e.g. Theorem 3's other activation): no gate."""
-
-    def gate(condition: pd.DataFrame) -> list[Precondition]:
-        first = condition.iloc[0]
-        if float(first["noise.delta"]) == 0 or any(first.get(key) != value for key, value in where.items()):
-            return []
-        trend = late_trend(noisy_phase(condition), metric, TREND_WINDOW)
-        return [
-            Precondition(
-                f"label noise: evaluations of {metric} in the last {TREND_WINDOW:.0%} of the noisy phase "
-                f"(fewest over runs; ours)",
-                trend.fewest,
-                WINDOW_EVALUATIONS,
-                True,
-                DENSER,
-            ),
-            Precondition(
-                f"label noise: late trend of {metric} {trend}, |trend| / its standard error (ours: "
-                f"< {NOISE_LEVEL:g}, no drift beyond the noise)",
-                trend.in_errors,
-                NOISE_LEVEL,
-                False,
-                LONGER,
-            ),
-            Precondition(
-                f"label noise: 2 standard errors of that trend (ours: < {PRECISION:.0%} of the level, "
-                "precise enough to see a drift)",
-                NOISE_LEVEL * trend.error,
-                PRECISION,
-                False,
-                DENSER,
-            ),
-        ]
-
-    return gate
-
-
-COMPLEX = 1.1  # ours: SGD's curve at least 1.1× the interpolant's (the paper's Fig. 3: SGD ≈ 5.2 against label
-# noise's ≈ 4.3, which lands about on the interpolant: 1.21×)
-
-
-def sgd_finds_a_complex_model(condition: pd.DataFrame) -> list[Precondition]:
-    """Figs 2-3's premise: SGD without label noise ends at a complex model, its curve well longer than the
-    piecewise-linear interpolant's, the shortest through the points (the paper's Fig. 3: SGD ≈ 5.2 against label
-    noise's ≈ 4.3);
-    without one there is nothing for label noise to simplify. Label noise: no gate."""
-    if float(condition.iloc[0]["noise.delta"]) != 0:
-        return []
-    excess = mean_final(condition, "function/curve_length") / mean_final(condition, "function/interpolant_curve_length")
-    return [
-        Precondition(
-            "SGD: curve length / the piecewise-linear interpolant's (mean over seeds; ours: ≥ 1.1, the "
-            "paper's SGD ≈ 1.21× its label-noise curve)",
-            excess,
-            COMPLEX,
-            True,
-            "a setting where SGD overshoots the interpolant: larger output weights (model.output_scale; 7 gives 1.24×)",
-        )
-    ]
-
-
-FLOOR = FIT / 10  # ours: the loss's floor under label noise must lie a decade under FIT (science.py)
-
-
-def the_fit_is_seen_above_the_noise_floor(condition: pd.DataFrame) -> list[Precondition]:
-    """The time-scale claim dates the fit by the first step with train/mse < 1e-3. Under label noise the clean
-    loss does not go to zero but hovers at a floor (∝ ηδ²): only where that floor lies well under 1e-3 does the
-    date mark the fit rather than the floor. Measured as the median clean loss over the last 20 % of the noisy phase
-    before any annealing of δ. SGD: no gate."""
-    if float(condition.iloc[0]["noise.delta"]) == 0:
-        return []
-    noisy = noisy_phase(condition)
-    end = float(noisy["step"].max())
-    late = noisy[noisy["step"] > (1 - TREND_WINDOW) * end]
-    floor = float(late["train/mse"].astype(float).median()) if len(late) else math.nan
-    return [
-        Precondition(
-            f"label noise: the clean training loss's floor (median over the last {TREND_WINDOW:.0%} of "
-            f"the noisy phase; ours: < {FLOOR:g}, a decade under the {FIT:g} that dates the fit)",
-            floor,
-            FLOOR,
-            False,
-            "a smaller δ (the floor goes as ηδ²), with runs long enough for its slower drift",
-        )
-    ]
-
-
-# Each end-state claim's gate reads the claim's own statistic where it can tell drift from jitter (the length can
-# still drift while reg/blanc is flat). Figs 2's claims read the function at rest, through its largest deviation
-# from the interpolant; along the noisy phase that maximum is dominated by the iterate's jitter (2 standard errors of
-# its late trend are 13 % of its level at δ = 0.5), so whether the function has stopped moving is read from its
-# length, a functional of the same function that the jitter hardly moves (0.3 %). Theorem 3's unit statistics are
-# counts or exactly 0 at one active unit, so its gates read reg/blanc, the quantity whose stationary points the
-# theorem describes, each activation apart.
-NUCLEAR_NORM_SETTLED = drift_has_ended("matrix/nuclear_norm")
-TANH_SETTLED = drift_has_ended("reg/blanc", **{"model.activation": "tanh"})
-LOGISTIC_SETTLED = drift_has_ended("reg/blanc", **{"model.activation": "sigmoid"})
-LENGTH_SETTLED = drift_has_ended("function/curve_length")
-
 
 # -- Fig. 1: matrix sensing ------------------------------------------------------------------------------------------
 
@@ -395,7 +289,7 @@ def regularizer_falls_on_a_longer_time_scale(runs: pd.DataFrame) -> Verdict:
     PAPER,
     "(tanh) for each hidden unit i, either c_i = α and σ(w_iᵀx) = β or "
     "c_i = −α and σ(w_iᵀx) = −β, or c_i = σ(w_iᵀx) = 0",
-    gates=[TANH_SETTLED],
+    gates=[TANH_SETTLED, TANH_RESIDUAL_STEADY],
 )
 def tanh_units_share_one_output(runs: pd.DataFrame) -> Verdict:
     tanh = {"model.activation": "tanh"}
@@ -411,7 +305,7 @@ def tanh_units_share_one_output(runs: pd.DataFrame) -> Verdict:
     PAPER,
     "(logistic) there exists α₁, α₂ and β₁, β₂ such that for each "
     "hidden unit i, either c_i = α₁ and σ(w_iᵀx) = β₁, or c_i = α₂ and σ(w_iᵀx) = β₂",
-    gates=[LOGISTIC_SETTLED],
+    gates=[LOGISTIC_SETTLED, LOGISTIC_RESIDUAL_STEADY],
 )
 def logistic_units_take_at_most_two_outputs(runs: pd.DataFrame) -> Verdict:
     logistic = {"model.activation": "sigmoid"}

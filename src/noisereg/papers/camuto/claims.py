@@ -46,7 +46,7 @@ from noisereg.papers.camuto.science import (
 
 TRAINED_STEPS, TRAINED_ACCURACY = 1000, 0.80  # ours: the paper trains Fig. 3's nets for 250 epochs
 OVERCONFIDENT, OVERFIT = 0.0, 0.05  # ours: the calibration claim's premise (mean confidence − accuracy; train − test)
-CALIBRATION_REMEDY = "a baseline that overfits: camuto_fig3_model=deep_mlp (the 4×256 MLP, 100 epochs)"
+CALIBRATION_REMEDY = "a baseline that overfits: camuto/fig3_model=deep_mlp (the 4×256 MLP, 100 epochs)"
 FITTED = 0.1  # ours: Figs 4-5's baseline must fit the sines (final train loss at most this share of the initial)
 
 

@@ -1,6 +1,6 @@
-"""Orvieto, Raj, Kersting, Bach (AISTATS 2023): the paper's claims about each figure, quoted, and the regime each was
-made in (GD interpolates, fits the FMNIST subset, at the paper's widths). The thresholds of ours are marked "ours";
-what the claims measure is derived in science.py.
+"""Orvieto, Raj, Kersting, Bach (AISTATS 2023): the paper's claims about each figure, quoted; the regime each was
+made in (GD interpolates, fits the FMNIST subset, at the paper's widths) is gates.py's. The thresholds of ours are
+marked "ours"; what the claims measure is derived in science.py.
 
 Seeds aggregate as the paper does: mean ± 1 std over 3 runs (App. F, "Setup"), mean ± SEM for Fig. 6.
 """
@@ -8,13 +8,17 @@ Seeds aggregate as the paper does: mean ± 1 std over 3 runs (App. F, "Setup"), 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import pandas as pd
 
-from noisereg.figures.claims import Precondition, claim, regime
-from noisereg.figures.selection import final, final_over_initial, mean_final, select
+from noisereg.figures.claims import claim
+from noisereg.figures.selection import final, select
 from noisereg.figures.statistics import Evidence, Settle, Verdict, above, all_of, below, greater, less
+from noisereg.papers.orvieto.gates import (
+    is_the_wide_net,
+    scale_remedy,
+)
 from noisereg.papers.orvieto.science import (
     FIG6_SIGMA,
     MLPS,
@@ -24,7 +28,6 @@ from noisereg.papers.orvieto.science import (
     PRESET_SIGMA,
     PRESET_SPAN,
     WIDE_WIDTH,
-    configured_width,
     describe,
     distance_to_minimum,
     excess_growth,
@@ -73,24 +76,6 @@ def all_parameter_variance_explodes_with_width(runs: pd.DataFrame) -> Verdict:
 
 
 # -- Fig. 2 ----------------------------------------------------------------------------------------------------------
-
-
-@regime("fig2_synthetic")
-def gd_interpolates(condition: pd.DataFrame) -> list[Precondition]:
-    """Fig. 2's GD reaches zero training loss (the overparametrised linear net interpolates): the noisy runs are
-    judged by how much of GD's excess regularised loss they remove."""
-    if condition.iloc[0]["noise.name"] != "gd":
-        return []
-    shares = final_over_initial(condition, "train/loss")
-    return [
-        Precondition(
-            "GD final / initial train/loss (largest over seeds; ours)",
-            max(shares, default=math.nan),
-            1e-6,
-            False,
-            "more steps (trainer.steps)",
-        )
-    ]
 
 
 CLOSE = 0.5  # ours: "close to a minimizer" read as at most half of GD's excess over the minimum left
@@ -168,78 +153,6 @@ def layerwise_noise_raises_test_accuracy_of_the_wide_mlp(runs: pd.DataFrame) -> 
 # -- Figs 4, 7-10: deep and wide MLPs ------------------------------------------------------------------------------
 
 
-FITS = 0.95  # ours: App. F trains full-batch GD on the 1024-image subset to (near) zero training error
-WIDE = ("fig3_fmnist_sigma", "fig8_mlp2", "fig10_mlp4")  # the claims about wide nets (App. F): WIDE_WIDTH wide
-
-
-@dataclass
-class OurPrecondition(Precondition):
-    """A precondition whose threshold is ours, not the paper's: its text says so after the threshold (`what` stays
-    the measured quantity alone)."""
-
-    ours: str  # why the threshold is ours, e.g. "GD fits the subset, ≥ 95 % train accuracy"
-
-    def __str__(self) -> str:
-        return f"{super().__str__()} (ours: {self.ours})"
-
-
-def scale_remedy(runs: pd.DataFrame, more: str) -> str:
-    """What would reach the regime: the paper's sizes where the runs were reduced, else `more`."""
-    scale = runs["scale"].iloc[0] if len(runs) else "paper"
-    return more if scale == "paper" else f"the paper's scale (scale=paper; on a GPU: make reproduce-gpu), or {more}"
-
-
-@regime("fig3_fmnist_sigma", "fig7_mlp1", "fig8_mlp2", "fig9_mlp3", "fig10_mlp4")
-def gd_fits_the_training_subset(condition: pd.DataFrame) -> list[Precondition]:
-    """The FMNIST figures compare noise against a GD that fits the 1024 training images; a GD that never trained
-    says nothing about them. GD: noise=gd, or σ = 0 in the σ sweep of Fig. 3."""
-    first = condition.iloc[0]
-    if first["noise.name"] != "gd" and float(first.get("noise.sigma", math.nan)) != 0.0:
-        return []
-    preconditions: list[Precondition] = [
-        OurPrecondition(
-            "GD final train/acc (mean over seeds)",
-            mean_final(condition, "train/acc"),
-            FITS,
-            True,
-            scale_remedy(condition, "more steps (trainer.steps)"),
-            "GD fits the subset, ≥ 95 % train accuracy",
-        )
-    ]
-    if first["experiment"] in WIDE:  # the claim is about width: "for this wide model", "since the network is wide"
-        preconditions.append(
-            Precondition(
-                "hidden width",
-                float(max(first["model.widths"])),
-                WIDE_WIDTH,
-                True,
-                scale_remedy(condition, "the paper's widths"),
-            )
-        )
-    return preconditions
-
-
-@regime("fig4_deep_mlp", part="model.widths")  # two claims, one per net: each width is judged apart
-def each_fig4_net_fits_at_its_width(condition: pd.DataFrame) -> list[Precondition]:
-    """As for the other FMNIST figures, GD fits the training subset; and each of Fig. 4's nets is as wide as the
-    paper's: the wide one (configured at 5000 before its scale) at least 5000, the narrow one at least 1000."""
-    preconditions = gd_fits_the_training_subset(condition)
-    width, remedy = float(max(condition.iloc[0]["model.widths"])), scale_remedy(condition, "the paper's widths")
-    if configured_width(condition) >= WIDE_WIDTH:
-        preconditions.append(Precondition("hidden width of the wide net", width, WIDE_WIDTH, True, remedy))
-    else:
-        preconditions.append(
-            Precondition(
-                f"hidden width of the narrow net (ours: at least the paper's {NARROW_WIDTH})",
-                width,
-                NARROW_WIDTH,
-                True,
-                remedy,
-            )
-        )
-    return preconditions
-
-
 def layerwise_is_best(runs: pd.DataFrame) -> Verdict:
     """Layer-wise has the highest final test accuracy and the lowest final Hessian trace of the three modes."""
     parts = []
@@ -287,12 +200,12 @@ FIG4_QUOTE = (
 )
 
 
-@claim("fig4_deep_mlp", "Fig. 4", PAPER, f"(narrow) {FIG4_QUOTE}")
+@claim("fig4_deep_mlp", "Fig. 4", PAPER, f"(narrow) {FIG4_QUOTE}", concerns=lambda part: not is_the_wide_net(part))
 def layerwise_is_best_in_the_narrow_deep_mlp(runs: pd.DataFrame) -> Verdict:
     return layerwise_is_best_in_one_fig4_net(runs, wide=False)
 
 
-@claim("fig4_deep_mlp", "Fig. 4", PAPER, f"(wide) {FIG4_QUOTE}")
+@claim("fig4_deep_mlp", "Fig. 4", PAPER, f"(wide) {FIG4_QUOTE}", concerns=is_the_wide_net)
 def layerwise_is_best_in_the_wide_deep_mlp(runs: pd.DataFrame) -> Verdict:
     return layerwise_is_best_in_one_fig4_net(runs, wide=True)
 
