@@ -339,8 +339,7 @@ def cli(argv: list[str]) -> int:
 
     register_with_hydra()
     translated = translate_overrides(argv, CONFIG_DIR)  # `+experiment=fig6_resnet` → `experiment=orvieto/fig6_resnet`
-    if sys.argv[1:] == argv:  # run as a script: Hydra's main() reads the command line from sys.argv
-        sys.argv[1:] = translated
+    sys.argv[1:] = translated  # Hydra's main() reads the command line from sys.argv
     argv = translated
     arguments = _hydra_arguments(argv)
     if arguments.help or arguments.hydra_help or arguments.info or arguments.shell_completion:

@@ -293,6 +293,10 @@ def test_a_fig4_claim_out_of_regime_names_its_own_net_alone(tmp_path):
     assert narrow.verdict == wide.verdict == "not in regime"
     assert "narrow net" in narrow.numbers and "wide net" not in narrow.numbers, narrow.numbers
     assert "wide net" in wide.numbers and "narrow net" not in wide.numbers, wide.numbers
+    # A narrow-only sweep whose net misses its regime: the wide claim says its net has no runs, naming no other.
+    rows = verdicts(fig4_records(tmp_path / "narrow", {100: 0.5}, scale="cpu", width_factor=0.1), "fig4_deep_mlp")
+    assert rows[WIDE].verdict == "not in regime" and "narrow net" not in rows[WIDE].numbers, rows[WIDE].numbers
+    assert "no runs in regime at hidden width ≥ 5000 (widths here: 5×100)" in rows[WIDE].numbers
 
 
 def test_fig4s_claims_need_the_papers_widths(tmp_path):

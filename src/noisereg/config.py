@@ -150,8 +150,9 @@ def _renamed(config_dir: str) -> tuple[dict[str, str], dict[str, str]]:
         experiments[name] = f"{paper}/{figure}"
         prefix = name[: -len(figure)]
         for folder in sorted((root / paper).iterdir()) if (root / paper).is_dir() else []:
-            if folder.is_dir() and folder.name != "base" and not (root / f"{prefix}{folder.name}").is_dir():
-                groups[f"{prefix}{folder.name}"] = f"{paper}/{folder.name}"
+            old = f"{prefix}{folder.name}"  # never a group of today's (noise, dataset: registered, no folder)
+            if folder.is_dir() and folder.name != "base" and not (root / old).is_dir() and old not in REGISTERED_GROUPS:
+                groups[old] = f"{paper}/{folder.name}"
     return experiments, groups
 
 

@@ -51,6 +51,15 @@ class Claim:
 CLAIMS: list[Claim] = []
 
 
+def registered_claims() -> list[Claim]:
+    """The claims the papers registered; an error naming the import that registers them where none is (this
+    package imports no paper: `noisereg.papers` does, and a caller that skipped it would report every claim as
+    not run)."""
+    if not CLAIMS:
+        raise RuntimeError("no claims are registered: import noisereg.papers first (it registers every paper's)")
+    return CLAIMS
+
+
 def claim(
     experiment: str,
     figure: str,

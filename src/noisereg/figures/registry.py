@@ -1,6 +1,6 @@
 """The figure registry: run records -> the paper's figure (PNG) and its data (JSON).
 
-Each paper has one module in this package with one function per figure, registered under the name of the
+Each paper's figures.py (noisereg/papers/<paper>/) has one function per figure, registered under the name of the
 experiment whose runs it draws:
 
     @figure("fig2_synthetic", paper=ORVIETO, title="Fig. 2: original and regularised loss, widths 50 and 300")
@@ -9,8 +9,8 @@ experiment whose runs it draws:
 
 `plot_experiment(name, folders, out)` finds the experiment's runs (noisereg.records.load_runs), groups them by
 their config minus the seed (grouping.py), lets the figure function draw on a `Canvas` (canvas.py), and writes
-`<out>/<name>.png` and `<out>/<name>.json`. This module imports none of the papers' modules: the package
-(figures/__init__.py) does, before any of its modules can be used.
+`<out>/<name>.png` and `<out>/<name>.json`. This module imports none of the papers' modules: importing
+`noisereg.papers` registers them (`from noisereg.papers import plot_experiment`); without it, an error says so.
 """
 
 from __future__ import annotations
@@ -69,6 +69,8 @@ def plot_experiment(
 ) -> tuple[Path, Path]:
     """Draw `experiment`'s figure from the runs under `folders` into `out` (default results/<experiment>/); `image`:
     false writes its data (JSON) alone."""
+    if not FIGURES:
+        raise RuntimeError("no figures are registered: import noisereg.papers first (it registers every paper's)")
     if experiment not in FIGURES:
         raise SettingError(f"no figure is defined for {experiment}; figures exist for: {', '.join(sorted(FIGURES))}")
     folders = [str(f) for f in folders]

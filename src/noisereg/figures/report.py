@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 import pandas as pd
 
 from noisereg.errors import SettingError
-from noisereg.figures.claims import CLAIMS, PARTS, Claim, Gate, Precondition, condition_preconditions
+from noisereg.figures.claims import CLAIMS, PARTS, Claim, Gate, Precondition, condition_preconditions, registered_claims
 from noisereg.figures.grouping import SCALES, experiment_rows
 from noisereg.figures.registry import FIGURES, plot_experiment
 from noisereg.figures.selection import condition_keys, finished
@@ -100,7 +100,9 @@ def in_regime_parts(
     key = PARTS.get(experiment)
     if concerns is not None and key is not None and key in runs:
         parts = [part for _, part in runs.groupby(runs[key].map(repr), sort=True) if concerns(part)]
-        runs = pd.concat(parts) if parts else runs
+        if not parts:  # a partial sweep without the part the claim is about: the claim says so, naming no other's gates
+            return runs, [], ""
+        runs = pd.concat(parts)
     unmet = unmet_preconditions(experiment, runs, gates)
     if not unmet or key is None or key not in runs:
         return (runs.iloc[0:0] if unmet else runs), unmet, ""
@@ -132,13 +134,14 @@ def evaluate_claims(
     images: bool = True,
 ) -> list[ReportRow]:
     """Every registered claim against the runs under `folders` (`runs`: already loaded from them); figures drawn into
-    `out/<experiment>/` (`images`: false, their data alone). (The claims are registered: importing this module
-    imported the package, figures/__init__.py, which imports every paper's module.)"""
+    `out/<experiment>/` (`images`: false, their data alone). The claims are those `noisereg.papers` registers
+    (imported before: `from noisereg.papers import evaluate_claims`)."""
+    claims = registered_claims()
     runs = load_runs(folders) if runs is None else runs
     rows: list[ReportRow] = []
     # Per experiment and scale, once for all its claims: its runs, figure, regime and the finished runs judged.
     prepared: dict[str, list[ExperimentAtScale]] = {}
-    for item in CLAIMS:
+    for item in claims:
         if item.experiment not in prepared:
             prepared[item.experiment] = prepare_experiment(item.experiment, runs, folders, out, draw, images)
         if not prepared[item.experiment]:

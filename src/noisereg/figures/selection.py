@@ -216,7 +216,12 @@ def late_trend(runs: pd.DataFrame, metric: str, fraction: float = 0.2) -> LateTr
     # A change under 1e-9 of the level is rounding (a constant series), not a trend, whatever its rounded error.
     with np.errstate(divide="ignore", invalid="ignore"):
         per_run = tuple(
-            float(z) for z in np.where(np.abs(changes) < ROUNDING, 0.0, np.where(errors > 0, changes / errors, np.inf))
+            float(z)
+            for z in np.where(
+                ~(np.isfinite(changes) & np.isfinite(errors)),  # a window whose mean is 0: no relative change
+                np.nan,
+                np.where(np.abs(changes) < ROUNDING, 0.0, np.where(errors > 0, changes / errors, np.inf)),
+            )
         )
     return LateTrend(
         float(changes.mean()),

@@ -1,5 +1,6 @@
-"""One package per paper: its science (closed forms, phase rules, fits: science.py), its figures (figures.py) and
-its claims with the regime they were made in (claims.py), on the shared machinery of noisereg/figures/. Importing
+"""One package per paper: its science (closed forms, phase rules, fits: science.py), its figures (figures.py), its
+claims (claims.py) and the regime they were made in (gates.py, where a paper has its own file for them), on the
+shared machinery of noisereg/figures/. Importing
 this package registers every paper's figures and claims:
 
     from noisereg.papers import CLAIMS, FIGURES, plot_experiment, write_report

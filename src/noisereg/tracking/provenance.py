@@ -13,6 +13,7 @@ None; provenance never stops a run.
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -31,6 +32,8 @@ def _git(*arguments: str) -> str | None:
             capture_output=True,
             text=True,
             timeout=GIT_TIMEOUT_S,
+            # `git status` may take .git/index.lock to refresh the index: many jobs at once would fail the user's git
+            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
         )
     except (OSError, subprocess.SubprocessError):
         return None

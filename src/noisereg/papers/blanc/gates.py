@@ -10,7 +10,7 @@ import math
 import pandas as pd
 
 from noisereg.figures.claims import Precondition
-from noisereg.figures.selection import late_trend, mean_final
+from noisereg.figures.selection import LateTrend, late_trend, mean_final
 from noisereg.papers.blanc.science import (
     FIT,
     noisy_phase,
@@ -24,6 +24,15 @@ LONGER = "longer runs (trainer.steps and noise.stop_step; see trainer.members fo
 DENSER = "more evaluations (trainer.eval_every, the probes' every) or more seeds"
 
 
+def label_noise_trend(condition: pd.DataFrame, metric: str, where: dict) -> LateTrend | None:
+    """The late trend of `metric` over a label-noise condition's noisy phase; None for SGD (δ = 0) and for
+    conditions other than `where`'s (e.g. Theorem 3's other activation), which a gate leaves alone."""
+    first = condition.iloc[0]
+    if float(first["noise.delta"]) == 0 or any(first.get(key) != value for key, value in where.items()):
+        return None
+    return late_trend(noisy_phase(condition), metric, TREND_WINDOW)
+
+
 def drift_has_ended(metric: str, **where):
     """A claim's gate: label noise's slow drift along the zero-loss manifold has ended for the statistic it reads
     (Sec. 1: the implicit regulariser is minimised on the longer time scale, and the figures show where that ends):
@@ -35,10 +44,9 @@ def drift_has_ended(metric: str, **where):
     `where`'s (e.g. Theorem 3's other activation): no gate."""
 
     def gate(condition: pd.DataFrame) -> list[Precondition]:
-        first = condition.iloc[0]
-        if float(first["noise.delta"]) == 0 or any(first.get(key) != value for key, value in where.items()):
+        trend = label_noise_trend(condition, metric, where)
+        if trend is None:
             return []
-        trend = late_trend(noisy_phase(condition), metric, TREND_WINDOW)
         return [
             Precondition(
                 f"label noise: evaluations of {metric} in the last {TREND_WINDOW:.0%} of the noisy phase "
@@ -119,13 +127,6 @@ def the_fit_is_seen_above_the_noise_floor(condition: pd.DataFrame) -> list[Preco
     ]
 
 
-# Each end-state claim's gate reads the claim's own statistic where it can tell drift from jitter (the length can
-# still drift while reg/blanc is flat). Figs 2's claims read the function at rest, through its largest deviation
-# from the interpolant; along the noisy phase that maximum is dominated by the iterate's jitter (2 standard errors of
-# its late trend are 13 % of its level at δ = 0.5), so whether the function has stopped moving is read from its
-# length, a functional of the same function that the jitter hardly moves (0.3 %). Theorem 3's unit statistics are
-# counts or exactly 0 at one active unit, so its gates read reg/blanc, the quantity whose stationary points the
-# theorem describes, each activation apart.
 def does_not_rise(metric: str, **where):
     """A claim's gate on the statistic it reads below a threshold at the end of the run (Theorem 3's stationarity
     residual): the label-noise condition's late trend of `metric` shows no rise beyond its standard error (ours:
@@ -134,11 +135,10 @@ def does_not_rise(metric: str, **where):
     (A relative drift test would never pass on a quantity converging to zero.)"""
 
     def gate(condition: pd.DataFrame) -> list[Precondition]:
-        first = condition.iloc[0]
-        if float(first["noise.delta"]) == 0 or any(first.get(key) != value for key, value in where.items()):
+        trend = label_noise_trend(condition, metric, where)
+        if trend is None:
             return []
-        trend = late_trend(noisy_phase(condition), metric, TREND_WINDOW)
-        rise = trend.change / trend.error if trend.error else math.inf if trend.change > 0 else 0.0
+        rise = max(trend.per_run, default=math.nan)  # each run's: one rising run is not hidden by a falling one
         return [
             Precondition(
                 f"label noise: late trend of {metric} {trend}, its rise / its standard error (ours: "
@@ -153,6 +153,13 @@ def does_not_rise(metric: str, **where):
     return gate
 
 
+# Each end-state claim's gate reads the claim's own statistic where it can tell drift from jitter (the length can
+# still drift while reg/blanc is flat). Figs 2's claims read the function at rest, through its largest deviation
+# from the interpolant; along the noisy phase that maximum is dominated by the iterate's jitter (2 standard errors of
+# its late trend are 13 % of its level at δ = 0.5), so whether the function has stopped moving is read from its
+# length, a functional of the same function that the jitter hardly moves (0.3 %). Theorem 3's unit statistics are
+# counts or exactly 0 at one active unit, so its drift gates read reg/blanc, the quantity whose stationary points the
+# theorem describes, each activation apart; the stationarity residual its claims read against 0.05 must not be rising.
 NUCLEAR_NORM_SETTLED = drift_has_ended("matrix/nuclear_norm")
 TANH_SETTLED = drift_has_ended("reg/blanc", **{"model.activation": "tanh"})
 LOGISTIC_SETTLED = drift_has_ended("reg/blanc", **{"model.activation": "sigmoid"})
