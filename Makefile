@@ -58,14 +58,14 @@ bench:
 	$(BIN)/python scripts/bench_noise.py
 
 # Regenerate results/ (records, figures, their data, REPORT.md) from scratch on a CPU: about 3.3 hours of job time
-# on 2 cores, measured 2026-12-02 (README, "results/"); `--only`/`--paper` run a part, two parts at a time halve it.
+# on 2 cores, measured 2026-12-02 (docs/reproducing.md); `--only`/`--paper` run a part, two parts at a time halve it.
 reproduce-cpu:
 	$(BIN)/python scripts/reproduce_cpu.py --fresh
 
 # The Fashion-MNIST experiments at the papers' widths on one GPU, fitted into --budget-minutes (default 8), with the
 # plan's estimated times printed first (scripts/reproduce_gpu.py). ARGS passes options: ARGS="--scale smoke" runs
 # the same plan in about 2 minutes on a CPU. Runs with the project's venv, or on a bare GPU machine with the
-# machine's python3 and the bundle's wheels (README, "On a GPU").
+# machine's python3 and the bundle's wheels (docs/clusters.md, "On a GPU").
 GPU_PYTHON := $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
 reproduce-gpu:
 	PYTHONPATH=$(CURDIR)/src$${PYTHONPATH:+:$$PYTHONPATH} $(GPU_PYTHON) scripts/reproduce_gpu.py $(ARGS)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What a bare GPU machine needs beyond its own Python 3.12 + PyTorch + torchvision + numpy + pandas + matplotlib +
 # scikit-learn + pytest, gathered here (a machine with the package registry) into one folder that travels with the
-# working tree: bash scripts/gpu_bundle.sh <dir>   (README, "On a GPU", gives the command that unpacks it there).
+# working tree: bash scripts/gpu_bundle.sh <dir>   (docs/clusters.md, "On a GPU", gives the command that unpacks it there).
 #
 #   <dir>/wheels/                 Python 3.12 manylinux wheels, each package once, no dependency pulled twice: Hydra
 #                                 and its parsers (the configs), tqdm, and BackPACK (gpu_check's reference trace).

@@ -35,10 +35,10 @@ RESULTS = ROOT / "results"
 # tests/test_recipes.py checks that it composes to exactly the committed runs. Where the experiment's own file is the
 # recipe (the paper's sizes, its length and its seed count, fixed before running: Orvieto Figs 1, 2, 7; Levi's toy
 # model and its Fig. 2 (bottom) and Fig. 3 MLPs; Blanc's experiments) the entry adds nothing. The wider Orvieto MLPs
-# run at scale=cpu (conf/scale/cpu.yaml), Figs 4, 3 and 10 also with 2 seeds and 1000 steps (README, "results/"):
+# run at scale=cpu (conf/scale/cpu.yaml), Figs 4, 3 and 10 also with 2 seeds and 1000 steps (docs/reproducing.md):
 # they need a GPU for the paper's widths, and stay `not in regime`. Camuto's experiments at scale=cpu with their
-# budgets (conf/cpu_budget/; README, "Camuto et al."), Figs 4-5 at the paper's scale with 3 seeds. Levi's Fig. 1 at a
-# quarter of the width with fewer strengths (README, "Levi et al.").
+# budgets (conf/cpu_budget/; docs/camuto.md), Figs 4-5 at the paper's scale with 3 seeds. Levi's Fig. 1 at a
+# quarter of the width with fewer strengths (docs/levi.md).
 PLAN = [
     ("orvieto", "fig1_variance", "paper"),
     ("orvieto", "fig2_synthetic", "paper"),
@@ -54,8 +54,8 @@ PLAN = [
     ("camuto", "camuto_fig3_explicit_vs_gni", "cpu", "+cpu_budget=camuto_fig3_deep_mlp"),
     # Figs 4-5 at the paper's size, length and lr (60,000 Adam steps), 3 of its 10 seeds: 7-11 min a run on one core.
     # The same runs carry Fig. 5's layer statistics (conf/experiment/camuto/fig4_fourier.yaml), which Fig. 5 reads.
-    # The baseline and GNI only: the explicit-R arm (Fig. 4's third panel) costs ~20 min a run more on a CPU.
-    ("camuto", "camuto_fig4_fourier", "paper", "seed=0,1,2", "noise=gd,gni"),
+    # All three arms: the explicit-R arm (Fig. 4's third panel) costs ~30 min a run on one core beside other work.
+    ("camuto", "camuto_fig4_fourier", "paper", "seed=0,1,2", "noise=gd,gni,gni_explicit"),
     ("levi", "levi_fig2_linear_toy", "paper"),
     ("levi", "levi_fig3_mlp_ce", "paper"),
     ("levi", "levi_fig2_mlp_mse", "paper"),
@@ -63,7 +63,7 @@ PLAN = [
     # data, length (100 epochs) and 3 seeds; 7 of the paper's 11 strengths, one or more per phase of the cpu pilots.
     ("levi", "levi_fig1_decay_times", "cpu_quarter", "noise.strength=0,1e-4,1e-2,0.1,1,3,10"),
     # Blanc et al.: tiny models, millions of steps in compiled blocks (one core each); the sizes of their experiment
-    # files (README, "Blanc et al.": Fig. 1 at d = 20). Measured on 2 shared cores (load average 4-6): about 38 min in all;
+    # files (docs/blanc.md: Fig. 1 at d = 20). Measured on 2 shared cores (load average 4-6): about 38 min in all;
     # a 1e7-step ReLU run ~95 s (~1e5 steps/s), Fig. 2 17 min, Fig. 1 at 2.5e6
     # steps 2.7 min, Thm 3 at 4e6 steps (3 seeds as members of one batched run) ~20 min.
     # (Fig. 3 reads Fig. 2's runs: the same experiment file, the same two runs in the paper.)

@@ -17,7 +17,7 @@ the budget, or when this script is stopped (Ctrl-C, SIGTERM: exit 130 or 143), t
 job checkpoints and stops), and what finished is reported. A sweep with failed or refused jobs makes the exit status 1. Then the figures and <out>/REPORT.md
 (scripts/report.py) from everything under <out>/runs/.
 
-Runs from a bare GPU machine with the bundle (scripts/gpu_bundle.sh; README "On a GPU"): Fashion-MNIST from
+Runs from a bare GPU machine with the bundle (scripts/gpu_bundle.sh; docs/clusters.md, "On a GPU"): Fashion-MNIST from
 `--data-root` (a folder holding FashionMNIST/raw/), no W&B (logger.mode=disabled).
 """
 

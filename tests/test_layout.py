@@ -1,4 +1,4 @@
-"""The layout of the package, read from its imports (README, "Layout"): curvature/ is a floor below the noise modes,
+"""The layout of the package, read from its imports (docs/development.md, "Layout"): curvature/ is a floor below the noise modes,
 the registries import none of their users, and no module imports itself through others.
 
 Every import statement counts, those inside functions too (a registry's `load_all()` importing its users was one);

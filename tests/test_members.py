@@ -33,7 +33,7 @@ RUN = [
     "trainer.keep_checkpoint=true",
 ]
 # Agreement of a member's metrics with its seed's single run: batched arithmetic rounds differently in the last
-# bits (README, "Members"), and a loss near zero (one point's residual squared) shows that difference magnified.
+# bits (docs/training.md, "Members"), and a loss near zero (one point's residual squared) shows that difference magnified.
 TOLERANCE, LOSS_NEAR_ZERO = 1e-4, 1e-6
 
 

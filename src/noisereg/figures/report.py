@@ -337,7 +337,7 @@ def write_report(
         "adding seeds until p < 0.05 voids the test). Thresholds marked `ours` are the suite's, where the paper states "
         "its claim in "
         "words. `not run`: no records of the experiment were found. The scale column says how the runs "
-        "were made: paper (the paper's sizes), cpu and cpu_quarter (reduced to fit a 2-core machine, see README), "
+        "were made: paper (the paper's sizes), cpu and cpu_quarter (reduced to fit a 2-core machine, see docs/reproducing.md), "
         "smoke (a few steps, for tests only).",
         "",
         describe_provenance(recorded_provenance(runs)),

@@ -8,7 +8,7 @@ batches and noise from that member's own streams, as the single run's block woul
 parameters along a leading member axis (the layout of `torch.func.stack_module_state`) and runs the functional SGD step
 under `vmap` — a loop in eager mode, one compiled `scan` with `trainer.compile=true`. With `steps_per_call=1` each
 step is a block of one, which draws as the one-step loop does. So member k's records agree with the run of seed
-k alone to float tolerance: batched arithmetic may round differently in the last bits (README, "Members").
+k alone to float tolerance: batched arithmetic may round differently in the last bits (docs/training.md, "Members").
 
 A member that diverges is recorded `diverged` and leaves the batch; the others go on. Members resumed at different
 steps (a job killed while writing their checkpoints) are advanced in groups of equal step until they meet: block
