@@ -44,7 +44,7 @@ def _cell(text: object) -> str:
 class ExperimentFile:
     path: Path
     paper: str
-    option: str  # what follows `experiment=`: `orvieto/fig6_resnet` (or, before the move, `fig6_resnet`)
+    option: str  # what follows `experiment=`: `orvieto/fig6_resnet`
     name: str  # the `name:` field: the records folder results/runs/<name>/ and the old `+experiment=<name>`
     bases: list[str]
     sweep: dict[str, str]
@@ -52,16 +52,7 @@ class ExperimentFile:
 
     @property
     def command(self) -> str:
-        if "/" in self.option:
-            return f"python run.py -m experiment={self.option}"
-        return f"python run.py -m +experiment={self.option}"
-
-
-def _paper_of(relative: Path, name: str) -> str:
-    if len(relative.parts) > 1:
-        return relative.parts[0]
-    prefix = name.split("_", 1)[0]
-    return prefix if prefix in PAPERS else "orvieto"
+        return f"python run.py -m experiment={self.option}"
 
 
 @lru_cache(maxsize=1)
@@ -98,7 +89,7 @@ def experiments() -> tuple[ExperimentFile, ...]:
         found.append(
             ExperimentFile(
                 path,
-                _paper_of(relative, name),
+                relative.parts[0],  # conf/experiment/<paper>/<figure>.yaml
                 str(relative.with_suffix("")),
                 name,
                 bases,
