@@ -112,7 +112,7 @@ def test_help_lists_the_groups_a_user_picks_from_and_not_the_internal_ones(tmp_p
     assert "python run.py experiment=<paper>/<figure>" in text
     assert "python run.py -m experiment=<paper>/<figure>" in text
     assert "+experiment=fig6_resnet" in text, "the older form, which still works, is named"
-    assert "README.md" in text and "--cfg job" in text and "<group>=?" in text
+    assert "docs/" in text and "--cfg job" in text and "<group>=?" in text
     for group in (
         "experiment",
         "dataset",
