@@ -45,7 +45,8 @@ PLAN = [
     ("orvieto", "fig7_mlp1", "paper"),
     ("orvieto", "fig9_mlp3", "cpu"),
     ("orvieto", "fig8_mlp2", "cpu"),
-    ("orvieto", "fig4_deep_mlp", "cpu", "trainer.steps=1000", "seed=0,1"),
+    ("orvieto", "fig4_deep_mlp", "cpu", "trainer.steps=1000", "seed=0,1", "orvieto/fig4_width=narrow"),
+    ("orvieto", "fig4_deep_mlp", "cpu", "trainer.steps=1000", "seed=0,1", "orvieto/fig4_width=wide"),
     ("orvieto", "fig3_fmnist_sigma", "cpu", "trainer.steps=1000", "seed=0,1", "noise.sigma=0,0.02,0.05,0.1,0.2"),
     ("orvieto", "fig10_mlp4", "cpu", "trainer.steps=1000", "seed=0,1"),
     ("camuto", "camuto_fig2_remainder", "cpu", "+cpu_budget=camuto_fig2_remainder"),
@@ -75,10 +76,15 @@ PLAN = [
 NEEDS_DATA = {"fig5_cnn", "fig6_resnet", "fig11_toy_cnn", "fig12_wide_cnn"}  # CIFAR-10: no offline copy here
 
 
+# Config groups an entry may fix to run one part of an experiment on its own: its sweep goes in a folder named after
+# the choice (Camuto Fig. 3's budgets; Orvieto Fig. 4's widths, the narrow net at the paper's width, the wide at cpu).
+PART_GROUPS = ("+cpu_budget", "orvieto/fig4_width")
+
+
 def entry_folder(experiment: str, overrides: list[str]) -> Path:
-    """Where an entry's sweep goes: results/runs/<experiment>/, a `+cpu_budget=<name>` entry's in <name>/ below it."""
-    budget = [o.split("=", 1)[1] for o in overrides if o.startswith("+cpu_budget=")]
-    return RESULTS / "runs" / experiment / budget[0] if budget else RESULTS / "runs" / experiment
+    """Where an entry's sweep goes: results/runs/<experiment>/, an entry fixing one of PART_GROUPS in <choice>/ below."""
+    parts = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] in PART_GROUPS]
+    return RESULTS / "runs" / experiment / parts[0] if parts else RESULTS / "runs" / experiment
 
 
 def selected(papers: list[str] | None, only: list[str] | None) -> list[tuple]:

@@ -41,6 +41,8 @@ def sweep_jobs(experiment: str, scale: str, overrides: list[str]) -> list[tuple[
     line's sweeps in their place, every combination): each combination of the other settings with its seeds."""
     fixed = [f"+experiment={experiment}", f"scale={scale}", *[o for o in overrides if not is_sweep(o)]]
     params = dict(compose(*fixed, return_hydra_config=True).hydra.sweeper.params or {})
+    for override in fixed:  # as Hydra: a setting the command line fixes is not swept (Fig. 4 one width at a time)
+        params.pop(override.split("=", 1)[0], None)
     params.update(dict(o.split("=", 1) for o in overrides if is_sweep(o)))
     seeds = [int(seed) for seed in str(params.pop("seed", "")).split(",") if seed]
     choices = [[f"{key}={value}" for value in str(values).split(",")] for key, values in params.items()]
