@@ -92,6 +92,9 @@ def override_problem(arguments) -> str | None:
         _compose(arguments, _first_of_each_sweep(overrides), return_hydra_config=True)
     except Exception as error:  # Hydra's composition and parser errors: their first sentences and cause, one line
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        part = paper_part_problem(lines[0] if lines else "", overrides)
+        if part:
+            return part
         if len(lines) > 2 and lines[1].startswith("Available options"):  # a missing option: name the others
             options = lines[2 : lines.index("Config search path:")] if "Config search path:" in lines else lines[2:]
             return f"{lines[0]}; available: {', '.join(options)}"
@@ -102,6 +105,32 @@ def override_problem(arguments) -> str | None:
             lines.append(str(error.__cause__).strip().splitlines()[0])
         return " ".join(lines)
     return None
+
+
+def paper_part_problem(hydra_error: str, overrides: list[str]) -> str | None:
+    """A paper's own group (orvieto/fig4_width, camuto/task, ...) set where the experiment does not have it: Hydra
+    says "No match in the defaults list" and advises a `+`, which would graft the part onto the wrong experiment.
+    Name the experiments that have the part instead."""
+    import re
+
+    match = re.match(r"Could not override '([^']+)'\. No match in the defaults list", hydra_error)
+    if not match or not (CONFIG_DIR / match.group(1)).is_dir():
+        return None
+    group = match.group(1)
+    users = sorted(
+        path.relative_to(CONFIG_DIR / "experiment").with_suffix("").as_posix()
+        for path in (CONFIG_DIR / "experiment").rglob("*.yaml")
+        if f"/{group}:" in path.read_text()
+    )
+    if not users:
+        return None
+    setting = next((o.lstrip("+~") for o in overrides if o.lstrip("+~").partition("=")[0] == group), group)
+    chosen = [o for o in overrides if o.lstrip("+").partition("=")[0] == "experiment"]
+    where = f"{chosen[0].lstrip('+')} has no {group}" if chosen else "no experiment is chosen"
+    return (
+        f"{setting} sets a part of {' and '.join(f'experiment={u}' for u in users)}, but {where}; run it with "
+        f"that experiment, e.g. python run.py experiment={users[0]} {setting}"
+    )
 
 
 def group_options(group: str) -> list[str]:

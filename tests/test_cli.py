@@ -126,6 +126,9 @@ def written(folder: Path) -> list[str]:
         (["noise=nin", "noise.layer=7"], ["noise.layer=7", "out of range"]),
         (["noise.stop_step=-2"], ["noise.stop_step"]),
         (["--config-name", "nope"], ["nope"]),
+        # a paper's own part without its experiment: Hydra's advice (a `+`) would graft it onto the default run
+        (["fig4_width=wide"], ["orvieto/fig4_width=wide", "python run.py experiment=orvieto/fig4_deep_mlp"]),
+        (["experiment=orvieto/fig7_mlp1", "camuto/task=diabetes"], ["camuto/fig2_remainder", "has no camuto/task"]),
     ],
 )
 def test_bad_input_fails_with_one_line_naming_the_setting_and_writes_nothing(
