@@ -315,6 +315,19 @@ def test_fig4s_claims_need_the_papers_widths(tmp_path):
         assert expected in [str(p) for p in condition_preconditions("fig4_deep_mlp", gd)]
 
 
+def test_each_fig4_claim_is_judged_at_the_scale_its_net_ran_at(tmp_path):
+    """The narrow net at its paper width, the wide one at scale=cpu (a tenth of 5000): one row per claim, each at
+    the scale of its own net (the report gave each claim a row at both scales, one of them about a net the other
+    scale did not run)."""
+    fig4_records(tmp_path / "narrow", {1000: 0.99})
+    fig4_records(tmp_path / "wide", {500: 0.5}, scale="cpu", width_factor=0.1)
+    rows = evaluate_claims([tmp_path], tmp_path / "out", draw=False, runs=load_runs(tmp_path))
+    shown = sorted(
+        (r.claim.evaluate.__name__, r.scale, r.verdict) for r in rows if r.claim.experiment == "fig4_deep_mlp"
+    )
+    assert shown == [(NARROW, "paper", "holds"), (WIDE, "cpu", "not in regime")], shown
+
+
 @pytest.mark.parametrize("nets", [{1000: 0.99}, {5000: 0.99}, {}])
 def test_fig4s_claims_survive_a_partial_sweep(tmp_path, nets):
     """Only the narrow net, only the wide one, or nothing: each claim returns a verdict, `not in regime` where its

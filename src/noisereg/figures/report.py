@@ -147,7 +147,7 @@ def evaluate_claims(
         if not prepared[item.experiment]:
             rows.append(ReportRow(item))
             continue
-        for at in prepared[item.experiment]:
+        for at in scales_judging(prepared[item.experiment], item):
             row = ReportRow(item, scale=at.scale, figure_link=at.figure_link)
             judged, unmet, left_out_parts = at.regime(item)
             if judged.empty:
@@ -174,6 +174,20 @@ def evaluate_claims(
                 row.settle = "; ".join(filter(None, [row.settle, f"the part left out: {not_in_regime(unmet)[2]}"]))
             rows.append(row)
     return rows
+
+
+def scales_judging(found: list[ExperimentAtScale], item: Claim) -> list[ExperimentAtScale]:
+    """The scales a claim gets a row at: each one, except that a claim about one part of an experiment run at several
+    scales (Orvieto Fig. 4's narrow net at the paper's width, its wide one at scale=cpu) is judged where its part
+    was run, not also where only the other part was (the largest scale where no scale has its part)."""
+    key = PARTS.get(found[0].experiment) if found else None
+    if item.concerns is None or key is None or len(found) < 2:
+        return found
+
+    def has_its_part(at: ExperimentAtScale) -> bool:
+        return key in at.runs and any(item.concerns(part) for _, part in at.runs.groupby(at.runs[key].map(repr)))
+
+    return [at for at in found if has_its_part(at)] or found[:1]
 
 
 @dataclass
