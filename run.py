@@ -92,7 +92,7 @@ def override_problem(arguments) -> str | None:
         _compose(arguments, _first_of_each_sweep(overrides), return_hydra_config=True)
     except Exception as error:  # Hydra's composition and parser errors: their first sentences and cause, one line
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-        part = paper_part_problem(lines[0] if lines else "", overrides)
+        part = paper_part_problem(lines[0] if lines else "", overrides, bool(arguments.multirun))
         if part:
             return part
         if len(lines) > 2 and lines[1].startswith("Available options"):  # a missing option: name the others
@@ -107,7 +107,7 @@ def override_problem(arguments) -> str | None:
     return None
 
 
-def paper_part_problem(hydra_error: str, overrides: list[str]) -> str | None:
+def paper_part_problem(hydra_error: str, overrides: list[str], multirun: bool = False) -> str | None:
     """A paper's own group (orvieto/fig4_width, camuto/task, ...) set where the experiment does not have it: Hydra
     says "No match in the defaults list" and advises a `+`, which would graft the part onto the wrong experiment.
     Name the experiments that have the part instead."""
@@ -127,9 +127,10 @@ def paper_part_problem(hydra_error: str, overrides: list[str]) -> str | None:
     setting = next((o.lstrip("+~") for o in overrides if o.lstrip("+~").partition("=")[0] == group), group)
     chosen = [o for o in overrides if o.lstrip("+").partition("=")[0] == "experiment"]
     where = f"{chosen[0].lstrip('+')} has no {group}" if chosen else "no experiment is chosen"
+    sweep = "-m " if multirun or "," in setting else ""
     return (
         f"{setting} sets a part of {' and '.join(f'experiment={u}' for u in users)}, but {where}; run it with "
-        f"that experiment, e.g. python run.py experiment={users[0]} {setting}"
+        f"that experiment, e.g. python run.py {sweep}experiment={users[0]} {setting}"
     )
 
 

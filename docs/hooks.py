@@ -10,7 +10,8 @@ at build time, from what the code and the committed results say.
   results/REPORT.md.
 - `<!-- noisereg:claims <paper> -->`, `<!-- noisereg:summary -->`: the rows of results/REPORT.md's claims table of one
   paper, and its count line.
-- `<!-- noisereg:figures <paper> -->`: the committed figures results/<experiment>/*.png of that paper's experiments.
+- `<!-- noisereg:figures <paper> -->`: the committed figures results/<experiment>/*.png (results/<experiment>-<scale>/ where
+  its runs are at several scales) of that paper's experiments.
 
 results/REPORT.md and the figures are copied into the site at the same relative places (results/...), so the
 report's own links to its figures work there too. `python docs/hooks.py` prints the generated pages (no MkDocs).
@@ -325,12 +326,17 @@ def claims_reference() -> str:
 
 
 def figures(paper: str, prefix: str = "") -> list[tuple[str, str]]:
-    """(experiment, path under results/) of each committed figure of that paper's experiments."""
+    """(caption, path under results/) of each committed figure of that paper's experiments: results/<name>/, or
+    results/<name>-<scale>/ for an experiment whose runs are at several scales (the report draws one figure each,
+    captioned with its scale)."""
     names = {e.name: e for e in experiments() if e.paper == paper}
     found = []
     for name, e in names.items():
-        for png in sorted((RESULTS / name).glob("*.png")):
-            found.append((e.option, f"{prefix}results/{name}/{png.name}"))
+        for folder in sorted(RESULTS.glob(f"{name}-*")) or [RESULTS / name]:
+            scale = folder.name.removeprefix(name).lstrip("-")
+            for png in sorted(folder.glob("*.png")):
+                caption = f"`{e.option}` at scale={scale}" if scale else f"`{e.option}`"
+                found.append((caption, f"{prefix}results/{folder.name}/{png.name}"))
     return found
 
 
@@ -338,7 +344,7 @@ def figures_block(paper: str, prefix: str = "") -> str:
     shown = figures(paper, prefix)
     if not shown:
         return "*No committed figure of this paper's experiments in results/.*"
-    return "\n\n".join(f"**`{option}`**\n\n![{option}]({path})" for option, path in shown)
+    return "\n\n".join(f"**{caption}**\n\n![{caption.replace('`', '')}]({path})" for caption, path in shown)
 
 
 # -- MkDocs events ------------------------------------------------------------------------------------------------

@@ -9,11 +9,13 @@ of noisereg/tracking/evidence.py, which each sweep is brought to as it finishes 
 fresh reproduction lists every record that came out differently). An override
 `+cpu_budget=<name>` (conf/cpu_budget/<name>.yaml) says how that experiment shrinks at scale=cpu (fewer seeds, draws
 or steps); its sweep then goes into results/runs/<experiment>/<name>/, so one experiment can run under several
-budgets (Camuto's Fig. 3: the MLP and the CNN). Launched again without --fresh it skips the jobs that finished and
+budgets (Camuto's Fig. 3: the MLP and the CNN); likewise an entry that fixes `orvieto/fig4_width` (Fig. 4's narrow
+net at the paper's width, its wide one at scale=cpu). Launched again without --fresh it skips the jobs that finished and
 resumes the others; with --fresh it first deletes what it will write again (all of results/ for the whole plan, only
 the chosen experiments' records and figures for --paper/--only; a name the plan does not hold is refused before
 anything is touched). Then `scripts/report.py` draws every figure into
-results/<experiment>/ and writes results/REPORT.md. Experiments whose data cannot be had here (CIFAR-10 offline)
+results/<experiment>/ (results/<experiment>-<scale>/, one a scale, where its runs are at several) and writes
+results/REPORT.md. Experiments whose data cannot be had here (CIFAR-10 offline)
 are skipped with a line saying so; the report lists their claims as `not run`.
 """
 
@@ -33,17 +35,18 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
 # (paper, experiment, scale, *overrides): each entry is the command behind one folder of results/runs/, and
 # tests/test_recipes.py checks that it composes to exactly the committed runs. Where the experiment's own file is the
-# recipe (the paper's sizes, its length and its seed count, fixed before running: Orvieto Figs 1, 2, 7; Levi's toy
-# model and its Fig. 2 (bottom) and Fig. 3 MLPs; Blanc's experiments) the entry adds nothing. The wider Orvieto MLPs
-# run at scale=cpu (conf/scale/cpu.yaml), Figs 4, 3 and 10 also with 2 seeds and 1000 steps (docs/reproducing.md):
-# they need a GPU for the paper's widths, and stay `not in regime`. Camuto's experiments at scale=cpu with their
+# recipe (the paper's sizes, its length and its seed count, fixed before running: Orvieto Figs 1, 2, 7 and 9, the
+# last ~20 min a run; Levi's toy model and its Fig. 2 (bottom) and Fig. 3 MLPs; Blanc's experiments) the entry adds
+# nothing. Orvieto's Fig. 8 runs at scale=cpu (conf/scale/cpu.yaml), Fig. 4 (a folder per net), Figs 3 and 10 also
+# with 2 seeds and 1000 steps (docs/reproducing.md): the 5000-wide nets need a GPU for the paper's widths, and stay
+# `not in regime`; Fig. 4's narrow net at the paper's width is Fig. 9's cost (9 runs of ~20 min), still to run here. Camuto's experiments at scale=cpu with their
 # budgets (conf/cpu_budget/; docs/camuto.md), Figs 4-5 at the paper's scale with 3 seeds. Levi's Fig. 1 at a
 # quarter of the width with fewer strengths (docs/levi.md).
 PLAN = [
     ("orvieto", "fig1_variance", "paper"),
     ("orvieto", "fig2_synthetic", "paper"),
     ("orvieto", "fig7_mlp1", "paper"),
-    ("orvieto", "fig9_mlp3", "cpu"),
+    ("orvieto", "fig9_mlp3", "paper"),
     ("orvieto", "fig8_mlp2", "cpu"),
     ("orvieto", "fig4_deep_mlp", "cpu", "trainer.steps=1000", "seed=0,1", "orvieto/fig4_width=narrow"),
     ("orvieto", "fig4_deep_mlp", "cpu", "trainer.steps=1000", "seed=0,1", "orvieto/fig4_width=wide"),
@@ -78,12 +81,14 @@ NEEDS_DATA = {"fig5_cnn", "fig6_resnet", "fig11_toy_cnn", "fig12_wide_cnn"}  # C
 
 # Config groups an entry may fix to run one part of an experiment on its own: its sweep goes in a folder named after
 # the choice (Camuto Fig. 3's budgets; Orvieto Fig. 4's widths, the narrow net at the paper's width, the wide at cpu).
-PART_GROUPS = ("+cpu_budget", "orvieto/fig4_width")
+PART_GROUPS = ("cpu_budget", "orvieto/fig4_width")
 
 
 def entry_folder(experiment: str, overrides: list[str]) -> Path:
     """Where an entry's sweep goes: results/runs/<experiment>/, an entry fixing one of PART_GROUPS in <choice>/ below."""
-    parts = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] in PART_GROUPS]
+    parts = [value for key, _, value in (o.partition("=") for o in overrides) if key.lstrip("+") in PART_GROUPS]
+    if len(parts) > 1 or any("," in part for part in parts):  # a plan entry is one part: its folder must be one
+        raise ValueError(f"{experiment} {' '.join(overrides)}: an entry fixes at most one of {PART_GROUPS}, once")
     return RESULTS / "runs" / experiment / parts[0] if parts else RESULTS / "runs" / experiment
 
 
@@ -106,6 +111,7 @@ def clear(entries: list[tuple], everything: bool) -> None:
         paths = list(RESULTS.glob("*"))
     else:
         paths = [entry_folder(e[1], list(e[3:])) for e in entries] + [RESULTS / e[1] for e in entries]
+        paths += [folder for e in entries for folder in RESULTS.glob(f"{e[1]}-*")]  # its figures at each scale
     for path in paths:
         if path.is_dir():
             shutil.rmtree(path)

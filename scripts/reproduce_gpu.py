@@ -46,18 +46,18 @@ from noisereg.errors import SettingError
 from noisereg.tracking.evidence import thin_records
 
 ROOT = Path(__file__).resolve().parents[1]
-# Most changed by scale first: Orvieto's 5000-wide MLPs ran at a tenth of their width on the CPU (Figs 3, 8, 10, 4),
-# then the 1000-wide (Fig. 9), Levi's 1024-wide MLPs at a quarter width and 15 of their 100-200 epochs (Figs 3,
-# 2 bottom, 1); Fig. 7 ran at the paper's size on the CPU already.
+# Most changed by scale first: Orvieto's 5000-wide MLPs ran at a tenth of their width on the CPU (Figs 3, 8, 10 and
+# Fig. 4's wide net), Levi's Fig. 1 at a quarter width; then what ran at the paper's size on the CPU already (Fig. 9,
+# Levi's Figs 3 and 2 bottom, Fig. 7), the GPU's records a check of the CPU's.
 PLAN = [
     ("orvieto", "fig3_fmnist_sigma"),
     ("orvieto", "fig8_mlp2"),
     ("orvieto", "fig10_mlp4"),
     ("orvieto", "fig4_deep_mlp"),
+    ("levi", "levi_fig1_decay_times"),
     ("orvieto", "fig9_mlp3"),
     ("levi", "levi_fig3_mlp_ce"),
     ("levi", "levi_fig2_mlp_mse"),
-    ("levi", "levi_fig1_decay_times"),
     ("orvieto", "fig7_mlp1"),
 ]
 FINISHED = ("completed", "diverged")

@@ -128,6 +128,7 @@ def written(folder: Path) -> list[str]:
         (["--config-name", "nope"], ["nope"]),
         # a paper's own part without its experiment: Hydra's advice (a `+`) would graft it onto the default run
         (["fig4_width=wide"], ["orvieto/fig4_width=wide", "python run.py experiment=orvieto/fig4_deep_mlp"]),
+        (["-m", "orvieto/fig4_width=narrow,wide"], ["python run.py -m experiment=orvieto/fig4_deep_mlp"]),
         (["experiment=orvieto/fig7_mlp1", "camuto/task=diabetes"], ["camuto/fig2_remainder", "has no camuto/task"]),
     ],
 )

@@ -60,6 +60,14 @@ def test_the_site_builds_strictly_with_every_page_and_generated_block(site):
     assert (site / "results" / "REPORT" / "index.html").is_file()
 
 
+def test_no_table_is_cut_off_from_its_rows():
+    """A blank line between a table's header and its rows makes Markdown print the rows as a paragraph of pipes
+    (four tables of the paper pages had one); the strict build does not see it."""
+    for page in [ROOT / "README.md", *DOCS.rglob("*.md")]:
+        cut = re.search(r"^\|(?:\s*:?-+:?\s*\|)+\n[ \t]*\n\|", page.read_text(), flags=re.M)
+        assert cut is None, f"{page.relative_to(ROOT)}: a table's rows are cut off from its header by a blank line"
+
+
 def test_a_broken_link_fails_the_strict_build(tmp_path):
     """mkdocs.yml's validation settings turn a link to a missing page into a failure under --strict."""
     import yaml

@@ -191,12 +191,12 @@ def test_slurm_preset_composes_into_the_submitit_slurm_launcher():
 
 
 def test_the_fmnist_figures_differ_from_their_shared_base_only_where_the_paper_does():
-    """Figs 7-10 are one base (conf/orvieto/base/fmnist_mlp.yaml) plus widths, σ and lr (Orvieto App. F.1); Fig. 7
-    also its length (3000 steps: GD fits the subset by then, not by 2000)."""
+    """Figs 7-10 are one base (conf/orvieto/base/fmnist_mlp.yaml) plus widths, σ and lr (Orvieto App. F.1); Figs 7
+    and 9 also their length (3000 steps: GD fits the subset by then, not by 2000)."""
     expected = {
         "fig7_mlp1": ([500] * 3, 0.05, 0.005, 3000),
         "fig8_mlp2": ([5000] * 3, 0.1, 0.005, 2000),
-        "fig9_mlp3": ([1000] * 5, 0.1, 0.005, 2000),
+        "fig9_mlp3": ([1000] * 5, 0.1, 0.005, 3000),
         "fig10_mlp4": ([5000] * 5, 0.05, 0.001, 2000),
     }
     for experiment, (widths, sigma, lr, steps) in expected.items():
