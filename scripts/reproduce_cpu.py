@@ -9,9 +9,9 @@ of noisereg/tracking/evidence.py, which each sweep is brought to as it finishes 
 fresh reproduction lists every record that came out differently). An override
 `+cpu_budget=<name>` (conf/cpu_budget/<name>.yaml) says how that experiment shrinks at scale=cpu (fewer seeds, draws
 or steps); its sweep then goes into results/runs/<experiment>/<name>/, so one experiment can run under several
-budgets (Camuto's Fig. 3: the MLP and the CNN); likewise an entry that fixes `orvieto/fig4_width` (Fig. 4's narrow
-net at the paper's width, its wide one at scale=cpu). Launched again without --fresh it skips the jobs that finished and
-resumes the others; with --fresh it first deletes what it will write again (all of results/ for the whole plan, only
+budgets (Camuto's Fig. 3: the MLP and the CNN); likewise an entry that fixes `orvieto/fig4_width` (Fig. 4: a
+folder per net, so that each can run at its own scale). Launched again without --fresh it skips the jobs that
+finished and resumes the others; with --fresh it first deletes what it will write again (all of results/ for the whole plan, only
 the chosen experiments' records and figures for --paper/--only; a name the plan does not hold is refused before
 anything is touched). Then `scripts/report.py` draws every figure into
 results/<experiment>/ (results/<experiment>-<scale>/, one a scale, where its runs are at several) and writes
@@ -39,9 +39,9 @@ RESULTS = ROOT / "results"
 # last ~20 min a run; Levi's toy model and its Fig. 2 (bottom) and Fig. 3 MLPs; Blanc's experiments) the entry adds
 # nothing. Orvieto's Fig. 8 runs at scale=cpu (conf/scale/cpu.yaml), Fig. 4 (a folder per net), Figs 3 and 10 also
 # with 2 seeds and 1000 steps (docs/reproducing.md): the 5000-wide nets need a GPU for the paper's widths, and stay
-# `not in regime`; Fig. 4's narrow net at the paper's width is Fig. 9's cost (9 runs of ~20 min), still to run here. Camuto's experiments at scale=cpu with their
-# budgets (conf/cpu_budget/; docs/camuto.md), Figs 4-5 at the paper's scale with 3 seeds. Levi's Fig. 1 at a
-# quarter of the width with fewer strengths (docs/levi.md).
+# `not in regime`; Fig. 4's narrow net at the paper's width is Fig. 9's cost (9 runs of ~20 min), still to run here.
+# Camuto's experiments at scale=cpu with their budgets (conf/cpu_budget/; docs/camuto.md), Figs 4-5 at the paper's
+# scale with 3 seeds. Levi's Fig. 1 at a quarter of the width with fewer strengths (docs/levi.md).
 PLAN = [
     ("orvieto", "fig1_variance", "paper"),
     ("orvieto", "fig2_synthetic", "paper"),
@@ -80,7 +80,7 @@ NEEDS_DATA = {"fig5_cnn", "fig6_resnet", "fig11_toy_cnn", "fig12_wide_cnn"}  # C
 
 
 # Config groups an entry may fix to run one part of an experiment on its own: its sweep goes in a folder named after
-# the choice (Camuto Fig. 3's budgets; Orvieto Fig. 4's widths, the narrow net at the paper's width, the wide at cpu).
+# the choice (Camuto Fig. 3's budgets; Orvieto Fig. 4's nets, so that each can run at its own scale).
 PART_GROUPS = ("cpu_budget", "orvieto/fig4_width")
 
 
