@@ -87,6 +87,16 @@ def unmet_preconditions(
     ]
 
 
+def parts_concerned(
+    experiment: str, runs: pd.DataFrame, concerns: Callable[[pd.DataFrame], bool]
+) -> list[pd.DataFrame]:
+    """The parts of an experiment judged by parts (PARTS: one per value of its key) that a claim is about."""
+    key = PARTS[experiment]
+    if key not in runs:
+        return []
+    return [part for _, part in runs.groupby(runs[key].map(repr), sort=True) if concerns(part)]
+
+
 def in_regime_parts(
     experiment: str,
     runs: pd.DataFrame,
@@ -99,7 +109,7 @@ def in_regime_parts(
     without, every run, or nothing when any condition missed one."""
     key = PARTS.get(experiment)
     if concerns is not None and key is not None and key in runs:
-        parts = [part for _, part in runs.groupby(runs[key].map(repr), sort=True) if concerns(part)]
+        parts = parts_concerned(experiment, runs, concerns)
         if not parts:  # a partial sweep without the part the claim is about: the claim says so, naming no other's gates
             return runs, [], ""
         runs = pd.concat(parts)
@@ -180,14 +190,9 @@ def scales_judging(found: list[ExperimentAtScale], item: Claim) -> list[Experime
     """The scales a claim gets a row at: each one, except that a claim about one part of an experiment run at several
     scales (Orvieto Fig. 4's narrow net at the paper's width, its wide one at scale=cpu) is judged where its part
     was run, not also where only the other part was (the largest scale where no scale has its part)."""
-    key = PARTS.get(found[0].experiment) if found else None
-    if item.concerns is None or key is None or len(found) < 2:
+    if item.concerns is None or item.experiment not in PARTS or len(found) < 2:
         return found
-
-    def has_its_part(at: ExperimentAtScale) -> bool:
-        return key in at.runs and any(item.concerns(part) for _, part in at.runs.groupby(at.runs[key].map(repr)))
-
-    return [at for at in found if has_its_part(at)] or found[:1]
+    return [at for at in found if parts_concerned(item.experiment, at.runs, item.concerns)] or found[:1]
 
 
 @dataclass
