@@ -129,6 +129,8 @@ def run_table(runs: pd.DataFrame, x: str) -> pd.DataFrame:
         # A report asks for the same runs' table from every claim and figure: each run is measured once.
         key = (rows["run"].iloc[0], x, len(rows), float(rows["step"].iloc[-1]), float(rows[NIW].astype(float).sum()))
         if key not in _MEASURED:
+            if len(_MEASURED) >= _MEASURED_LIMIT:  # bounded: a long-lived process reading many sweeps stays small
+                _MEASURED.clear()
             _MEASURED[key] = run_measures(rows, x)
         record.update(_MEASURED[key])
         table.append(record)
@@ -136,6 +138,7 @@ def run_table(runs: pd.DataFrame, x: str) -> pd.DataFrame:
 
 
 _MEASURED: dict[tuple, dict[str, Any]] = {}  # (run, x, rows, last step, Σ‖W_NI‖) -> run_measures
+_MEASURED_LIMIT = 4096  # runs; a report of every committed sweep measures a few hundred
 
 
 def run_measures(rows: pd.DataFrame, x: str) -> dict[str, Any]:
