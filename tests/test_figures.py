@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import shutil
 import statistics
 import subprocess
 import sys
@@ -123,6 +124,21 @@ def test_each_figure_is_drawn_from_a_smoke_sweep_and_its_json_is_the_records(smo
                 check_series_against_records(series, panel, records)
                 checked += 1
     assert checked or experiment in ("fig1_variance", "fig6_resnet")  # points against σ: checked below
+
+
+def test_a_row_of_panels_without_runs_takes_no_space(smoke_records, tmp_path):
+    """Fig. 5 draws a row per CNN: the toy CNN's records alone give a figure one row high, its panels at the top."""
+    import matplotlib.image
+
+    toy = tmp_path / "toy"
+    for run in (smoke_records / "fig5_cnn").iterdir():
+        if run.is_dir() and json.loads((run / "run.json").read_text())["config"]["model"]["name"] == "toy_cnn":
+            shutil.copytree(run, toy / run.name)
+    both, _ = plot_experiment("fig5_cnn", [smoke_records / "fig5_cnn"], tmp_path / "both")
+    one, data = plot_experiment("fig5_cnn", [toy], tmp_path / "one")
+    height_both, height_one = (matplotlib.image.imread(png).shape[0] for png in (both, one))
+    assert height_one == height_both // 2, (height_one, height_both)
+    assert {panel["row"] for panel in json.loads(data.read_text())["panels"]} == {0}
 
 
 def test_fig6_draws_sgd_at_the_baseline_sigma_from_one_mode_and_each_noisy_point_from_its_runs(smoke_records, tmp_path):

@@ -365,6 +365,21 @@ class Canvas(PhasePanels):
             notes.append(f"{series.failed} failed")
         return f"{series.label} ({', '.join(notes)})"
 
+    def _drop_empty_rows(self) -> None:
+        """A row of panels with no runs in these records (Fig. 4's other net) takes no space: the rows drawn move up."""
+        used = sorted({row for row, _ in self.panels})
+        rows, columns = self.axes.shape
+        if not used or len(used) == rows:
+            return
+        grid = self.figure.add_gridspec(len(used), columns)
+        for row in range(rows):
+            for column in range(columns):
+                if row in used:
+                    self.axes[row, column].set_subplotspec(grid[used.index(row), column])
+                else:
+                    self.axes[row, column].remove()
+        self.figure.set_figheight(3.5 * len(used))
+
     def save(self, out: Path, name: str, image: bool = True) -> tuple[Path, Path]:
         """`<out>/<name>.json`, the figure's data, and `<out>/<name>.png` unless `image` is false (the data alone:
         rendering is most of a figure's time)."""
@@ -372,6 +387,7 @@ class Canvas(PhasePanels):
         for where, axis in np.ndenumerate(self.axes):  # a grid cell the figure left empty is not drawn
             if axis is not None and where not in self.panels:
                 axis.set_visible(False)
+        self._drop_empty_rows()
         png, data = out / f"{name}.png", out / f"{name}.json"
         if image:
             self.figure.suptitle(f"{self.spec.title}\n{self.caption}", fontsize=9)
