@@ -131,13 +131,13 @@ def test_a_row_of_panels_without_runs_takes_no_space(smoke_records, tmp_path):
     import matplotlib.image
 
     toy = tmp_path / "toy"
-    for run in (smoke_records / "fig5_cnn").iterdir():
-        if run.is_dir() and json.loads((run / "run.json").read_text())["config"]["model"]["name"] == "toy_cnn":
-            shutil.copytree(run, toy / run.name)
+    for job in (smoke_records / "fig5_cnn").iterdir():
+        if job.is_dir() and json.loads((job / "run.json").read_text())["config"]["model"]["name"] == "toy_cnn":
+            shutil.copytree(job, toy / job.name)
     both, _ = plot_experiment("fig5_cnn", [smoke_records / "fig5_cnn"], tmp_path / "both")
     one, data = plot_experiment("fig5_cnn", [toy], tmp_path / "one")
     height_both, height_one = (matplotlib.image.imread(png).shape[0] for png in (both, one))
-    assert height_one == height_both // 2, (height_one, height_both)
+    assert height_one < 0.6 * height_both, (height_one, height_both)  # half of it and the title: 440 of 770 px
     assert {panel["row"] for panel in json.loads(data.read_text())["panels"]} == {0}
 
 

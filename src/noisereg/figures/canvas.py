@@ -176,16 +176,10 @@ class Canvas(PhasePanels):
                 lw=1.2,
                 label=self._legend(series, per_point=True),
             )
+            bottom = axis.get_xaxis_transform()  # x in data, y in the axes: 0 is the panel's bottom edge
             for stop in series.diverged:
                 axis.plot(
-                    [stop["x"]],
-                    [0],
-                    marker="x",
-                    ms=8,
-                    mew=2,
-                    color=line.get_color(),
-                    clip_on=False,
-                    transform=axis.get_xaxis_transform(),
+                    [stop["x"]], [0], marker="x", ms=8, mew=2, color=line.get_color(), clip_on=False, transform=bottom
                 )
             panel["series"].append(series.as_json())
             drawn.append(series)
@@ -365,20 +359,17 @@ class Canvas(PhasePanels):
             notes.append(f"{series.failed} failed")
         return f"{series.label} ({', '.join(notes)})"
 
-    def _drop_empty_rows(self) -> None:
-        """A row of panels with no runs in these records (Fig. 4's other net) takes no space: the rows drawn move up."""
-        used = sorted({row for row, _ in self.panels})
-        rows, columns = self.axes.shape
-        if not used or len(used) == rows:
-            return
-        grid = self.figure.add_gridspec(len(used), columns)
-        for row in range(rows):
-            for column in range(columns):
-                if row in used:
-                    self.axes[row, column].set_subplotspec(grid[used.index(row), column])
-                else:
-                    self.axes[row, column].remove()
-        self.figure.set_figheight(3.5 * len(used))
+    def _without_empty_last_rows(self, title: Any) -> Any:
+        """The part of the figure (in inches) above its last rows with no panel drawn (Fig. 4's other net, not in
+        these records), to be saved alone; None, the whole figure, where the last row has one."""
+        if not self.panels or max(row for row, _ in self.panels) == len(self.axes) - 1:
+            return None
+        from matplotlib.transforms import Bbox
+
+        renderer = self.figure.canvas.get_renderer()
+        drawn = [axis.get_tightbbox(renderer) for axis in self.figure.axes if axis.get_visible()]
+        box = Bbox.union([*drawn, title.get_window_extent(renderer)])
+        return box.transformed(self.figure.dpi_scale_trans.inverted()).padded(0.1)
 
     def save(self, out: Path, name: str, image: bool = True) -> tuple[Path, Path]:
         """`<out>/<name>.json`, the figure's data, and `<out>/<name>.png` unless `image` is false (the data alone:
@@ -387,12 +378,11 @@ class Canvas(PhasePanels):
         for where, axis in np.ndenumerate(self.axes):  # a grid cell the figure left empty is not drawn
             if axis is not None and where not in self.panels:
                 axis.set_visible(False)
-        self._drop_empty_rows()
         png, data = out / f"{name}.png", out / f"{name}.json"
         if image:
-            self.figure.suptitle(f"{self.spec.title}\n{self.caption}", fontsize=9)
+            title = self.figure.suptitle(f"{self.spec.title}\n{self.caption}", fontsize=9)
             self.figure.tight_layout()
-            self.figure.savefig(png, dpi=110)
+            self.figure.savefig(png, dpi=110, bbox_inches=self._without_empty_last_rows(title))
         import matplotlib.pyplot as plt
 
         plt.close(self.figure)
