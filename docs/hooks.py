@@ -329,10 +329,12 @@ def figures(paper: str, prefix: str = "") -> list[tuple[str, str]]:
     """(caption, path under results/) of each committed figure of that paper's experiments: results/<name>/, or
     results/<name>-<scale>/ for an experiment whose runs are at several scales (the report draws one figure each,
     captioned with its scale)."""
+    from noisereg.figures.report import scale_figure_folders
+
     names = {e.name: e for e in experiments() if e.paper == paper}
     found = []
     for name, e in names.items():
-        for folder in sorted(RESULTS.glob(f"{name}-*")) or [RESULTS / name]:
+        for folder in scale_figure_folders(RESULTS, name) or [RESULTS / name]:
             scale = folder.name.removeprefix(name).lstrip("-")
             for png in sorted(folder.glob("*.png")):
                 caption = f"`{e.option}` at scale={scale}" if scale else f"`{e.option}`"

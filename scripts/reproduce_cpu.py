@@ -111,8 +111,10 @@ def clear(entries: list[tuple], everything: bool) -> None:
     if everything:
         paths = list(RESULTS.glob("*"))
     else:
+        from noisereg.figures.report import scale_figure_folders  # pandas and the figures: imported only here
+
         paths = [entry_folder(e[1], list(e[3:])) for e in entries] + [RESULTS / e[1] for e in entries]
-        paths += [folder for e in entries for folder in RESULTS.glob(f"{e[1]}-*")]  # its figures at each scale
+        paths += [folder for e in entries for folder in scale_figure_folders(RESULTS, e[1])]  # at each scale
     for path in paths:
         if path.is_dir():
             shutil.rmtree(path)

@@ -217,6 +217,12 @@ class ExperimentAtScale:
         return self.gated[key]
 
 
+def scale_figure_folders(out: Path, experiment: str) -> list[Path]:
+    """An experiment's figure folders under the report's `out`, <experiment>-<scale>/, one a scale, where its runs
+    are at several (prepare_experiment names them; at one scale, the folder is <experiment>/)."""
+    return sorted(out.glob(f"{experiment}-*"))
+
+
 def prepare_experiment(
     experiment: str,
     runs: pd.DataFrame,
